@@ -1,0 +1,58 @@
+"""asyncjobs: an asyncio-native job queue on arq and Redis.
+
+Define jobs with :func:`job`, run them with ``asyncjobs worker`` (or plain
+``arq settings.WorkerSettings``), enqueue and await them with :func:`connect`.
+"""
+
+import logging
+
+from asyncjobs.backoff import Exponential, Fixed
+from asyncjobs.client import Client, JobCall, JobHandle, call, connect
+from asyncjobs.config import Settings, worker_settings
+from asyncjobs.context import JobContext
+from asyncjobs.cron import cron
+from asyncjobs.errors import (
+    AsyncJobsError,
+    BrokerUnavailable,
+    ConfigError,
+    DuplicateJob,
+    InvalidArguments,
+    JobAborted,
+    JobFailed,
+    JobNotFound,
+    UnknownFunction,
+)
+from asyncjobs.records import JobRecord, JobStatus
+from asyncjobs.registry import JobFunction, Registry, job
+from asyncjobs.worker import Worker
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "AsyncJobsError",
+    "BrokerUnavailable",
+    "Client",
+    "ConfigError",
+    "DuplicateJob",
+    "Exponential",
+    "Fixed",
+    "InvalidArguments",
+    "JobAborted",
+    "JobCall",
+    "JobContext",
+    "JobFailed",
+    "JobFunction",
+    "JobHandle",
+    "JobNotFound",
+    "JobRecord",
+    "JobStatus",
+    "Registry",
+    "Settings",
+    "UnknownFunction",
+    "Worker",
+    "call",
+    "connect",
+    "cron",
+    "job",
+    "worker_settings",
+]

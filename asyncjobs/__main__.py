@@ -1,0 +1,3 @@
+from asyncjobs.cli import main
+
+main()

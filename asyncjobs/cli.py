@@ -1,0 +1,287 @@
+"""The ``asyncjobs`` command. Exit codes: 0 success, 1 job failed / not found / Redis
+unreachable, 2 usage or configuration error. Errors are one line on stderr (``--verbose``
+adds the traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from asyncjobs.errors import AsyncJobsError, BrokerUnavailable, ConfigError, JobFailed, JobNotFound, UnknownFunction
+
+T = TypeVar("T")
+logger = logging.getLogger("asyncjobs.cli")
+
+
+class Ctx:
+    def __init__(self, settings_module: str, verbose: bool) -> None:
+        self.settings_module = settings_module
+        self.verbose = verbose
+        self._module: Any = None
+
+    @property
+    def module(self) -> Any:
+        if self._module is None:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            try:
+                self._module = importlib.import_module(self.settings_module)
+            except ModuleNotFoundError as e:
+                raise ConfigError(
+                    f"cannot import settings module {self.settings_module!r} ({e}); run from the project "
+                    "directory or pass --settings"
+                ) from e
+        return self._module
+
+    def client(self) -> Any:
+        from asyncjobs.client import connect
+
+        s = self.module.SETTINGS
+        return connect(s.redis_url, registry=getattr(self.module, "REGISTRY", None), queues=s.queues, default_queue=s.queues[0])
+
+
+def run(ctx: Ctx, coro: Callable[[], Awaitable[T]]) -> T:
+    """Run ``coro`` and map our errors to one line on stderr and an exit code."""
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except (ConfigError, UnknownFunction) as e:
+        _fail(ctx, e, 2)
+    except (JobFailed, JobNotFound, BrokerUnavailable, AsyncJobsError, TimeoutError) as e:
+        _fail(ctx, e, 1)
+    raise AssertionError("unreachable")
+
+
+def _fail(ctx: Ctx, e: BaseException, code: int) -> None:
+    if ctx.verbose:
+        logger.exception("failed")
+    click.echo(f"error: {e}", err=True)
+    raise SystemExit(code)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _json_arg(value: str | None, kind: type, name: str) -> Any:
+    if value is None:
+        return kind()
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise click.UsageError(f"{name} is not valid JSON: {e}") from None
+    if not isinstance(parsed, kind):
+        raise click.UsageError(f"{name} must be a JSON {'list' if kind is list else 'object'}, got {value[:80]!r}")
+    return parsed
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+@click.group()
+@click.option("--settings", "settings_module", default="settings", show_default=True, help="settings module")
+@click.option("--verbose", "-v", is_flag=True, help="debug logging and tracebacks")
+@click.pass_context
+def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
+    """asyncjobs: background jobs on arq and Redis."""
+    click_ctx.obj = Ctx(settings_module, verbose)
+
+
+@main.command()
+@click.argument("function")
+@click.option("--args", "args_json", help="positional arguments as a JSON list")
+@click.option("--kwargs", "kwargs_json", help="keyword arguments as a JSON object")
+@click.option("--defer-by", type=float, help="start no earlier than this many seconds from now")
+@click.option("--queue", help="queue name")
+@click.option("--job-id", help="job id (enqueue is unique by id)")
+@click.option("--wait", is_flag=True, help="show progress, then print the result")
+@click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+@click.pass_obj
+def enqueue(ctx: Ctx, function: str, args_json: str | None, kwargs_json: str | None, defer_by: float | None,
+            queue: str | None, job_id: str | None, wait: bool, timeout: float | None) -> None:
+    """Enqueue FUNCTION; prints the job id (with --wait, the result on the last line)."""
+    args = _json_arg(args_json, list, "--args")
+    kwargs = _json_arg(kwargs_json, dict, "--kwargs")
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            handle = await client.enqueue_call(function, args, kwargs, job_id=job_id, queue=queue, defer_by=defer_by)
+            click.echo(handle.id, err=wait)
+            if wait:
+                await _follow(handle, timeout)
+
+    run(ctx, go)
+
+
+async def _follow(handle: Any, timeout: float | None) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=_stderr_console(), transient=True) as bar:
+        task = bar.add_task(f"job {handle.id[:12]}", total=100)
+        async for event in handle.events(timeout=timeout):
+            if event.get("event") == "progress":
+                bar.update(task, completed=event.get("progress", 0), description=event.get("message") or f"job {handle.id[:12]}")
+    result = await handle.result(timeout=timeout)
+    click.echo(dumps(result))
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@main.command()
+@click.argument("job_id")
+@click.pass_obj
+def status(ctx: Ctx, job_id: str) -> None:
+    """Print the job's record as JSON (exit 1 if there is no such job)."""
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            rec = await client.job(job_id).info()
+            click.echo(dumps(rec.as_dict()))
+            if rec.status.value == "not_found":
+                raise SystemExit(1)
+
+    run(ctx, go)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--timeout", type=float, default=0, help="seconds to wait for it to finish")
+@click.pass_obj
+def result(ctx: Ctx, job_id: str, timeout: float) -> None:
+    """Print the job's result (exit 1 if it failed or does not exist)."""
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            click.echo(dumps(await client.job(job_id).result(timeout=timeout or 0.001)))
+
+    run(ctx, go)
+
+
+@main.command()
+@click.argument("job_id")
+@click.pass_obj
+def abort(ctx: Ctx, job_id: str) -> None:
+    """Abort a queued or running job (exit 1 if it could not be aborted)."""
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            ok = await client.job(job_id).abort()
+            click.echo("aborted" if ok else "not aborted")
+            if not ok:
+                raise SystemExit(1)
+
+    run(ctx, go)
+
+
+@main.command()
+@click.pass_obj
+def queues(ctx: Ctx) -> None:
+    """Show queue sizes."""
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            for q in await client.queue_stats():
+                click.echo(f"{q.name:<16} queued={q.queued} deferred={q.deferred} in_progress={q.in_progress}")
+
+    run(ctx, go)
+
+
+@main.command()
+@click.pass_obj
+def workers(ctx: Ctx) -> None:
+    """Show live workers."""
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            for w in await client.workers():
+                click.echo(f"{w['id']:<40} queues={','.join(w['queues'])} running={w['running']}/{w['concurrency']}")
+
+    run(ctx, go)
+
+
+@main.group()
+def dead() -> None:
+    """Inspect, retry or purge dead-lettered jobs."""
+
+
+@dead.command("list")
+@click.option("--limit", type=int, default=50)
+@click.pass_obj
+def dead_list(ctx: Ctx, limit: int) -> None:
+    async def go() -> None:
+        async with ctx.client() as client:
+            total, entries = await client.dead_letters(limit=limit)
+            for e in entries:
+                click.echo(f"{e.job_id}  {e.function}  tries={e.tries}  {e.error.get('type')}: {e.error.get('message', '')[:80]}")
+            click.echo(f"{total} dead-lettered job(s)", err=True)
+
+    run(ctx, go)
+
+
+@dead.command("retry")
+@click.argument("job_id")
+@click.pass_obj
+def dead_retry(ctx: Ctx, job_id: str) -> None:
+    async def go() -> None:
+        async with ctx.client() as client:
+            handle = await client.retry_dead(job_id)
+            click.echo(handle.id)
+
+    run(ctx, go)
+
+
+@dead.command("purge")
+@click.pass_obj
+def dead_purge(ctx: Ctx) -> None:
+    async def go() -> None:
+        async with ctx.client() as client:
+            click.echo(f"purged {await client.purge_dead()}")
+
+    run(ctx, go)
+
+
+@main.command()
+@click.argument("settings_path", required=False, default=None)
+@click.option("--queues", help="comma-separated queues, highest priority first")
+@click.option("--concurrency", type=int, help="jobs run at once")
+@click.option("--processes", type=int, default=1, show_default=True, help="worker processes to supervise")
+@click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@click.pass_obj
+def worker(ctx: Ctx, settings_path: str | None, queues: str | None, concurrency: int | None, processes: int, burst: bool) -> None:
+    """Run a worker (SETTINGS_PATH defaults to <settings>.WorkerSettings)."""
+    from asyncjobs import runner
+
+    setup_logging(ctx.verbose)
+    path = settings_path or f"{ctx.settings_module}.WorkerSettings"
+    overrides: dict[str, Any] = {}
+    if queues:
+        overrides["queues"] = [q.strip() for q in queues.split(",") if q.strip()]
+    if concurrency:
+        overrides["max_jobs"] = concurrency
+    if burst:
+        overrides["burst"] = True
+    try:
+        if processes > 1:
+            raise SystemExit(runner.supervise(processes, sys.argv))
+        runner.run_worker(path, overrides)
+    except (ConfigError, UnknownFunction) as e:
+        _fail(ctx, e, 2)
+    except AsyncJobsError as e:
+        _fail(ctx, e, 1)

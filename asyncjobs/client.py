@@ -1,0 +1,480 @@
+"""The Python client: ``async with asyncjobs.connect(url) as client`` to enqueue jobs and
+follow them through :class:`JobHandle`."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar, cast, overload
+from uuid import uuid4
+
+import orjson
+from arq.utils import timestamp_ms
+
+from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs.connections import Broker, connect_broker
+from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
+from asyncjobs.events import EventHub
+from asyncjobs.records import JobRecord, JobStatus, QueueStats
+from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_seconds
+from asyncjobs.serialization import RemoteError, deserialize, serialize
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not ID_RE.match(job_id):
+        raise ConfigError(f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:-", key="job_id")
+    return job_id
+
+
+def check_queue(name: str) -> str:
+    if not isinstance(name, str) or not QUEUE_RE.match(name):
+        raise ConfigError(f"queue name {name!r} is not valid: use 1-64 letters, digits and _.-", key="queue")
+    return name
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass
+class JobCall:
+    """One job to enqueue: function name, arguments and placement (see :meth:`Client.enqueue_many`)."""
+
+    function: str
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: EnqueueOptions = field(default_factory=EnqueueOptions)
+    default_queue: str | None = None
+
+
+def call(function: JobFunction[P, Any] | str, /, *args: Any, **kwargs: Any) -> JobCall:
+    """A :class:`JobCall` for ``function(*args, **kwargs)``, checked against its signature."""
+    if isinstance(function, JobFunction):
+        function.bind(args, kwargs)
+        return JobCall(function.name, args, kwargs, function.enqueue_options, function.opts.queue)
+    return JobCall(function, args, kwargs)
+
+
+class Client:
+    """Enqueues jobs and inspects queues. Create with :func:`connect`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        registry: Registry | None = None,
+        queues: Sequence[str] = (keys.DEFAULT_QUEUE,),
+        default_queue: str = keys.DEFAULT_QUEUE,
+        poll_interval: float = 0.5,
+        broker: Broker | None = None,
+    ) -> None:
+        self.url = url
+        self.registry = registry
+        self.default_queue = check_queue(default_queue)
+        self.queues = [check_queue(q) for q in dict.fromkeys([default_queue, *queues])]
+        self.poll_interval = poll_interval
+        self._broker = broker
+        self._owns_broker = broker is None
+        self._hub: EventHub | None = None
+        self._state = _State.NEW
+        self._abort_script: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def open(self) -> Client:
+        if self._state is _State.CLOSED:
+            raise ClientClosed("this client was closed; create a new one with asyncjobs.connect()")
+        if self._state is _State.OPEN:
+            return self
+        if self._broker is None:
+            self._broker = await connect_broker(self.url)
+        self._hub = EventHub(self._broker)
+        self._abort_script = self._broker.register_script(scripts.ABORT_QUEUED)
+        self._state = _State.OPEN
+        return self
+
+    async def close(self) -> None:
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        if self._hub is not None:
+            await self._hub.close()
+        if self._owns_broker and self._broker is not None:
+            await self._broker.aclose(close_connection_pool=True)
+
+    async def __aenter__(self) -> Client:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def redis(self) -> Broker:
+        if self._state is not _State.OPEN or self._broker is None:
+            raise ClientClosed("the client is not open: use 'async with asyncjobs.connect(url) as client'")
+        return self._broker
+
+    @property
+    def hub(self) -> EventHub:
+        self.redis  # noqa: B018 - state check
+        assert self._hub is not None
+        return self._hub
+
+    # --- enqueue --------------------------------------------------------------------------
+    @overload
+    async def enqueue(self, function: JobFunction[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]: ...
+
+    @overload
+    async def enqueue(self, function: str, /, *args: Any, **kwargs: Any) -> JobHandle[Any]: ...
+
+    async def enqueue(self, function: Any, /, *args: Any, **kwargs: Any) -> JobHandle[Any]:
+        """Enqueue ``function(*args, **kwargs)``. Placement options come from
+        ``function.options(job_id=..., queue=..., defer_by=..., defer_until=...)``; for a
+        function known by name only, use :meth:`enqueue_call`.
+
+        Raises :class:`DuplicateJob` if the job id is taken.
+        """
+        return (await self._enqueue_calls([call(function, *args, **kwargs)], strict=True))[0]
+
+    async def enqueue_call(
+        self,
+        function: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        job_id: str | None = None,
+        queue: str | None = None,
+        defer_by: float | None = None,
+        defer_until: datetime | None = None,
+    ) -> JobHandle[Any]:
+        """Enqueue by name with explicit arguments and options (what the CLI and HTTP API use)."""
+        options = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until)
+        return (await self._enqueue_calls([JobCall(function, args, kwargs or {}, options)], strict=True))[0]
+
+    async def enqueue_many(self, calls: Iterable[JobCall], *, batch_size: int = 1000) -> list[JobHandle[Any] | None]:
+        """Enqueue many jobs (build each with :func:`asyncjobs.call`), one round trip per batch.
+        The result has a handle per call, ``None`` where the job id was taken."""
+        out: list[JobHandle[Any] | None] = []
+        batch: list[JobCall] = []
+        for c in calls:
+            batch.append(c)
+            if len(batch) >= batch_size:
+                out.extend(await self._enqueue_calls(batch, strict=False))
+                batch = []
+        if batch:
+            out.extend(await self._enqueue_calls(batch, strict=False))
+        return out
+
+    def _prepare(self, c: JobCall) -> tuple[str, str, list[str], list[Any]]:
+        if self.registry is not None:
+            self.registry.get(c.function).bind(c.args, c.kwargs)
+        o = c.options
+        job_id = check_job_id(o.job_id) if o.job_id else uuid4().hex
+        queue = check_queue(o.queue or c.default_queue or self.default_queue)
+        key_list, argv = self.redis.encode_enqueue(
+            c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None
+        )
+        return job_id, queue, key_list, argv
+
+    async def _enqueue_calls(self, calls: list[JobCall], *, strict: bool) -> list[Any]:
+        prepared = [self._prepare(c) for c in calls]
+        script = self.redis._enqueue_script
+        if len(prepared) == 1:
+            job_id, queue, k, a = prepared[0]
+            created = [await script(keys=k, args=a)]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, _, k, a in prepared:
+                    await script(keys=k, args=a, client=pipe)
+                created = await pipe.execute()
+        out: list[Any] = []
+        for (job_id, queue, _, _), ok in zip(prepared, created, strict=True):
+            if not ok and strict:
+                raise DuplicateJob(job_id)
+            out.append(JobHandle(self, job_id, queue) if ok else None)
+        return out
+
+    # --- inspection -----------------------------------------------------------------------
+    def job(self, job_id: str, queue: str | None = None) -> JobHandle[Any]:
+        """A handle on an existing job by id."""
+        return JobHandle(self, check_job_id(job_id), queue)
+
+    async def queue_stats(self, queues: Sequence[str] | None = None) -> list[QueueStats]:
+        names = list(queues or self.queues)
+        now = timestamp_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in names:
+                pipe.zcount(keys.queue(q), "-inf", now)
+                pipe.zcount(keys.queue(q), f"({now}", "+inf")
+                pipe.zrange(keys.queue(q), 0, 0, withscores=True)
+            raw = await pipe.execute()
+        ids_by_queue = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in names:
+                pipe.zrangebyscore(keys.queue(q), f"({now}", "+inf", start=0, num=10_000)
+            ids_by_queue = await pipe.execute()
+        running = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ids in ids_by_queue:
+                pipe.exists(*[keys.in_progress(i.decode()) for i in ids]) if ids else pipe.echo("0")
+            running = [int(x) for x in await pipe.execute()]
+        out = []
+        for i, q in enumerate(names):
+            due, future, first = raw[3 * i : 3 * i + 3]
+            oldest = int(first[0][1]) if first and first[0][1] <= now else None
+            out.append(QueueStats(q, queued=due, deferred=future - running[i], in_progress=running[i], oldest_queued_ms=oldest))
+        return out
+
+    async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> tuple[int, list[deadletter.DeadLetter]]:
+        return await deadletter.list_entries(self.redis, offset=offset, limit=limit)
+
+    async def retry_dead(self, job_id: str) -> JobHandle[Any]:
+        """Re-enqueue a dead-lettered job under the same id (its old result is dropped)."""
+        entry = await deadletter.get(self.redis, job_id)
+        if entry.raw is not None:
+            raise JobFailed(job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried")
+        await self.redis.delete(keys.result(job_id), keys.retry(job_id), keys.state(job_id))
+        handle = await self.enqueue_call(entry.function, entry.args, entry.kwargs, job_id=job_id, queue=entry.queue)
+        await deadletter.remove(self.redis, job_id)
+        return handle
+
+    async def purge_dead(self) -> int:
+        return await deadletter.purge(self.redis)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        now = timestamp_ms()
+        ids = await self.redis.zrangebyscore(keys.WORKERS, now - 60_000, "+inf")
+        if not ids:
+            return []
+        blobs = await self.redis.mget([keys.worker(i.decode()) for i in ids])
+        return [orjson.loads(b) for b in blobs if b]
+
+
+class JobHandle(Generic[R]):
+    """A job in Redis: ask its status, wait for its result, follow its events, abort it."""
+
+    def __init__(self, client: Client, job_id: str, queue: str | None = None) -> None:
+        self.client = client
+        self.id = job_id
+        self.queue = queue
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id}>"
+
+    @property
+    def _queues(self) -> list[str]:
+        return [self.queue] if self.queue else self.client.queues
+
+    async def info(self) -> JobRecord:
+        """Everything known about the job, in one round trip."""
+        r = self.client.redis
+        queues = self._queues
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.get(keys.job(self.id))
+            pipe.get(keys.result(self.id))
+            pipe.exists(keys.in_progress(self.id))
+            pipe.hgetall(keys.state(self.id))
+            pipe.get(keys.retry(self.id))
+            for q in queues:
+                pipe.zscore(keys.queue(q), self.id)
+            job_raw, result_raw, running, state, retry, *scores = await pipe.execute()
+        rec = JobRecord(self.id, JobStatus.NOT_FOUND)
+        st = {k.decode(): v.decode() for k, v in state.items()}
+        if result_raw is not None:
+            _fill_from_result(rec, result_raw)
+        elif job_raw is not None:
+            _fill_from_job(rec, job_raw)
+            score = next((s for s in scores if s is not None), None)
+            rec.queue = rec.queue or next((q for q, s in zip(queues, scores, strict=True) if s is not None), None)
+            rec.tries = int(retry or 0)
+            if running:
+                rec.status = JobStatus.IN_PROGRESS
+            elif score is not None:
+                rec.scheduled_ms = int(score)
+                rec.status = JobStatus.DEFERRED if score > timestamp_ms() else JobStatus.QUEUED
+            if "started_ms" in st and rec.status is JobStatus.IN_PROGRESS:
+                rec.start_ms = int(st["started_ms"])
+        if "progress" in st:
+            rec.progress = float(st["progress"])
+            rec.message = st.get("message") or None
+            rec.meta = orjson.loads(st["meta"]) if st.get("meta") else None
+        return rec
+
+    async def status(self) -> JobStatus:
+        return (await self.info()).status
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the job to finish and return its result.
+
+        Event-driven (pub/sub) with a polling fallback, so it also sees jobs finished by a
+        plain arq worker. Raises :class:`JobFailed` (:class:`JobAborted`) if the job failed,
+        :class:`JobNotFound` if there is no such job, ``TimeoutError`` after ``timeout`` s.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with self.client.hub.subscribe(keys.events(self.id)) as queue:
+            while True:
+                rec = await self.info()
+                if rec.status.finished:
+                    return cast(R, _outcome(rec))
+                if rec.status is JobStatus.NOT_FOUND:
+                    raise JobNotFound(self.id)
+                wait = self.client.poll_interval
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        raise TimeoutError(f"job {self.id} did not finish within {timeout}s (status {rec.status.value})")
+                await _next_terminal(queue, wait)
+
+    async def events(self, *, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Yield the job's events (started, progress, retrying, ...) as they happen, ending with
+        its terminal event (complete, failed or aborted). A finished job yields just that."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with self.client.hub.subscribe(keys.events(self.id)) as queue:
+            rec = await self.info()
+            if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
+                yield _terminal_event(rec)
+                return
+            while True:
+                wait = self.client.poll_interval
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
+                try:
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except asyncio.TimeoutError:
+                    rec = await self.info()
+                    if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
+                        yield _terminal_event(rec)
+                        return
+                    continue
+                yield event
+                if event.get("event") in events.TERMINAL:
+                    return
+
+    async def abort(self, *, timeout: float = 10.0) -> bool:
+        """Abort the job: a queued or deferred job is removed at once; a running one is
+        cancelled by its worker. True if the job ended aborted within ``timeout``."""
+        r = self.client.redis
+        rec = await self.info()
+        if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
+            return rec.status is JobStatus.ABORTED
+        if rec.status in (JobStatus.QUEUED, JobStatus.DEFERRED):
+            outcome = await self._abort_queued(rec)
+            if outcome == b"aborted":
+                return True
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.ARQ_ABORT, {self.id: timestamp_ms()})
+            pipe.publish(keys.ABORT_CHANNEL, self.id)
+            await pipe.execute()
+        try:
+            await self.result(timeout=timeout)
+        except JobAborted:
+            return True
+        except (JobFailed, TimeoutError):
+            return False
+        return False
+
+    async def _abort_queued(self, rec: JobRecord) -> bytes:
+        now = timestamp_ms()
+        payload = serialize({
+            "t": rec.tries, "f": rec.function or "<unknown>", "a": rec.args, "k": rec.kwargs,
+            "et": rec.enqueue_ms or now, "s": False, "r": asyncio.CancelledError("aborted before start"),
+            "st": now, "ft": now, "q": keys.queue(rec.queue or self.client.default_queue), "id": self.id,
+        })
+        event = events.encode(self.id, events.ABORTED, function=rec.function)
+        outcome = await self.client._abort_script(
+            keys=[keys.queue(rec.queue or self.client.default_queue), keys.job(self.id), keys.in_progress(self.id), keys.result(self.id)],
+            args=[self.id, payload, keys.events(self.id), event, 3_600_000],
+        )
+        return cast(bytes, outcome)
+
+
+async def _next_terminal(queue: asyncio.Queue[dict[str, Any]], wait: float) -> None:
+    """Wait up to ``wait`` s for a terminal event (earlier ones are skipped)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wait
+    while (left := end - loop.time()) > 0:
+        try:
+            event = await asyncio.wait_for(queue.get(), left)
+        except asyncio.TimeoutError:
+            return
+        if event.get("event") in events.TERMINAL:
+            return
+
+
+def _fill_from_job(rec: JobRecord, raw: bytes) -> None:
+    try:
+        d = deserialize(raw)
+    except Exception:
+        rec.function = "<undecodable>"
+        return
+    rec.function, rec.args, rec.kwargs = d.get("f"), list(d.get("a") or []), dict(d.get("k") or {})
+    rec.enqueue_ms, rec.queue = d.get("et"), d.get("q")
+
+
+def _fill_from_result(rec: JobRecord, raw: bytes) -> None:
+    try:
+        d = deserialize(raw)
+    except Exception:
+        rec.status, rec.error = JobStatus.FAILED, {"type": "SerializationError", "message": "undecodable result", "traceback": None}
+        return
+    rec.function, rec.args, rec.kwargs = d.get("f"), list(d.get("a") or []), dict(d.get("k") or {})
+    rec.tries, rec.enqueue_ms, rec.start_ms, rec.finish_ms = d.get("t") or 0, d.get("et"), d.get("st"), d.get("ft")
+    rec.queue = keys.queue_name_of(d["q"]) if isinstance(d.get("q"), str) else None
+    r = d.get("r")
+    if d.get("s"):
+        rec.status, rec.result = JobStatus.COMPLETE, r
+        return
+    if isinstance(r, RemoteError):
+        rec.error = r.as_dict()
+    else:
+        rec.error = {"type": "JobFailed", "message": str(r), "traceback": None}
+    rec.status = JobStatus.ABORTED if rec.error["type"] == "CancelledError" else JobStatus.FAILED
+
+
+def _outcome(rec: JobRecord) -> Any:
+    if rec.status is JobStatus.COMPLETE:
+        return rec.result
+    err = rec.error or {}
+    cls = JobAborted if rec.status is JobStatus.ABORTED else JobFailed
+    raise cls(rec.job_id, rec.function or "?", err.get("type", "?"), err.get("message", ""), err.get("traceback"))
+
+
+def _terminal_event(rec: JobRecord) -> dict[str, Any]:
+    kind = {JobStatus.COMPLETE: events.COMPLETE, JobStatus.ABORTED: events.ABORTED}.get(rec.status, events.FAILED)
+    if rec.status is JobStatus.NOT_FOUND:
+        return {"job_id": rec.job_id, "event": "not_found"}
+    return {"job_id": rec.job_id, "event": kind, "ts": rec.finish_ms, "function": rec.function}
+
+
+def connect(
+    url: str = "redis://localhost:6379/0",
+    *,
+    registry: Registry | Iterable[JobFunction[Any, Any]] | None = None,
+    queues: Sequence[str] = (keys.DEFAULT_QUEUE,),
+    default_queue: str = keys.DEFAULT_QUEUE,
+    poll_interval: float = 0.5,
+) -> Client:
+    """A :class:`Client` for ``url``; use as ``async with connect(url) as client``.
+
+    With ``registry`` (the deployment's functions), enqueue by name is checked before
+    anything is written. ``queues`` are the queues status lookups search.
+    """
+    reg = registry if registry is None or isinstance(registry, Registry) else Registry(registry)
+    return Client(url, registry=reg, queues=queues, default_queue=default_queue, poll_interval=poll_interval)

@@ -1,0 +1,149 @@
+"""Typed configuration and the arq ``WorkerSettings`` builder.
+
+Library code never reads the environment: ``settings.py`` does, and hands values here.
+Unknown options are rejected with a suggestion, never dropped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.cron import CronJob
+from arq.worker import Worker as ArqWorker
+
+from asyncjobs import keys
+from asyncjobs.connections import validate_url
+from asyncjobs.errors import ConfigError
+from asyncjobs.registry import JobFunction, Registry
+from asyncjobs.runtime import Hook, Runtime
+from asyncjobs.serialization import deserialize, serialize
+
+ARQ_OPTIONS = frozenset(inspect.signature(ArqWorker.__init__).parameters) - {"self", "functions"}
+ASYNCJOBS_OPTIONS = frozenset({"queues", "lease", "redis_url", "registry", "runtime"})
+
+
+def reject_unknown(given: Iterable[str], known: Iterable[str], what: str) -> None:
+    known = sorted(known)
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise ConfigError(f"unknown {what} {name!r}{hint}", key=name)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment settings, built by ``settings.py`` from the environment."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    api_token: str | None = None
+    queues: tuple[str, ...] = (keys.DEFAULT_QUEUE,)
+    concurrency: int = 100
+    job_timeout: float = 300.0
+    keep_result: float = 3600.0
+    lease: float = 5.0
+    poll_delay: float = 0.5
+    max_body_bytes: int = 1024 * 1024
+    allow_public_without_token: bool = False
+
+    def __post_init__(self) -> None:
+        validate_url(self.redis_url)
+        if not self.queues:
+            raise ConfigError("ASYNCJOBS_QUEUES is empty: name at least one queue, e.g. 'default'", key="ASYNCJOBS_QUEUES")
+        for name in ("concurrency", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", key=name)
+        for name in ("job_timeout", "lease", "poll_delay"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}", key=name)
+
+    @property
+    def memory(self) -> bool:
+        return self.redis_url.startswith("memory://")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def redis_settings(url: str) -> RedisSettings | None:
+    """arq's ``RedisSettings`` for ``url`` (``None`` for the in-memory broker)."""
+    validate_url(url)
+    if url.startswith("memory://"):
+        return None
+    return RedisSettings.from_dsn(url)
+
+
+def worker_settings(
+    functions: Registry | Sequence[JobFunction[Any, Any]],
+    *,
+    settings: Settings | None = None,
+    cron_jobs: Sequence[CronJob] = (),
+    on_startup: Hook | None = None,
+    on_shutdown: Hook | None = None,
+    **options: Any,
+) -> type:
+    """An arq-compatible ``WorkerSettings`` class: ``arq settings.WorkerSettings`` and
+    ``asyncjobs worker settings.WorkerSettings`` both run it with asyncjobs' runtime.
+
+    ``options`` are extra arq ``Worker`` options (e.g. ``job_completion_wait``); unknown ones
+    raise :class:`ConfigError`.
+    """
+    reject_unknown(options, ARQ_OPTIONS, "worker option")
+    s = settings or Settings()
+    registry = functions if isinstance(functions, Registry) else Registry(functions)
+    runtime = Runtime(registry, default_queue=s.queues[0], default_timeout=s.job_timeout,
+                      on_startup=on_startup, on_shutdown=on_shutdown)
+    arq_functions = runtime.arq_functions()
+    wrapped = {f.name: f.coroutine for f in arq_functions}
+    crons = [_bind_cron(cj, wrapped) for cj in cron_jobs]
+    attrs: dict[str, Any] = {
+        "functions": arq_functions,
+        "cron_jobs": crons,
+        "redis_settings": redis_settings(s.redis_url),
+        "queue_name": keys.queue(s.queues[0]),
+        "on_startup": runtime.on_startup,
+        "on_shutdown": runtime.on_shutdown,
+        "after_job_end": runtime.after_job_end,
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        "allow_abort_jobs": True,
+        "max_jobs": s.concurrency,
+        "job_timeout": s.job_timeout,
+        "keep_result": s.keep_result,
+        "poll_delay": s.poll_delay,
+        "max_tries": 1,
+        # asyncjobs-only (arq ignores them)
+        "queues": list(s.queues),
+        "lease": s.lease,
+        "redis_url": s.redis_url,
+        "registry": registry,
+        "runtime": runtime,
+        **options,
+    }
+    attrs["__doc__"] = "arq-compatible worker settings built by asyncjobs.worker_settings()."
+    return type("WorkerSettings", (), attrs)
+
+
+def _bind_cron(cj: CronJob, wrapped: Mapping[str, Any]) -> CronJob:
+    target = getattr(cj, "asyncjobs_function", cj.name.removeprefix("cron:"))
+    if target in wrapped:
+        cj.coroutine = wrapped[target]
+        return cj
+    raise ConfigError(f"cron job {cj.name!r}: register its function {target!r} in the worker's functions too")
+
+
+def settings_kwargs(settings_cls: Any) -> dict[str, Any]:
+    """Keyword arguments for :class:`asyncjobs.Worker` from a ``WorkerSettings`` class or dict,
+    rejecting attributes that no worker knows (arq would drop them silently)."""
+    d = settings_cls if isinstance(settings_cls, dict) else {
+        k: v for k, v in vars(settings_cls).items() if not k.startswith("_")
+    }
+    reject_unknown(d, ARQ_OPTIONS | ASYNCJOBS_OPTIONS | {"functions"}, "WorkerSettings attribute")
+    return dict(d)
+

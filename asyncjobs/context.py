@@ -1,0 +1,64 @@
+"""What a running job sees: :class:`JobContext`, a dict (as arq passes it) with typed accessors."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
+logger = logging.getLogger("asyncjobs.job")
+
+# ctx entries asyncjobs itself puts there (resources from on_startup sit beside them)
+CTX_RUNTIME = "asyncjobs_runtime"
+CTX_OUTCOME = "asyncjobs_outcome"
+
+
+class JobContext(dict[str, Any]):
+    """The first argument of every job function.
+
+    It is arq's ``ctx`` dict (``ctx["redis"]``, ``ctx["job_id"]``, resources set by
+    ``on_startup`` such as ``ctx["http"]``), plus attributes: ``job_id``, ``job_try``,
+    ``enqueue_time``, ``function``, ``redis``, ``log`` and ``await ctx.progress(...)``.
+    Resources are also reachable as attributes (``ctx.http``).
+    """
+
+    @property
+    def job_id(self) -> str:
+        return str(self["job_id"])
+
+    @property
+    def job_try(self) -> int:
+        return int(self.get("job_try", 1))
+
+    @property
+    def enqueue_time(self) -> datetime | None:
+        return self.get("enqueue_time")
+
+    @property
+    def function(self) -> str:
+        return str(self.get("asyncjobs_function", ""))
+
+    @property
+    def redis(self) -> ArqRedis:
+        return self["redis"]  # type: ignore[no-any-return]
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(logger, {"job_id": self.get("job_id")})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"job context has no resource {name!r}; set ctx[{name!r}] in on_startup") from None
+
+    async def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
+        """Record progress (0–100) with an optional message and JSON-able details; stored on
+        the job and published to everyone following it."""
+        runtime = self.get(CTX_RUNTIME)
+        if runtime is None:  # called outside a worker (a unit test calling the function directly)
+            return
+        await runtime.progress(self, percent, message, meta)

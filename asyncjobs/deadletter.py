@@ -1,0 +1,112 @@
+"""The dead-letter set: jobs that failed for good, kept with payload and error until retried
+or purged. Entries are msgpack (``asyncjobs:dead:<id>``) indexed by ``asyncjobs:dead``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from arq.utils import timestamp_ms
+from redis.asyncio import Redis
+
+from asyncjobs import keys
+from asyncjobs.errors import DeadLetterNotFound
+from asyncjobs.serialization import deserialize, error_to_dict, serialize
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DeadLetter:
+    """One dead-lettered job."""
+
+    job_id: str
+    function: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    tries: int
+    reason: str
+    error: dict[str, Any]
+    failed_at_ms: int
+    raw: bytes | None = None  # the undecodable payload, when that was the problem
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["raw"] = self.raw.hex() if self.raw is not None else None
+        return d
+
+
+async def record(
+    redis: Redis,
+    *,
+    job_id: str,
+    function: str,
+    args: Any,
+    kwargs: Any,
+    queue: str,
+    tries: int,
+    reason: str,
+    error: BaseException | dict[str, Any],
+    raw: bytes | None = None,
+) -> None:
+    """Add a job to the dead-letter set (capped at ``keys.DEAD_MAX`` entries, oldest dropped)."""
+    now = timestamp_ms()
+    err = error if isinstance(error, dict) else error_to_dict(error)
+    entry = {
+        "job_id": job_id, "function": function, "args": list(args or ()), "kwargs": dict(kwargs or {}),
+        "queue": queue, "tries": tries, "reason": reason, "error": err, "failed_at_ms": now, "raw": raw,
+    }
+    try:
+        blob = serialize(entry)
+    except Exception:  # arguments that cannot be encoded again: keep the error at least
+        entry.update(args=[], kwargs={})
+        blob = serialize(entry)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
+        pipe.zadd(keys.DEAD, {job_id: now})
+        pipe.zremrangebyrank(keys.DEAD, 0, -keys.DEAD_MAX - 1)
+        await pipe.execute()
+    logger.warning("job %s (%s) dead-lettered: %s", job_id, function, reason)
+
+
+def _decode(blob: bytes) -> DeadLetter:
+    d = deserialize(blob)
+    return DeadLetter(**{k: d.get(k) for k in DeadLetter.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+async def get(redis: Redis, job_id: str) -> DeadLetter:
+    blob = await redis.get(keys.dead(job_id))
+    if blob is None:
+        raise DeadLetterNotFound(job_id)
+    return _decode(blob)
+
+
+async def list_entries(redis: Redis, *, offset: int = 0, limit: int = 100) -> tuple[int, list[DeadLetter]]:
+    """Newest first: (total, a page of entries)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.DEAD)
+        pipe.zrevrange(keys.DEAD, offset, offset + limit - 1)
+        total, ids = await pipe.execute()
+    if not ids:
+        return total, []
+    blobs = await redis.mget([keys.dead(i.decode()) for i in ids])
+    entries = [_decode(b) for b in blobs if b is not None]
+    return total, entries
+
+
+async def remove(redis: Redis, job_id: str) -> bool:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(keys.DEAD, job_id)
+        pipe.delete(keys.dead(job_id))
+        removed, _ = await pipe.execute()
+    return bool(removed)
+
+
+async def purge(redis: Redis) -> int:
+    ids = await redis.zrange(keys.DEAD, 0, -1)
+    if ids:
+        await redis.delete(*[keys.dead(i.decode()) for i in ids])
+    await redis.delete(keys.DEAD)
+    return len(ids)

@@ -1,0 +1,152 @@
+"""Job events: their wire form (JSON on ``asyncjobs:events:<id>``) and :class:`EventHub`, one
+shared pub/sub connection per process that fans messages out to local subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from arq.utils import timestamp_ms
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+ENQUEUED = "enqueued"
+STARTED = "started"
+PROGRESS = "progress"
+RETRYING = "retrying"
+COMPLETE = "complete"
+FAILED = "failed"
+ABORTED = "aborted"
+REQUEUED = "requeued"
+TERMINAL = frozenset({COMPLETE, FAILED, ABORTED})
+
+
+def encode(job_id: str, event: str, **data: Any) -> bytes:
+    return orjson.dumps({"job_id": job_id, "event": event, "ts": timestamp_ms(), **data}, default=str)
+
+
+def decode(raw: bytes | str) -> dict[str, Any]:
+    value = orjson.loads(raw)
+    return value if isinstance(value, dict) else {"event": "unknown", "data": value}
+
+
+class EventHub:
+    """Shares one Redis pub/sub connection among every local waiter.
+
+    ``async with hub.subscribe(channel) as queue`` returns once Redis has confirmed the
+    subscription, so nothing published after that is missed. The reader reconnects by itself;
+    callers keep a polling fallback for the moments it is down.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pubsub: Any = None
+        self._queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._pattern_queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.connected = False
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+            self._reader = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+    def _ensure_reader(self) -> Any:
+        if self._pubsub is None:
+            self._pubsub = self._redis.pubsub()
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read(), name="asyncjobs-events")
+        return self._pubsub
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str, *, pattern: bool = False) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        table = self._pattern_queues if pattern else self._queues
+        async with self._lock:
+            pubsub = self._ensure_reader()
+            first = channel not in table
+            table.setdefault(channel, set()).add(queue)
+            if first:
+                confirmed = self._confirmed[channel] = asyncio.Event()
+                try:
+                    await (pubsub.psubscribe(channel) if pattern else pubsub.subscribe(channel))
+                except BaseException:
+                    table.pop(channel, None)
+                    raise
+            else:
+                confirmed = self._confirmed[channel]
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(confirmed.wait(), 5)
+            yield queue
+        finally:
+            subs = table.get(channel)
+            if subs is not None:
+                subs.discard(queue)
+                if not subs:
+                    del table[channel]
+                    self._confirmed.pop(channel, None)
+                    with contextlib.suppress(RedisError, OSError, RuntimeError):
+                        await (pubsub.punsubscribe(channel) if pattern else pubsub.unsubscribe(channel))
+
+    async def _read(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                if self._pubsub.connection is None:  # nothing subscribed yet
+                    await asyncio.sleep(0.01)
+                    continue
+                msg = await self._pubsub.get_message(timeout=1.0)
+                self.connected = True
+                delay = 0.1
+                if msg is not None:
+                    self._dispatch(msg)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as e:
+                if self.connected:
+                    logger.warning("event listener lost Redis (%s); reconnecting", e)
+                self.connected = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        channel = msg.get("channel")
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        if kind in ("subscribe", "psubscribe"):
+            event = self._confirmed.get(channel)
+            if event is not None:
+                event.set()
+            return
+        if kind == "message":
+            targets = self._queues.get(channel, ())
+        elif kind == "pmessage":
+            pattern = msg.get("pattern")
+            pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
+            targets = self._pattern_queues.get(pattern, ())
+        else:
+            return
+        if not targets:
+            return
+        try:
+            data = decode(msg["data"])
+        except orjson.JSONDecodeError:
+            data = {"event": "signal", "data": msg["data"]}
+        data.setdefault("channel", channel)
+        for q in targets:
+            q.put_nowait(data)

@@ -1,0 +1,78 @@
+"""Background duties of a running worker: lease renewal (one call per tick for all running
+jobs), the worker registry heartbeat, and pruning of stale abort requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from arq.utils import timestamp_ms
+from redis.exceptions import RedisError
+
+from asyncjobs import keys, scripts
+
+if TYPE_CHECKING:
+    from asyncjobs.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+ABORT_MAX_AGE_MS = 3_600_000
+
+
+class Housekeeper:
+    """Runs every ``lease / 3`` seconds while the worker lives."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(worker):x}"
+        self._renew: Any = None
+        self.started_ms = timestamp_ms()
+
+    @property
+    def interval(self) -> float:
+        return max(0.2, self.worker.lease_s / 3)
+
+    async def run(self) -> None:
+        self._renew = self.worker.pool.register_script(scripts.RENEW)
+        while True:
+            try:
+                await self.tick()
+            except (RedisError, OSError) as e:
+                logger.warning("housekeeping: Redis unavailable (%s); will retry in %.1fs", e, self.interval)
+            await asyncio.sleep(self.interval)
+
+    async def tick(self) -> None:
+        w = self.worker
+        now = timestamp_ms()
+        running = dict(w.running)
+        if running:
+            ids = list(running)
+            argv: list[Any] = [int(w.lease_s * 1000), now]
+            for job_id in ids:
+                argv += [running[job_id], job_id]
+            await self._renew(keys=[keys.in_progress(i) for i in ids], args=argv)
+        info = {
+            "id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "queues": w.queue_names, "concurrency": w.max_jobs, "running": len(running),
+            "jobs_complete": w.jobs_complete, "jobs_failed": w.jobs_failed, "jobs_retried": w.jobs_retried,
+            "started_ms": self.started_ms, "heartbeat_ms": now,
+        }
+        async with w.pool.pipeline(transaction=False) as pipe:
+            pipe.set(keys.worker(self.worker_id), orjson.dumps(info), px=int(self.interval * 5000))
+            pipe.zadd(keys.WORKERS, {self.worker_id: now})
+            pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
+            pipe.zremrangebyscore(keys.ARQ_ABORT, "-inf", now - ABORT_MAX_AGE_MS)
+            await pipe.execute()
+
+    async def unregister(self) -> None:
+        try:
+            async with self.worker.pool.pipeline(transaction=False) as pipe:
+                pipe.delete(keys.worker(self.worker_id))
+                pipe.zrem(keys.WORKERS, self.worker_id)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass

@@ -1,0 +1,64 @@
+"""Plain data about jobs and queues, as the client, CLI and HTTP API report them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life."""
+
+    DEFERRED = "deferred"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    NOT_FOUND = "not_found"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.ABORTED)
+
+
+@dataclass
+class JobRecord:
+    """Everything known about one job. Times are epoch milliseconds."""
+
+    job_id: str
+    status: JobStatus
+    function: str | None = None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    tries: int = 0
+    enqueue_ms: int | None = None
+    scheduled_ms: int | None = None
+    start_ms: int | None = None
+    finish_ms: int | None = None
+    progress: float | None = None
+    message: str | None = None
+    meta: dict[str, Any] | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+
+@dataclass
+class QueueStats:
+    """Counts for one queue."""
+
+    name: str
+    queued: int
+    deferred: int
+    in_progress: int
+    oldest_queued_ms: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

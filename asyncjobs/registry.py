@@ -1,0 +1,205 @@
+"""Job definitions: the ``@job`` decorator, the typed :class:`JobFunction` it returns, and
+:class:`Registry`, the set of functions a deployment exposes."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
+from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Seconds = float | int | timedelta
+
+
+def to_seconds(value: Seconds | None, what: str) -> float | None:
+    if value is None:
+        return None
+    s = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
+        raise ConfigError(f"{what} {value!r} is not a duration: give seconds >= 0 or a timedelta", key=what)
+    return float(s)
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    """How one enqueue places a job; given separately from the job's own arguments."""
+
+    job_id: str | None = None
+    queue: str | None = None
+    defer_by: float | None = None
+    defer_until: datetime | None = None
+
+    def merged(self, other: EnqueueOptions) -> EnqueueOptions:
+        return EnqueueOptions(
+            job_id=other.job_id or self.job_id,
+            queue=other.queue or self.queue,
+            defer_by=other.defer_by if other.defer_by is not None else self.defer_by,
+            defer_until=other.defer_until or self.defer_until,
+        )
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Per-function settings: how it runs, retries and keeps its result."""
+
+    name: str
+    timeout: float | None = None
+    retries: int = 0
+    backoff: BackoffPolicy = field(default_factory=lambda: as_backoff(None))
+    queue: str | None = None
+    keep_result: float | None = None
+    executor: str | None = None
+
+
+class JobFunction(Generic[P, R]):
+    """A registered job. Call it like the original coroutine (``await f(ctx, ...)``) or
+    enqueue it with ``client.enqueue(f, ...)``, checked against its parameters.
+
+    ``f.options(job_id=..., queue=..., defer_by=..., defer_until=...)`` returns a copy that
+    enqueues with those options: they never mix with the function's own arguments.
+    """
+
+    def __init__(
+        self,
+        func: Callable[Concatenate[Any, P], Awaitable[R]],
+        options: JobOptions,
+        enqueue_options: EnqueueOptions | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(func):
+            raise ConfigError(f"job {options.name}: {func!r} is not an 'async def' function", key=options.name)
+        self.func = func
+        self.opts = options
+        self.enqueue_options = enqueue_options or EnqueueOptions()
+        self.signature = inspect.signature(func)
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", options.name)
+        self.__wrapped__ = func
+
+    @property
+    def name(self) -> str:
+        return self.opts.name
+
+    def __call__(self, ctx: Any, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        return self.func(ctx, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<JobFunction {self.name}>"
+
+    def options(
+        self,
+        *,
+        job_id: str | None = None,
+        queue: str | None = None,
+        defer_by: Seconds | None = None,
+        defer_until: datetime | None = None,
+    ) -> JobFunction[P, R]:
+        """A copy of this job that enqueues with the given placement options."""
+        extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until)
+        return JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
+
+    def with_settings(self, **changes: Any) -> JobFunction[P, R]:
+        """A copy with some :class:`JobOptions` changed (handy in tests)."""
+        return JobFunction(self.func, replace(self.opts, **changes), self.enqueue_options)
+
+    def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
+        """Raise :class:`InvalidArguments` if ``args``/``kwargs`` cannot call this function."""
+        try:
+            self.signature.bind(None, *args, **kwargs)
+        except TypeError as e:
+            raise InvalidArguments(self.name, [{"loc": ["args"], "msg": str(e)}]) from None
+
+
+@overload
+def job(func: Callable[Concatenate[Any, P], Awaitable[R]], /) -> JobFunction[P, R]: ...
+
+
+@overload
+def job(
+    *,
+    name: str | None = None,
+    timeout: Seconds | None = None,
+    retries: int = 0,
+    backoff: BackoffLike = None,
+    queue: str | None = None,
+    keep_result: Seconds | None = None,
+) -> Callable[[Callable[Concatenate[Any, P], Awaitable[R]]], JobFunction[P, R]]: ...
+
+
+def job(
+    func: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: Seconds | None = None,
+    retries: int = 0,
+    backoff: BackoffLike = None,
+    queue: str | None = None,
+    keep_result: Seconds | None = None,
+) -> Any:
+    """Declare an ``async def f(ctx, ...)`` as a job.
+
+    :param name: the name jobs are enqueued by (default: the function's ``__name__``)
+    :param timeout: seconds one try may run before it is cancelled and counted as failed
+    :param retries: how many times a failed try is retried (0: run once)
+    :param backoff: delay before each retry: a policy, seconds (fixed) or ``attempt -> seconds``;
+        default exponential with jitter, 1 s doubling up to 5 min
+    :param queue: the queue jobs of this function go to unless the enqueue says otherwise
+    :param keep_result: seconds the result (or error) is kept, for success and failure alike
+    """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")
+
+    def decorate(f: Callable[Concatenate[Any, P], Awaitable[R]]) -> JobFunction[P, R]:
+        opts = JobOptions(
+            name=name or f.__name__,
+            timeout=to_seconds(timeout, "timeout"),
+            retries=retries,
+            backoff=as_backoff(backoff),
+            queue=queue,
+            keep_result=to_seconds(keep_result, "keep_result"),
+        )
+        return JobFunction(f, opts)
+
+    return decorate(func) if func is not None else decorate
+
+
+class Registry:
+    """The job functions a deployment serves, by name."""
+
+    def __init__(self, functions: Iterable[JobFunction[Any, Any]] = ()) -> None:
+        self._functions: dict[str, JobFunction[Any, Any]] = {}
+        for f in functions:
+            self.add(f)
+
+    def add(self, function: JobFunction[Any, Any]) -> JobFunction[Any, Any]:
+        if not isinstance(function, JobFunction):
+            raise ConfigError(f"{function!r} is not a job: decorate it with @asyncjobs.job")
+        if function.name in self._functions and self._functions[function.name] is not function:
+            raise ConfigError(f"two job functions are named {function.name!r}: give one a name=", key=function.name)
+        self._functions[function.name] = function
+        return function
+
+    def get(self, name: str) -> JobFunction[Any, Any]:
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise UnknownFunction(name, list(self._functions)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+    def __iter__(self) -> Iterator[JobFunction[Any, Any]]:
+        return iter(self._functions.values())
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)

@@ -1,0 +1,176 @@
+"""The job runtime: what happens around every job, through arq's extension points only
+(wrapped functions, ``on_startup``, ``after_job_end``, ``ctx``), so a plain
+``arq settings.WorkerSettings`` worker behaves exactly like ``asyncjobs worker``.
+
+Per job: a ``started`` event and state; progress stored and published; a per-function
+timeout; retries with the function's backoff (as arq ``Retry``); final failures
+dead-lettered; a terminal event once arq has written the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from arq.utils import timestamp_ms
+from arq.worker import Function, Retry
+from arq.worker import func as arq_func
+
+from asyncjobs import deadletter, events, keys
+from asyncjobs.context import CTX_OUTCOME, CTX_RUNTIME, JobContext
+from asyncjobs.registry import JobFunction, Registry
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[[dict[str, Any]], Awaitable[Any]]
+
+#: the queue of the job being run; set by the engine, defaulted to the worker's queue
+current_queue: contextvars.ContextVar[str] = contextvars.ContextVar("asyncjobs_queue")
+
+# arq's own timeout is a safety net behind ours, which is the one that retries
+ARQ_TIMEOUT_GRACE_S = 5.0
+# tries a job may lose to dying workers (lease lapses) beyond its own retries, before it is
+# dead-lettered: a job that kills its worker every time must not loop forever
+CRASH_RERUNS = 2
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class JobTimeout(TimeoutError):
+    """A try ran longer than its function's ``timeout``."""
+
+
+class Runtime:
+    """Builds arq functions from a :class:`Registry` and provides the lifecycle hooks."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        default_queue: str = keys.DEFAULT_QUEUE,
+        default_timeout: float = DEFAULT_TIMEOUT_S,
+        on_startup: Hook | None = None,
+        on_shutdown: Hook | None = None,
+    ) -> None:
+        self.registry = registry
+        self.default_queue = default_queue
+        self.default_timeout = default_timeout
+        self.user_startup = on_startup
+        self.user_shutdown = on_shutdown
+        self.worker_label = f"{socket.gethostname()}:{os.getpid()}"
+
+    # --- arq extension points -------------------------------------------------------------
+    def arq_functions(self) -> list[Function]:
+        return [self._arq_function(f) for f in self.registry]
+
+    def _arq_function(self, jf: JobFunction[Any, Any]) -> Function:
+        timeout = jf.opts.timeout or self.default_timeout
+        run = self._wrap(jf, timeout)
+        return arq_func(
+            run,
+            name=jf.name,
+            timeout=timeout + ARQ_TIMEOUT_GRACE_S,
+            keep_result=jf.opts.keep_result,
+            max_tries=jf.opts.retries + 1 + CRASH_RERUNS,
+        )
+
+    async def on_startup(self, ctx: dict[str, Any]) -> None:
+        ctx[CTX_RUNTIME] = self
+        if self.user_startup is not None:
+            await self.user_startup(ctx)
+
+    async def on_shutdown(self, ctx: dict[str, Any]) -> None:
+        if self.user_shutdown is not None:
+            await self.user_shutdown(ctx)
+
+    async def after_job_end(self, ctx: dict[str, Any]) -> None:
+        """Publish the terminal event once arq has stored the result."""
+        outcome = ctx.get(CTX_OUTCOME)
+        if outcome is None or outcome == events.RETRYING:
+            return
+        job_id = ctx["job_id"]
+        redis = ctx["redis"]
+        if outcome == "cancelled":  # aborted (a result was written) or shut down (re-queued)
+            outcome = events.ABORTED if await redis.exists(keys.result(job_id)) else events.REQUEUED
+        await redis.publish(keys.events(job_id), events.encode(job_id, outcome, function=ctx.get("asyncjobs_function")))
+
+    # --- per job ---------------------------------------------------------------------------
+    def _wrap(self, jf: JobFunction[Any, Any], timeout: float) -> Callable[..., Awaitable[Any]]:
+        runtime = self
+
+        async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            ctx["asyncjobs_function"] = jf.name
+            jc = JobContext(ctx)
+            ctx.setdefault(CTX_RUNTIME, runtime)
+            await runtime._started(jc)
+            deadline = asyncio.timeout(timeout)
+            try:
+                try:
+                    async with deadline:
+                        result = await jf.func(jc, *args, **kwargs)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    raise JobTimeout(f"{jf.name} exceeded its {timeout:g}s timeout") from None
+            except Retry as e:
+                ctx[CTX_OUTCOME] = events.RETRYING
+                await runtime._publish(jc, events.RETRYING, delay=(e.defer_score or 0) / 1000, error=None)
+                raise
+            except asyncio.CancelledError:
+                ctx[CTX_OUTCOME] = "cancelled"
+                raise
+            except Exception as e:
+                await runtime._failed(jc, jf, e, args, kwargs)
+                raise
+            ctx[CTX_OUTCOME] = events.COMPLETE
+            return result
+
+        run.__name__ = run.__qualname__ = jf.name
+        return run
+
+    async def _started(self, ctx: JobContext) -> None:
+        job_id = ctx.job_id
+        state = {"started_ms": timestamp_ms(), "try": ctx.job_try, "worker": self.worker_label, "function": ctx.function}
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.state(job_id), mapping=state)
+            pipe.expire(keys.state(job_id), keys.STATE_TTL_S)
+            pipe.publish(keys.events(job_id), events.encode(job_id, events.STARTED, **state))
+            await pipe.execute()
+
+    async def _publish(self, ctx: JobContext, event: str, **data: Any) -> None:
+        await ctx.redis.publish(keys.events(ctx.job_id), events.encode(ctx.job_id, event, **data))
+
+    async def _failed(
+        self, ctx: dict[str, Any], jf: JobFunction[Any, Any], exc: Exception, args: Any, kwargs: Any
+    ) -> None:
+        jc = ctx if isinstance(ctx, JobContext) else JobContext(ctx)
+        tries = jc.job_try
+        error = {"type": type(exc).__name__, "message": str(exc)[:500]}
+        if tries <= jf.opts.retries:
+            delay = jf.opts.backoff.delay(tries)
+            jc[CTX_OUTCOME] = events.RETRYING
+            logger.info("job %s (%s) try %d failed (%s); retrying in %.2fs", jc.job_id, jf.name, tries, error["type"], delay)
+            await self._publish(jc, events.RETRYING, delay=delay, error=error, **{"try": tries})
+            raise Retry(defer=delay) from exc
+        jc[CTX_OUTCOME] = events.FAILED
+        await deadletter.record(
+            jc.redis, job_id=jc.job_id, function=jf.name, args=args, kwargs=kwargs,
+            queue=current_queue.get(self.default_queue), tries=tries,
+            reason=f"failed after {tries} tr{'y' if tries == 1 else 'ies'}", error=exc,
+        )
+
+    async def progress(self, ctx: JobContext, percent: float, message: str | None, meta: dict[str, Any]) -> None:
+        pct = max(0.0, min(100.0, float(percent)))
+        fields: dict[str, Any] = {"progress": pct, "message": message or "", "meta": orjson.dumps(meta, default=str)}
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.state(ctx.job_id), mapping=fields)
+            pipe.publish(
+                keys.events(ctx.job_id),
+                events.encode(ctx.job_id, events.PROGRESS, progress=pct, message=message, meta=meta),
+            )
+            await pipe.execute()

@@ -1,0 +1,102 @@
+"""The job payload codec: msgpack, never pickle.
+
+msgpack is compact, fast, language-neutral and cannot execute code on decode. Values it
+carries: None, bool, int (64-bit), float, str, bytes, lists/tuples (decoded as lists),
+dicts, ``datetime``/``date`` (as extension types), pydantic models (as their JSON dump) and
+exceptions, which travel as a structured error (type, message, traceback) and decode to
+:class:`RemoteError`. Anything else is refused with :class:`SerializationError` at enqueue
+time, so a bad payload never reaches Redis.
+
+``serialize``/``deserialize`` have arq's ``job_serializer``/``job_deserializer`` signatures,
+so a plain arq worker or client configured with them speaks the same format.
+"""
+
+from __future__ import annotations
+
+import traceback as tb
+from datetime import date, datetime
+from typing import Any
+
+import msgpack
+
+from asyncjobs.errors import SerializationError, truncate
+
+EXT_ERROR = 1
+EXT_DATETIME = 2
+EXT_DATE = 3
+
+
+class RemoteError(Exception):
+    """An exception raised inside a job, as it came back from the worker.
+
+    Raised by arq's own ``Job.result()``; asyncjobs' client turns it into
+    :class:`asyncjobs.errors.JobFailed`.
+    """
+
+    def __init__(self, type: str, message: str, traceback: str | None = None) -> None:
+        super().__init__(f"{type}: {message}")
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RemoteError)
+            and (self.type, self.message, self.traceback) == (other.type, other.message, other.traceback)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.message))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+def error_to_dict(exc: BaseException) -> dict[str, Any]:
+    """Structured form of an exception: qualified type name, message, formatted traceback."""
+    if isinstance(exc, RemoteError):
+        return exc.as_dict()
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ in ("builtins", "asyncio.exceptions") else f"{cls.__module__}.{cls.__qualname__}"
+    trace = "".join(tb.format_exception(exc)) if exc.__traceback__ is not None else None
+    return {"type": name, "message": str(exc), "traceback": trace}
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, BaseException):
+        return msgpack.ExtType(EXT_ERROR, msgpack.packb(error_to_dict(obj)))
+    if isinstance(obj, datetime):
+        return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, date):
+        return msgpack.ExtType(EXT_DATE, obj.isoformat().encode())
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"cannot serialize {type(obj).__name__} value {truncate(obj)}: use JSON-like values")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_ERROR:
+        d = msgpack.unpackb(data, raw=False)
+        return RemoteError(d["type"], d["message"], d.get("traceback"))
+    if code == EXT_DATETIME:
+        return datetime.fromisoformat(data.decode())
+    if code == EXT_DATE:
+        return date.fromisoformat(data.decode())
+    return msgpack.ExtType(code, data)
+
+
+def serialize(obj: Any) -> bytes:
+    """Encode ``obj`` to bytes; raises :class:`SerializationError` naming the bad value."""
+    try:
+        return msgpack.packb(obj, default=_default, datetime=False, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as e:
+        raise SerializationError(str(e)) from e
+
+
+def deserialize(data: bytes) -> Any:
+    """Decode bytes written by :func:`serialize`; raises :class:`SerializationError` when they are not."""
+    try:
+        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    except Exception as e:  # msgpack raises several unrelated types for corrupt input
+        raise SerializationError(f"undecodable payload ({len(data)} bytes): {e}") from e

@@ -1,0 +1,159 @@
+"""Fixtures only. Integration tests use a real redis-server started here on a free loopback
+port with its own temp dir (so a test may stop and restart it); unit tests use fakeredis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import asyncjobs
+from asyncjobs import Registry, Settings, worker_settings
+from asyncjobs.connections import Broker, create_broker
+from asyncjobs.runner import build_worker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server process (AOF on, like docker-compose.yml)."""
+
+    def __init__(self, tmp: Path, password: str | None = None) -> None:
+        self.dir = tmp
+        self.port = free_port()
+        self.password = password
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed: run .ci/run or apt-get install redis-server")
+        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--appendonly", "yes",
+                "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2).ping()
+                return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def flush(self) -> None:
+        redis.Redis(port=self.port, password=self.password).flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[Broker]:
+    b = create_broker(redis_url)
+    yield b
+    await b.aclose(close_connection_pool=True)
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[asyncjobs.Client]:
+    async with asyncjobs.connect(redis_url) as c:
+        yield c
+
+
+@pytest.fixture
+async def start_worker(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """``await start_worker(functions, **options)`` runs an in-process asyncjobs Worker on the
+    test Redis; every worker started is closed at teardown."""
+    started: list[tuple[Any, asyncio.Task[None]]] = []
+
+    async def start(functions: Any, *, cron_jobs: Any = (), settings: Settings | None = None, **overrides: Any) -> Any:
+        s = settings or Settings(redis_url=redis_url, lease=2.0, poll_delay=0.5)
+        cls = worker_settings(functions if isinstance(functions, Registry) else Registry(functions),
+                              settings=s, cron_jobs=cron_jobs)
+        pool = create_broker(s.redis_url)
+        w = build_worker(cls, {"handle_signals": False, **overrides}, pool)
+        task = asyncio.get_running_loop().create_task(w.async_run())
+        started.append((w, task))
+        return w
+
+    yield start
+    for w, task in started:
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+        await w.close()
+
+
+@pytest.fixture
+def cli_env(redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_")}
+    env.update(REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    return env
+
+
+@pytest.fixture
+def spawn(cli_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start a subprocess in the repo root with the test Redis in its environment; killed at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def run(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(list(args), cwd=ROOT, env={**cli_env, **(env or {})}, **kw)
+        procs.append(p)
+        return p
+
+    yield run
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+PY = sys.executable
