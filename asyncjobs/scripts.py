@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-# KEYS: job, result, in-progress, queue zset, recent index
+# KEYS: job, result, in-progress, queue zset, recent index, arq abort zset, retry counter
 # ARGV: job id, payload, score (ms), job key ttl (ms), wake channel, now (ms), recent cap
 # -> 1 enqueued, 0 a job with this id exists (queued, running or with a kept result)
+# A reused id starts clean: a stale abort request or try counter of an earlier job is dropped.
 ENQUEUE = """
 if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then return 0 end
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('DEL', KEYS[7])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
@@ -18,17 +21,22 @@ redis.call('PUBLISH', ARGV[5], ARGV[3])
 return 1
 """
 
-# Claim up to ARGV[3] due jobs across the queues in KEYS (priority order).
+# Claim up to ARGV[3] due jobs across the queues in KEYS (priority order), and start them.
 # A claimed job gets an in-progress lease and is re-scored to the lease expiry, so it leaves
-# every worker's due range while it runs and becomes due again if the lease lapses.
-# ARGV: now (ms), lease (ms), limit, in-progress key prefix, scan limit per queue
-# -> {claimed: {queue index, job id, original score, ...}, earliest score in any queue or false}
+# every worker's due range while it runs and becomes due again if the lease lapses. Starting
+# does what arq's run_job does first (read the job, count the try, take an abort request) and
+# what the runtime does at start (state hash, ``started`` event), so a job costs no extra
+# round trip before its function runs.
+# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker label, state ttl (s),
+#       then key prefixes: in-progress, job, retry, state, events; then the arq abort zset
+# -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
+#     earliest score in any queue or false}
 CLAIM = """
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
-local prefix = ARGV[4]
-local scan = tonumber(ARGV[5])
+local scan = tonumber(ARGV[4])
+local p_ip, p_job, p_retry, p_state, p_events = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local out = {}
 local n = 0
 for qi, q in ipairs(KEYS) do
@@ -37,12 +45,29 @@ for qi, q in ipairs(KEYS) do
   for i = 1, #due, 2 do
     if n >= limit then break end
     local id = due[i]
-    if redis.call('SET', prefix .. id, '1', 'NX', 'PX', lease) then
+    if redis.call('SET', p_ip .. id, '1', 'NX', 'PX', lease) then
       redis.call('ZADD', q, 'XX', now + lease, id)
+      local payload = redis.call('GET', p_job .. id)
+      local try = redis.call('INCR', p_retry .. id)
+      redis.call('EXPIRE', p_retry .. id, 88400)
+      local aborted = redis.call('ZREM', ARGV[12], id)
+      local fn = ''
+      if payload then
+        local ok, d = pcall(function() return cmsgpack.unpack(payload) end)  -- fakeredis has no cmsgpack
+        if ok and type(d) == 'table' and type(d['f']) == 'string' then fn = d['f'] end
+      end
+      local sk = p_state .. id
+      redis.call('HSET', sk, 'started_ms', now, 'try', try, 'worker', ARGV[5], 'function', fn)
+      redis.call('EXPIRE', sk, ARGV[6])
+      redis.call('PUBLISH', p_events .. id, cjson.encode({job_id = id, event = 'started', ts = now,
+        started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}))
+      n = n + 1
       out[#out + 1] = qi
       out[#out + 1] = id
       out[#out + 1] = due[i + 1]
-      n = n + 1
+      out[#out + 1] = payload
+      out[#out + 1] = try
+      out[#out + 1] = aborted
     end
   end
 end
@@ -52,6 +77,32 @@ for _, q in ipairs(KEYS) do
   if first[2] and (not earliest or tonumber(first[2]) < earliest) then earliest = tonumber(first[2]) end
 end
 return {out, earliest and tostring(earliest) or false}
+"""
+
+# Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
+# event once the result is stored). KEYS[1]: the arq abort zset.
+# ARGV: key prefixes in-progress, job, retry, result, events; then 8 fields per job:
+#   id, queue zset, keep in-progress ms ('' = delete), 'f' finish | 'r' retry,
+#   result payload ('' = none), result ttl ms ('0' = forever), retry score, event ('' = none)
+FINISH = """
+local p_ip, p_job, p_retry, p_result, p_events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+for i = 6, #ARGV, 8 do
+  local id, q, keep, mode = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if keep == '' then redis.call('DEL', p_ip .. id) else redis.call('PEXPIRE', p_ip .. id, keep) end
+  if mode == 'f' then
+    local res, px = ARGV[i + 4], ARGV[i + 5]
+    if res ~= '' then
+      if px == '0' then redis.call('SET', p_result .. id, res) else redis.call('SET', p_result .. id, res, 'PX', px) end
+    end
+    redis.call('DEL', p_retry .. id, p_job .. id)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', q, id)
+    if ARGV[i + 7] ~= '' then redis.call('PUBLISH', p_events .. id, ARGV[i + 7]) end
+  else
+    redis.call('ZADD', q, 'XX', ARGV[i + 6], id)
+  end
+end
+return (#ARGV - 5) / 8
 """
 
 # Renew the leases of running jobs. KEYS: in-progress keys; ARGV[1]: lease (ms), ARGV[2]: now (ms),

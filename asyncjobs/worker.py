@@ -9,8 +9,9 @@ replaces only how jobs are found and claimed:
   priority order, giving each an in-progress *lease* and re-scoring it to the lease expiry:
   running jobs leave every worker's due range (no starvation), and a dead worker's jobs are
   due again as soon as the lease lapses (see :mod:`asyncjobs.housekeeping` for renewal);
-* **finishing** — arq's ``run_job`` runs the job; finishing removes it from its own queue
-  and a retry is re-scored to an absolute time.
+* **running** — :mod:`asyncjobs.running`, arq's ``run_job`` in small steps, fed by the claim;
+* **finishing** — :mod:`asyncjobs.finishing`: jobs ending together are finished in one call,
+  with their terminal events; a retry is re-scored to an absolute time.
 """
 
 from __future__ import annotations
@@ -19,18 +20,25 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import signal
+import socket
 from typing import Any
 
 from arq.connections import create_pool
 from arq.utils import timestamp_ms
 from arq.worker import Worker as ArqWorker
+from redis.exceptions import RedisError
 
-from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs import keys
+from asyncjobs.claiming import Claimed, Claimer
+from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
+from asyncjobs.finishing import Finisher, finish_failed
 from asyncjobs.housekeeping import Housekeeper
+from asyncjobs.running import run_job
 from asyncjobs.runtime import current_queue
-from asyncjobs.serialization import RemoteError, deserialize, serialize
+from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +59,6 @@ class Worker(ArqWorker):
         self.queue_name = self.queue_keys[0]
         self.lease_s = float(lease)
         self.running: dict[str, str] = {}  # job id -> queue key
-        self._scores: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self.housekeeper = Housekeeper(self)
@@ -75,9 +82,11 @@ class Worker(ArqWorker):
         logger.info("worker %s: queues %s, concurrency %d, %d functions", self.housekeeper.worker_id,
                     ",".join(self.queue_names), self.max_jobs, len(self.functions))
         self.ctx["redis"] = self.pool
+        self.ctx[CTX_ENGINE] = True
         if self.on_startup:
             await self.on_startup(self.ctx)
-        self._claim = self.pool.register_script(scripts.CLAIM)
+        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, f"{socket.gethostname()}:{os.getpid()}")
+        self.finisher = Finisher(self.pool)
         self._hub = EventHub(self.pool)
         loop = asyncio.get_running_loop()
         for q in self.queue_names:
@@ -105,30 +114,25 @@ class Worker(ArqWorker):
             room = min(room, self.max_burst_jobs - self._jobs_started())
         if room <= 0:
             return 0, None
-        now = timestamp_ms()
-        found, earliest = await self._claim(
-            keys=self.queue_keys, args=[now, int(self.lease_s * 1000), room, keys.in_progress(""), room + 100]
-        )
-        for i in range(0, len(found), 3):
-            self._start(found[i + 1].decode(), self.queue_keys[int(found[i]) - 1], int(float(found[i + 2])))
-        return len(found) // 3, int(float(earliest)) if earliest else None
+        claimed, earliest = await self.claimer.claim(room)
+        for c in claimed:
+            self._start(c)
+        return len(claimed), earliest
 
-    def _start(self, job_id: str, queue_key: str, score: int) -> None:
+    def _start(self, c: Claimed) -> None:
         self.job_counter += 1
-        self.running[job_id] = queue_key
-        self._scores[job_id] = score
-        token = current_queue.set(keys.queue_name_of(queue_key))
+        self.running[c.job_id] = c.queue_key
+        token = current_queue.set(keys.queue_name_of(c.queue_key))
         try:
-            task = asyncio.get_running_loop().create_task(self.run_job(job_id, score))
+            task = asyncio.get_running_loop().create_task(run_job(self, c))
         finally:
             current_queue.reset(token)
-        task.add_done_callback(lambda _: self._job_done(job_id))
-        self.tasks[job_id] = task
+        task.add_done_callback(lambda _: self._job_done(c.job_id))
+        self.tasks[c.job_id] = task
 
     def _job_done(self, job_id: str) -> None:
         self.job_counter -= 1
         self.running.pop(job_id, None)
-        self._scores.pop(job_id, None)
         self._wake.set()
 
     def _reap(self) -> None:
@@ -151,8 +155,11 @@ class Worker(ArqWorker):
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (shutdown) that
+        # arrives as the wake-up fires
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _burst_done(self) -> bool:
         if 0 <= self.max_burst_jobs <= self._jobs_started() or not self.tasks:
@@ -174,7 +181,7 @@ class Worker(ArqWorker):
                 else:
                     self._wake.set()
 
-    # --- finishing --------------------------------------------------------------------------
+    # --- finishing (arq's hooks, kept for code that calls them) -----------------------------
     async def finish_job(
         self,
         job_id: str,
@@ -185,59 +192,61 @@ class Worker(ArqWorker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        queue_key = self.running.get(job_id, self.queue_name)
-        async with self.pool.pipeline(transaction=True) as tr:
-            in_progress = keys.in_progress(job_id)
-            if keep_in_progress is None:
-                tr.delete(in_progress)
-            else:
-                tr.pexpire(in_progress, int(keep_in_progress * 1000))
-            if finish:
-                if result_data:
-                    px = None if keep_result_forever else int((result_timeout_s or 0) * 1000) or None
-                    tr.set(keys.result(job_id), result_data, px=px)
-                tr.delete(keys.retry(job_id), keys.job(job_id))
-                tr.zrem(keys.ARQ_ABORT, job_id)
-                tr.zrem(queue_key, job_id)
-            else:  # retry: due again at once, or after the Retry's delay
-                score = self._scores.get(job_id, timestamp_ms())
-                tr.zadd(queue_key, {job_id: score + incr_score if incr_score else timestamp_ms()}, xx=True)
-            await tr.execute()
+        await self.finisher.finish(
+            job_id, self.running.get(job_id, self.queue_name), done=finish, result=result_data,
+            result_px=0 if keep_result_forever else int((result_timeout_s or 0) * 1000),
+            retry_score=timestamp_ms() + (incr_score or 0),
+            keep_in_progress_ms=None if keep_in_progress is None else int(keep_in_progress * 1000),
+        )
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """A job that failed before its function ran: expired, unknown function, undecodable
-        payload, too many tries, or aborted before start. All but the abort are dead-lettered."""
-        queue_key = self.running.get(job_id, self.queue_name)
-        async with self.pool.pipeline(transaction=True) as tr:
-            tr.get(keys.job(job_id))
-            tr.get(keys.retry(job_id))
-            tr.delete(keys.retry(job_id), keys.in_progress(job_id), keys.job(job_id))
-            tr.zrem(keys.ARQ_ABORT, job_id)
-            tr.zrem(queue_key, job_id)
-            if result_data is not None and (self.keep_result_forever or self.keep_result_s > 0):
-                px = None if self.keep_result_forever else int(self.keep_result_s * 1000)
-                tr.set(keys.result(job_id), result_data, px=px)
-            raw, tries, *_ = await tr.execute()
-        await self._dead_letter_early_failure(job_id, queue_key, raw, int(tries or 0), result_data)
-
-    async def _dead_letter_early_failure(
-        self, job_id: str, queue_key: str, raw: bytes | None, tries: int, result_data: bytes | None
-    ) -> None:
-        info = deserialize(result_data) if result_data else {}
-        err = info.get("r")
-        error = err.as_dict() if isinstance(err, RemoteError) else {"type": "JobFailed", "message": str(err), "traceback": None}
-        aborted = error["type"] == "CancelledError"
-        if not aborted:
-            undecodable = info.get("f") == "<unknown>" and raw is not None
-            await deadletter.record(
-                self.pool, job_id=job_id, function=str(info.get("f") or "<unknown>"), args=info.get("a"),
-                kwargs=info.get("k"), queue=keys.queue_name_of(queue_key), tries=tries,
-                reason=error["message"], error=error, raw=raw if undecodable else None,
-            )
-        event = events.ABORTED if aborted else events.FAILED
-        await self.pool.publish(keys.events(job_id), events.encode(job_id, event, function=info.get("f")))
+        await finish_failed(self, job_id, self.running.get(job_id, self.queue_name), result_data)
 
     # --- shutdown ---------------------------------------------------------------------------
+    # SIGTERM/SIGINT with a grace period (arq's ``job_completion_wait``, asyncjobs'
+    # ``shutdown_grace``): stop claiming, let running jobs finish, then cancel the rest (arq's
+    # run_job re-queues a cancelled job, due at once) and wake the other workers. A second
+    # signal cancels and re-queues at once; a third exits without waiting for Redis.
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        self._signals = getattr(self, "_signals", 0) + 1
+        sig = signal.Signals(signum)
+        if self._signals == 1:
+            self.allow_pick_jobs = False
+            logger.info("%s: draining %d running job(s) for up to %gs; send it again to stop now",
+                        sig.name, len(self.running), self._job_completion_wait)
+            self._drain = self.loop.create_task(self._drain_and_stop(sig, float(self._job_completion_wait)))
+        elif self._signals == 2:
+            logger.warning("%s again: cancelling and re-queueing %d running job(s) now", sig.name, len(self.running))
+            self._drain = self.loop.create_task(self._drain_and_stop(sig, 0.0))
+        else:
+            logger.error("%s a third time: exiting without waiting", sig.name)
+            os._exit(128 + int(sig))
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        if signum == signal.SIGUSR1 or not self._job_completion_wait:  # close(), or no grace configured
+            self.allow_pick_jobs = False
+            super().handle_sig(signum)
+            return
+        self.handle_sig_wait_for_completion(signum)
+
+    async def _drain_and_stop(self, sig: signal.Signals, grace: float) -> None:
+        pending = [t for t in self.tasks.values() if not t.done()]
+        if pending and grace > 0:
+            await asyncio.wait(pending, timeout=grace)
+        pending = [t for t in self.tasks.values() if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            with contextlib.suppress(RedisError, OSError):
+                for q in self.queue_names:  # re-queued jobs are due now: wake idle workers
+                    await self.pool.publish(keys.wake(q), b"0")
+        logger.info("%s: stopped; %d job(s) cancelled and re-queued", sig.name, len(pending))
+        if self.main_task is not None:
+            self.main_task.cancel()
+        if self.on_stop is not None:
+            self.on_stop(sig)
+
     async def close(self) -> None:
         for t in self._background:
             t.cancel()

@@ -1,0 +1,47 @@
+"""Claiming: one Lua call takes every due job the worker has room for, across its queues in
+priority order, leases it, and returns what running it needs (see ``scripts.CLAIM``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from arq.utils import timestamp_ms
+
+from asyncjobs import keys, scripts
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A job this worker now holds a lease on."""
+
+    job_id: str
+    queue_key: str
+    score: int
+    payload: bytes | None
+    job_try: int
+    aborted: bool
+
+
+class Claimer:
+    """Builds the CLAIM call for a worker's queues and decodes its answer."""
+
+    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_label: str) -> None:
+        self.queue_keys = queue_keys
+        self.lease_ms = int(lease_s * 1000)
+        self._script = redis.register_script(scripts.CLAIM)
+        self._tail = [
+            worker_label, keys.STATE_TTL_S, keys.in_progress(""), keys.job(""), keys.retry(""),
+            keys.state(""), keys.events(""), keys.ARQ_ABORT,
+        ]
+
+    async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
+        """Up to ``room`` due jobs, and the earliest score left in any queue (None if empty)."""
+        argv = [timestamp_ms(), self.lease_ms, room, room + 100, *self._tail]
+        found, earliest = await self._script(keys=self.queue_keys, args=argv)
+        jobs = [
+            Claimed(found[i + 1].decode(), self.queue_keys[int(found[i]) - 1], int(float(found[i + 2])),
+                    found[i + 3], int(found[i + 4]), bool(found[i + 5]))
+            for i in range(0, len(found), 6)
+        ]
+        return jobs, int(float(earliest)) if earliest else None

@@ -1,0 +1,99 @@
+"""Finishing: every job that ends in the same event-loop turn is finished in one Lua call
+(``scripts.FINISH``): result stored, arq's keys cleaned, terminal event published. Jobs that
+fail before their function runs take the slower path, with a dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs.serialization import RemoteError, deserialize
+
+if TYPE_CHECKING:
+    from asyncjobs.worker import Worker
+
+
+class Finisher:
+    """Collects finished jobs and writes them in batches, one round trip per batch."""
+
+    def __init__(self, redis: Any) -> None:
+        self._script = redis.register_script(scripts.FINISH)
+        self._head = [keys.in_progress(""), keys.job(""), keys.retry(""), keys.result(""), keys.events("")]
+        self._argv: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def finish(
+        self, job_id: str, queue_key: str, *, done: bool, result: bytes | None = None, result_px: int = 0,
+        retry_score: int = 0, keep_in_progress_ms: int | None = None, event: bytes | None = None,
+    ) -> None:
+        """Queue one job's finish for the next batch and wait until it is written."""
+        keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
+        self._argv += [job_id, queue_key, keep, "f" if done else "r", result or "", result_px, retry_score, event or ""]
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._waiters.append(fut)
+        if self._task is None:
+            self._task = loop.create_task(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the jobs ending in this loop turn join the batch
+            while self._waiters:
+                argv, waiters = self._argv, self._waiters
+                self._argv, self._waiters = [], []
+                try:
+                    await self._script(keys=[keys.ARQ_ABORT], args=self._head + argv)
+                except BaseException as e:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(e if isinstance(e, Exception) else RuntimeError("finishing cancelled"))
+                    raise
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+        finally:
+            self._task = None
+
+
+def failed_result_retention(worker: Worker, result_data: bytes | None) -> tuple[bool, int | None]:
+    """(keep?, ttl ms) for an early failure's result: the function's ``keep_result`` when the
+    function is known (arq uses the worker's default here), else the worker's."""
+    forever, seconds = worker.keep_result_forever, worker.keep_result_s
+    with contextlib.suppress(Exception):
+        fn = worker.functions.get(str(deserialize(result_data or b"").get("f")))
+        if fn is not None and fn.keep_result_s is not None:
+            forever, seconds = bool(fn.keep_result_forever), fn.keep_result_s
+    return forever or seconds > 0, None if forever else int(seconds * 1000)
+
+
+async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data: bytes | None) -> None:
+    """A job that failed before its function ran: expired, unknown function, undecodable
+    payload, too many tries, or aborted before start. All but the abort are dead-lettered."""
+    async with worker.pool.pipeline(transaction=True) as tr:
+        tr.get(keys.job(job_id))
+        tr.get(keys.retry(job_id))
+        tr.delete(keys.retry(job_id), keys.in_progress(job_id), keys.job(job_id))
+        tr.zrem(keys.ARQ_ABORT, job_id)
+        tr.zrem(queue_key, job_id)
+        keep, px = failed_result_retention(worker, result_data)
+        if result_data is not None and keep:
+            tr.set(keys.result(job_id), result_data, px=px)
+        raw, tries, *_ = await tr.execute()
+    info = deserialize(result_data) if result_data else {}
+    err = info.get("r")
+    error = (err.as_dict() if isinstance(err, RemoteError)
+             else {"type": "JobFailed", "message": str(err), "traceback": None})
+    aborted = error["type"] == "CancelledError"
+    if not aborted:
+        undecodable = info.get("f") == "<unknown>" and raw is not None
+        await deadletter.record(
+            worker.pool, job_id=job_id, function=str(info.get("f") or "<unknown>"), args=info.get("a"),
+            kwargs=info.get("k"), queue=keys.queue_name_of(queue_key), tries=int(tries or 0),
+            reason=error["message"], error=error, raw=raw if undecodable else None,
+        )
+    event = events.ABORTED if aborted else events.FAILED
+    await worker.pool.publish(keys.events(job_id), events.encode(job_id, event, function=info.get("f")))
