@@ -1,0 +1,101 @@
+"""Fixtures for the HTTP API: apps on a private in-memory broker (optionally with an
+in-process worker), and helpers for real ``asyncjobs`` server subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web_support import ROOT, RedisServer, Server
+
+from asyncjobs import Registry, Settings, worker_settings
+from asyncjobs.connections import Broker, create_broker
+from asyncjobs.examples import FUNCTIONS
+from asyncjobs.runner import build_worker
+from web.app import SSE_PING_S, create_app
+
+
+@pytest.fixture
+def memory_url() -> str:
+    """A memory:// broker of this test's own."""
+    return f"memory://{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def run_worker() -> AsyncIterator[Callable[..., Any]]:
+    """``await run_worker(url)``: an in-process worker serving the example functions."""
+    started: list[tuple[Any, asyncio.Task[None]]] = []
+
+    async def start(url: str, functions: Any = FUNCTIONS) -> Any:
+        s = Settings(redis_url=url, lease=2.0)
+        cls = worker_settings(Registry(functions), settings=s)
+        w = build_worker(cls, {"handle_signals": False}, create_broker(url))
+        started.append((w, asyncio.get_running_loop().create_task(w.async_run())))
+        return w
+
+    yield start
+    for w, task in started:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await w.close()
+
+
+@pytest.fixture
+async def make_api(aiohttp_client: Any, memory_url: str, run_worker: Any) -> Callable[..., Any]:
+    """``await make_api(worker=False, **settings)``: an aiohttp test client on a fresh app."""
+
+    async def make(*, worker: bool = False, url: str | None = None, broker: Broker | None = None,
+                   sse_ping: float | None = None, **overrides: Any) -> Any:
+        settings = Settings(redis_url=url or memory_url, **overrides)
+        app = create_app(settings, Registry(FUNCTIONS), broker=broker)
+        if sse_ping is not None:
+            app[SSE_PING_S] = sse_ping
+        if worker:
+            await run_worker(settings.redis_url)
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+async def api(make_api: Any) -> Any:
+    """The API with an in-process worker, on a private in-memory broker."""
+    return await make_api(worker=True)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, free to stop and restart."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_") and k != "REDIS_URL"}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def start_server(server_env: dict[str, str]) -> Iterator[Callable[..., Server]]:
+    """``start_server(*args, env={...})``: an ``asyncjobs`` subprocess, stopped at teardown."""
+    servers: list[Server] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Server:
+        s = Server(list(args), {**server_env, **(env or {})})
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()

@@ -1,0 +1,150 @@
+"""The HTTP API in-process (aiohttp test client) on a private in-memory broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asyncjobs import deadletter
+from web.app import BROKER, CLIENT, HUB, create_app
+from web.openapi import OPERATIONS
+from web.routes import ROUTES
+
+
+async def enqueue(api: Any, body: dict[str, Any], status: int = 202) -> dict[str, Any]:
+    r = await api.post("/api/jobs", json=body)
+    data = await r.json()
+    assert r.status == status, data
+    return data
+
+
+async def test_enqueue_then_result(api: Any) -> None:
+    job = await enqueue(api, {"function": "count_words", "args": ["the quick brown fox"]})
+    assert job["status"] == "queued" and job["function"] == "count_words" and job["queue"] == "default"
+    assert job["links"]["result"] == f"/api/jobs/{job['job_id']}/result"
+    r = await api.get(job["links"]["result"], params={"timeout": "10"})
+    body = await r.json()
+    assert r.status == 200, body
+    assert body["status"] == "complete" and body["result"] == 4
+    r = await api.get(job["links"]["self"])
+    assert (await r.json())["result"] == 4
+
+
+async def test_kwargs_and_defaults(api: Any) -> None:
+    job = await enqueue(api, {"function": "generate_report",
+                              "kwargs": {"title": "T", "sections": 2, "step_seconds": 0}})
+    r = await api.get(f"/api/jobs/{job['job_id']}/result?timeout=10")
+    body = await r.json()
+    assert body["status"] == "complete" and body["result"]["sections"] == 2
+    assert body["progress"] == 100
+
+
+async def test_same_job_id_is_idempotent_and_other_function_conflicts(make_api: Any) -> None:
+    api = await make_api()  # no worker: the job stays queued
+    first = await enqueue(api, {"function": "count_words", "args": ["a"], "job_id": "order-17"})
+    again = await enqueue(api, {"function": "count_words", "args": ["a"], "job_id": "order-17"}, status=200)
+    assert again["job_id"] == first["job_id"] == "order-17" and again["status"] == "queued"
+    r = await api.post("/api/jobs", json={"function": "send_email", "args": ["a@b", "s", "b"], "job_id": "order-17"})
+    assert r.status == 409
+    assert (await r.json())["error"]["code"] == "conflict"
+
+
+async def test_result_wait_is_bounded_and_reports_pending(make_api: Any) -> None:
+    api = await make_api()
+    job = await enqueue(api, {"function": "count_words", "args": ["a"]})
+    r = await api.get(f"/api/jobs/{job['job_id']}/result", params={"timeout": "0.2"})
+    assert r.status == 202
+    assert (await r.json())["status"] == "queued"
+
+
+async def test_deferred_job(make_api: Any) -> None:
+    api = await make_api()
+    job = await enqueue(api, {"function": "count_words", "args": ["a"], "defer_by": 60})
+    assert job["status"] == "deferred" and job["scheduled_ms"] > job["enqueue_ms"]
+    r = await api.get(f"/api/jobs/{job['job_id']}")
+    assert (await r.json())["status"] == "deferred"
+
+
+async def test_failed_job_result(api: Any) -> None:
+    job = await enqueue(api, {"function": "send_email", "args": ["not-an-address", "s", "b"], "job_id": "mail-1"})
+    r = await api.get("/api/jobs/mail-1/result?timeout=10")
+    body = await r.json()
+    assert r.status == 200 and job["job_id"] == "mail-1"
+    assert body["status"] in ("failed", "queued", "deferred")  # retried with backoff (retries=3)
+
+
+async def test_abort_queued_job_then_conflict_after_finish(make_api: Any, run_worker: Any, memory_url: str) -> None:
+    api = await make_api()
+    job = await enqueue(api, {"function": "count_words", "args": ["a"]})
+    r = await api.post(f"/api/jobs/{job['job_id']}/abort")
+    assert r.status == 200 and (await r.json())["aborted"] is True
+    assert (await (await api.get(f"/api/jobs/{job['job_id']}")).json())["status"] == "aborted"
+    await run_worker(memory_url)
+    done = await enqueue(api, {"function": "count_words", "args": ["a"]})
+    assert (await api.get(f"/api/jobs/{done['job_id']}/result?timeout=10")).status == 200
+    r = await api.post(f"/api/jobs/{done['job_id']}/abort")
+    assert r.status == 409 and (await r.json())["error"]["code"] == "already_finished"
+
+
+async def test_queues_workers_functions(api: Any) -> None:
+    await enqueue(api, {"function": "count_words", "args": ["a b"]})
+    queues = (await (await api.get("/api/queues")).json())["queues"]
+    assert [q["name"] for q in queues] == ["default"]
+    assert {"queued", "deferred", "in_progress"} <= set(queues[0])
+    workers = (await (await api.get("/api/workers")).json())["workers"]
+    assert len(workers) == 1 and workers[0]["queues"] == ["default"]
+    functions = {f["name"]: f for f in (await (await api.get("/api/functions")).json())["functions"]}
+    assert {"count_words", "send_email", "process_csv", "generate_report", "cleanup"} <= set(functions)
+    params = functions["count_words"]["parameters"]
+    assert params["properties"]["text"]["type"] == "string" and params["required"] == ["text"]
+    assert functions["process_csv"]["parameters"]["x-positional"] == ["path", "progress_every_s"]
+
+
+async def test_dead_letters_list_and_retry(api: Any) -> None:
+    broker = api.server.app[BROKER]
+    await deadletter.record(broker, job_id="dead-1", function="count_words", args=["one two"], kwargs={},
+                            queue="default", tries=3, reason="boom", error={"type": "ValueError", "message": "boom"})
+    page = await (await api.get("/api/dead?limit=10")).json()
+    assert page["total"] == 1 and page["items"][0]["job_id"] == "dead-1"
+    r = await api.post("/api/dead/dead-1/retry")
+    assert r.status == 202
+    r = await api.get("/api/jobs/dead-1/result?timeout=10")
+    assert (await r.json())["result"] == 2
+    assert (await (await api.get("/api/dead")).json())["total"] == 0
+    r = await api.post("/api/dead/dead-1/retry")
+    assert r.status == 404 and (await r.json())["error"]["code"] == "dead_letter_not_found"
+
+
+async def test_health_ready_metrics_and_index(api: Any) -> None:
+    assert (await (await api.get("/healthz")).json()) == {"status": "ok"}
+    r = await api.get("/readyz")
+    assert r.status == 200 and (await r.json())["checks"] == {"redis": "ok"}
+    await enqueue(api, {"function": "count_words", "args": ["a"]})
+    text = await (await api.get("/metrics")).text()
+    assert 'asyncjobs_http_jobs_enqueued_total{function="count_words"} 1.0' in text
+    assert 'asyncjobs_http_requests_total{method="POST",route="/api/jobs",status="202"} 1.0' in text
+    assert "asyncjobs_redis_up 1.0" in text and "asyncjobs_workers 1.0" in text
+    r = await api.get("/")
+    assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+
+
+async def test_openapi_covers_every_route(api: Any) -> None:
+    doc = await (await api.get("/api/openapi.json")).json()
+    assert doc["openapi"] == "3.1.0"
+    for route in ROUTES:
+        assert (route.method, route.path) in OPERATIONS
+        assert route.method.lower() in doc["paths"][route.path]
+    assert doc["components"]["schemas"]["Function.count_words"]["required"] == ["text"]
+
+
+async def test_state_is_typed_and_shared(api: Any) -> None:
+    app = api.server.app
+    assert app[CLIENT].hub is app[HUB]
+    assert app[CLIENT].redis is app[BROKER]
+
+
+async def test_many_apps_in_one_process(memory_url: str) -> None:
+    from asyncjobs import Registry, Settings
+    from asyncjobs.examples import FUNCTIONS
+
+    apps = [create_app(Settings(redis_url=memory_url), Registry(FUNCTIONS)) for _ in range(3)]
+    assert len({id(a) for a in apps}) == 3  # no duplicate-metric error from a shared registry

@@ -1,0 +1,80 @@
+"""The dashboard's endpoints without a browser: token, stream tickets, cross-site protection,
+and the bounded jobs list (on the in-memory broker, through ``make_api`` from conftest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web.dashboard import TICKET_TTL_S, check_ticket, make_ticket
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CSRF = {"X-Asyncjobs-Request": "1"}
+
+
+def test_ticket_expires_and_cannot_be_forged() -> None:
+    t = make_ticket(TOKEN, now=1000.0)
+    assert check_ticket(TOKEN, t, now=1000.0 + TICKET_TTL_S - 1)
+    assert not check_ticket(TOKEN, t, now=1000.0 + TICKET_TTL_S + 1)
+    assert not check_ticket("other-token", t, now=1000.0)
+    expiry, _, sig = t.partition(".")
+    assert not check_ticket(TOKEN, f"{int(expiry) + 3600}.{sig}", now=1000.0)  # extended expiry, old signature
+    assert not check_ticket(TOKEN, "garbage", now=1000.0)
+
+
+async def test_shell_is_public_but_data_needs_the_token(make_api: Any) -> None:
+    client = await make_api(api_token=TOKEN)
+    page = await client.get("/")
+    assert page.status == 200
+    assert "Content-Security-Policy" in page.headers
+    assert (await client.get("/dashboard/static/app.js")).status == 200
+    assert (await client.get("/api/dashboard/overview")).status == 401
+    assert (await client.get("/api/dashboard/jobs")).status == 401
+    assert (await client.get("/dashboard/events")).status == 401
+    assert (await client.get("/dashboard/events?ticket=1.abc")).status == 401
+    assert (await client.get("/api/dashboard/overview", headers=AUTH)).status == 200
+
+
+async def test_ticket_opens_the_event_stream(make_api: Any) -> None:
+    client = await make_api(api_token=TOKEN)
+    assert (await client.post("/api/dashboard/ticket", headers=AUTH)).status == 403  # no CSRF header
+    resp = await client.post("/api/dashboard/ticket", headers={**AUTH, **CSRF})
+    ticket = (await resp.json())["ticket"]
+    stream = await client.get(f"/dashboard/events?ticket={ticket}")
+    assert stream.status == 200
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
+    line = await stream.content.readline()
+    assert line.startswith(b"event: hello")
+    stream.close()
+    await client.close()  # end the open stream while the in-memory broker is still up
+
+
+async def test_cross_site_posts_are_refused(make_api: Any) -> None:
+    client = await make_api()  # no token: only the origin checks stand between a forged form and the API
+    forged = await client.post("/api/jobs", json={"function": "count_words", "args": ["x"]},
+                               headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert forged.status == 403
+    assert (await client.post("/api/dashboard/dead/purge", headers={"Origin": "https://evil.example"})).status == 403
+    assert (await client.post("/api/dashboard/dead/purge")).status == 403  # no CSRF header
+    ok = await client.post("/api/dashboard/dead/purge", headers=CSRF)
+    assert ok.status == 200
+    assert (await ok.json()) == {"purged": 0}
+
+
+async def test_jobs_list_pages_and_filters(make_api: Any) -> None:
+    client = await make_api()
+    for i in range(7):
+        resp = await client.post("/api/jobs", json={"function": "count_words", "args": [f"job {i} <b>"]})
+        assert resp.status == 202
+    email = {"to": "a@b", "subject": "s", "body": "b"}
+    assert (await client.post("/api/jobs", json={"function": "send_email", "kwargs": email})).status == 202
+    first = await (await client.get("/api/dashboard/jobs?limit=5")).json()
+    assert first["jobs"][0]["function"] == "send_email"
+    assert first["total"] == 8 and len(first["jobs"]) == 5 and first["next_cursor"] == 5
+    rest = await (await client.get("/api/dashboard/jobs?limit=5&cursor=5")).json()
+    assert len(rest["jobs"]) == 3 and rest["next_cursor"] is None
+    by_fn = await (await client.get("/api/dashboard/jobs?function=count_words")).json()
+    assert len(by_fn["jobs"]) == 7 and by_fn["filtered"] is True
+    by_text = await (await client.get("/api/dashboard/jobs?q=job%203")).json()
+    assert [j["args"] for j in by_text["jobs"]] == ['{"args":["job 3 <b>"],"kwargs":{}}']
+    assert (await client.get("/api/dashboard/jobs?cursor=x")).status == 400

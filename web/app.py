@@ -1,0 +1,126 @@
+"""The aiohttp application factory and its typed state.
+
+``create_app(settings, registry)`` builds the app; its Redis broker, :class:`Client` and the
+one shared :class:`EventHub` (a single pub/sub connection for every waiting request) live in
+``cleanup_ctx``. Other parts of ``web/`` (the dashboard) read them through the ``AppKey``\\ s
+below.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import logging
+import weakref
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from asyncjobs.client import Client
+from asyncjobs.config import Settings
+from asyncjobs.connections import Broker, create_broker
+from asyncjobs.errors import ConfigError
+from asyncjobs.registry import Registry
+from web import middlewares
+from web.metrics import Metrics
+from web.routes import ROUTES
+from web.schemas import Schemas
+from web.state import BROKER, CLIENT, HUB, METRICS, REGISTRY, SCHEMAS, SETTINGS, SSE_PING_S, SSE_STREAMS
+
+__all__ = ["BROKER", "CLIENT", "HUB", "METRICS", "REGISTRY", "SCHEMAS", "SETTINGS", "SSE_PING_S", "SSE_STREAMS",
+           "check_bind", "create_app", "is_loopback"]
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+
+
+def create_app(settings: Settings, registry: Registry, *, broker: Broker | None = None) -> web.Application:
+    """The HTTP API (and the dashboard, when ``web.dashboard`` is installed).
+
+    ``broker`` is used as given and left open (tests, ``asyncjobs dev``); without it the app
+    opens one for ``settings.redis_url`` at start-up and closes it at cleanup. The app starts
+    even when Redis is down: requests answer 503 until it is back.
+    """
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[
+            middlewares.metrics_middleware(metrics.observe),
+            middlewares.error_middleware,
+            middlewares.auth_middleware(settings.api_token),
+            middlewares.body_limit_middleware(settings.max_body_bytes),
+        ],
+    )
+    app[SETTINGS] = settings
+    app[REGISTRY] = registry
+    app[SCHEMAS] = Schemas(registry)
+    app[METRICS] = metrics
+    app[SSE_STREAMS] = weakref.WeakSet()
+    app[SSE_PING_S] = 10.0
+    app.cleanup_ctx.append(_redis_context(broker))
+    app.on_shutdown.append(_close_streams)
+    app.add_routes(ROUTES)
+    _setup_dashboard(app)
+    return app
+
+
+def _setup_dashboard(app: web.Application) -> None:
+    # --- dashboard hook: web/dashboard.py registers "/", its assets and endpoints ---------
+    if importlib.util.find_spec("web.dashboard") is not None:
+        from web.dashboard import setup_dashboard
+
+        setup_dashboard(app)
+    else:
+        app.router.add_get("/", placeholder_index)
+
+
+async def placeholder_index(request: web.Request) -> web.Response:
+    """A minimal page until the dashboard is installed."""
+    return web.Response(text="<!doctype html><title>asyncjobs</title><h1>asyncjobs</h1>"
+                        '<p>API: <a href="/api/openapi.json">/api/openapi.json</a></p>', content_type="text/html")
+
+
+def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
+    async def redis_context(app: web.Application) -> AsyncIterator[None]:
+        s = app[SETTINGS]
+        broker = given if given is not None else create_broker(s.redis_url)
+        client = Client(s.redis_url, registry=app[REGISTRY], queues=s.queues, default_queue=s.queues[0],
+                        broker=broker)
+        await client.open()  # no I/O with a broker given: the app starts even if Redis is down
+        app[BROKER], app[CLIENT], app[HUB] = broker, client, client.hub
+        try:
+            yield
+        finally:
+            await client.close()
+            if given is None:
+                await broker.aclose(close_connection_pool=True)
+
+    return redis_context
+
+
+async def _close_streams(app: web.Application) -> None:
+    """Tell open event streams to end, so shutdown does not wait for jobs that never finish."""
+    for stream in list(app[SSE_STREAMS]):
+        stream.stop_streaming()
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond loopback without an API token, unless explicitly allowed."""
+    if is_loopback(host) or settings.api_token or settings.allow_public_without_token:
+        return
+    raise ConfigError(
+        f"refusing to listen on {host!r} without an API token: anyone who can reach it could run jobs. "
+        "Set ASYNCJOBS_API_TOKEN, listen on 127.0.0.1, or set ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN=true",
+        key="ASYNCJOBS_API_TOKEN",
+    )

@@ -1,0 +1,286 @@
+"""The dashboard: a static single-page app under ``/`` plus a few dashboard-only endpoints.
+
+Security model
+--------------
+* The page shell and its assets are public; they hold no data. Every data request carries
+  ``Authorization: Bearer <token>`` (kept in the tab's ``sessionStorage``) when
+  ``ASYNCJOBS_API_TOKEN`` is set.
+* ``EventSource`` cannot send headers, so the page first POSTs for a *ticket*: an HMAC of an
+  expiry time keyed by the API token, valid ``TICKET_TTL_S`` seconds and only for opening the
+  event stream. A leaked ticket (it is in a URL) is useless a minute later and never grants
+  any other request. On every reconnect the page gets a fresh ticket.
+* Cross-site request forgery: every unsafe request to ``/api/`` is refused when the browser
+  says it comes from another site (``Sec-Fetch-Site: cross-site`` or an ``Origin`` that is not
+  this host); the dashboard's own actions also require the ``X-Asyncjobs-Request`` header,
+  which a cross-site form cannot send. A bearer token is never sent automatically by a browser,
+  so with a token set forged requests fail authentication as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import sys
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from asyncjobs import events, keys
+from asyncjobs.client import Client
+from asyncjobs.config import Settings
+from web import dashboard_queries as q
+from web.state import CLIENT, REGISTRY, SETTINGS
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+TICKET_TTL_S = 60
+TICK_S = 1.0
+FEED_PER_TICK = 25  # events forwarded per second on the global feed; the rest are only counted
+CSRF_HEADER = "X-Asyncjobs-Request"
+
+STREAMS = web.AppKey("dashboard_streams", weakref.WeakSet)
+CRON_JOBS = web.AppKey("dashboard_cron_jobs", list)
+
+
+def setup_dashboard(app: web.Application, *, cron_jobs: list[Any] | None = None) -> None:
+    """Register the dashboard's page, assets and endpoints on ``app`` (called by ``create_app``)."""
+    app[STREAMS] = weakref.WeakSet()
+    app[CRON_JOBS] = list(cron_jobs) if cron_jobs is not None else _find_cron_jobs(app)
+    app.middlewares.insert(0, csrf_middleware)
+    app.router.add_get("/", index)
+    app.router.add_static("/dashboard/static", STATIC, append_version=True)
+    app.router.add_get("/api/dashboard/overview", overview)
+    app.router.add_get("/api/dashboard/jobs", jobs)
+    app.router.add_get("/api/dashboard/cron", cron)
+    app.router.add_post("/api/dashboard/ticket", ticket)
+    app.router.add_post("/api/dashboard/dead/retry-all", retry_all)
+    app.router.add_post("/api/dashboard/dead/purge", purge)
+    app.router.add_get("/dashboard/events", stream)
+    app.on_shutdown.append(_close_streams)
+
+
+# --- state owned by the API app (web.state) ---------------------------------------------
+def _client(request: web.Request) -> Client:
+    return request.app[CLIENT]
+
+
+def _settings(request: web.Request) -> Settings:
+    return request.app[SETTINGS]
+
+
+def _find_cron_jobs(app: web.Application) -> list[Any]:
+    """The settings module that owns the app's registry also lists its ``CRON_JOBS``."""
+    registry = app[REGISTRY]
+    for module in list(sys.modules.values()):
+        if getattr(module, "REGISTRY", None) is registry:
+            return list(getattr(module, "CRON_JOBS", []))
+    return []
+
+
+# --- security ---------------------------------------------------------------------------
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _cross_site(request: web.Request) -> bool:
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlparse(origin).netloc != request.host
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.path.startswith("/api/") and _cross_site(request):
+        return _error(403, "cross_site", "cross-site requests may not change state")
+    return await handler(request)
+
+
+def _authorized(request: web.Request) -> bool:
+    token = _settings(request).api_token
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def _guard(request: web.Request, *, unsafe: bool = False) -> None:
+    if not _authorized(request):
+        raise web.HTTPUnauthorized(
+            text='{"error": {"code": "unauthorized", "message": "missing or bad token"}}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if unsafe and request.headers.get(CSRF_HEADER) != "1":
+        raise web.HTTPForbidden(
+            text=f'{{"error": {{"code": "csrf", "message": "send the {CSRF_HEADER}: 1 header"}}}}',
+            content_type="application/json",
+        )
+
+
+def _sign(token: str, expiry: int) -> str:
+    return hmac.new(token.encode(), f"sse:{expiry}".encode(), hashlib.sha256).hexdigest()
+
+
+def make_ticket(token: str, now: float | None = None) -> str:
+    expiry = int((now or time.time()) + TICKET_TTL_S)
+    return f"{expiry}.{_sign(token, expiry)}"
+
+
+def check_ticket(token: str, ticket: str, now: float | None = None) -> bool:
+    expiry_s, _, sig = ticket.partition(".")
+    if not expiry_s.isdigit() or int(expiry_s) < (now or time.time()):
+        return False
+    return hmac.compare_digest(sig, _sign(token, int(expiry_s)))
+
+
+# --- handlers ---------------------------------------------------------------------------
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(
+        STATIC / "index.html",
+        headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(data, default=str), content_type="application/json")
+
+
+async def overview(request: web.Request) -> web.Response:
+    _guard(request)
+    client = _client(request)
+    return _json(await q.overview(client, list(client.queues)))
+
+
+def _int(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise web.HTTPBadRequest(
+            text=f'{{"error": {{"code": "bad_request", "message": "{name} must be a whole number"}}}}',
+            content_type="application/json",
+        )
+    return min(int(raw), high)
+
+
+async def jobs(request: web.Request) -> web.Response:
+    _guard(request)
+    flt = q.JobFilter(*(request.query.get(k, "").strip()[:200] for k in ("state", "queue", "function", "q")))
+    cursor = _int(request, "cursor", 0, keys.RECENT_MAX * 2)
+    limit = max(1, _int(request, "limit", 50, 200))
+    return _json(await q.list_jobs(_client(request), flt, cursor=cursor, limit=limit))
+
+
+async def cron(request: web.Request) -> web.Response:
+    _guard(request)
+    return _json({"cron": await q.cron_table(_client(request), request.app[CRON_JOBS])})
+
+
+async def ticket(request: web.Request) -> web.Response:
+    _guard(request, unsafe=True)
+    token = _settings(request).api_token
+    return _json({"ticket": make_ticket(token) if token else "", "expires_in": TICKET_TTL_S})
+
+
+async def retry_all(request: web.Request) -> web.Response:
+    _guard(request, unsafe=True)
+    client = _client(request)
+    retried, failed = [], []
+    while True:
+        _, entries = await client.dead_letters(offset=len(failed), limit=200)
+        if not entries:
+            break
+        for entry in entries:
+            try:
+                await client.retry_dead(entry.job_id)
+                retried.append(entry.job_id)
+            except Exception as e:  # one bad entry must not stop the rest; report it
+                failed.append({"job_id": entry.job_id, "error": str(e)[:200]})
+    return _json({"retried": len(retried), "failed": failed})
+
+
+async def purge(request: web.Request) -> web.Response:
+    _guard(request, unsafe=True)
+    return _json({"purged": await _client(request).purge_dead()})
+
+
+# --- live events ------------------------------------------------------------------------
+async def stream(request: web.Request) -> web.StreamResponse:
+    token = _settings(request).api_token
+    if token and not (_authorized(request) or check_ticket(token, request.query.get("ticket", ""))):
+        return _error(401, "unauthorized", "missing or expired ticket: POST /api/dashboard/ticket for a new one")
+    client = _client(request)
+    job_id = request.query.get("job")
+    if job_id is not None:
+        client.job(job_id)  # validates the id
+    channel = keys.EVENTS_PATTERN if job_id is None else keys.events(job_id)
+    task = asyncio.current_task()
+    if task is not None:
+        request.app[STREAMS].add(task)
+    # subscribe before the response starts: once the browser sees the stream open, nothing
+    # published afterwards can be missed (the page reloads its data on open)
+    resp = EventSourceResponse(headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"})
+    resp.ping_interval = 10
+    with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+        async with client.hub.subscribe(channel, pattern=job_id is None) as queue:
+            await resp.prepare(request)
+            if job_id is None:
+                await _global_feed(queue, resp)
+            else:
+                await _job_feed(client.job(job_id), queue, resp)
+    return resp
+
+
+async def _send(resp: Any, kind: str, data: Any) -> None:
+    await resp.send(orjson.dumps(data, default=str).decode(), event=kind)
+
+
+async def _job_feed(handle: Any, queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
+    await _send(resp, "snapshot", (await handle.info()).as_dict())
+    while True:
+        await _send(resp, "job", await queue.get())
+
+
+async def _global_feed(queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
+    """Once a second: counts of completed and failed jobs, plus a sample of the events."""
+    loop = asyncio.get_running_loop()
+    await _send(resp, "hello", {"ts": int(time.time() * 1000)})
+    while True:
+        end = loop.time() + TICK_S
+        counts = {events.COMPLETE: 0, events.FAILED: 0}
+        sample: list[dict[str, Any]] = []
+        while (left := end - loop.time()) > 0:
+            try:
+                event = await asyncio.wait_for(queue.get(), left)
+            except TimeoutError:
+                break
+            kind = event.get("event")
+            if kind in counts:
+                counts[kind] += 1
+            if kind != events.PROGRESS and len(sample) < FEED_PER_TICK:
+                event.pop("channel", None)
+                sample.append(event)
+        await _send(resp, "tick", {"ts": int(time.time() * 1000), **counts, "events": sample})
+
+
+async def _close_streams(app: web.Application) -> None:
+    """End open event streams at shutdown, so the server stops at once (browsers reconnect)."""
+    for task in list(app[STREAMS]):
+        task.cancel()

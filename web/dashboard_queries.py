@@ -1,0 +1,227 @@
+"""Bounded reads behind the dashboard: job summaries over the recent-jobs index
+(``asyncjobs:recent``), the overview and the cron table. Nothing here walks the keyspace:
+every request reads at most ``SCAN_BUDGET`` ids of the capped index, newest first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from arq.utils import timestamp_ms
+from croniter import croniter
+
+from asyncjobs import keys
+from asyncjobs.client import Client, _fill_from_job, _fill_from_result  # one decoder for job records
+from asyncjobs.records import JobRecord, JobStatus
+
+CHUNK = 250  # ids read per round trip while filtering
+SCAN_BUDGET = 5_000  # ids one filtered request may examine before it returns a cursor
+TIME_BUDGET_S = 0.04  # ...or this much time, whichever comes first
+OVERVIEW_WINDOW = 1_000  # newest jobs tallied per queue for the complete/failed counts
+TEXT_MAX = 120
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What the Jobs page asks for. Empty fields match everything."""
+
+    state: str = ""
+    queue: str = ""
+    function: str = ""
+    text: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.state or self.queue or self.function or self.text)
+
+    def matches(self, s: dict[str, Any]) -> bool:
+        if self.state and s["status"] != self.state:
+            return False
+        if self.queue and s["queue"] != self.queue:
+            return False
+        if self.function and s["function"] != self.function:
+            return False
+        return not self.text or self.text.lower() in s["_haystack"]
+
+
+def _preview(value: Any) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= TEXT_MAX else text[: TEXT_MAX - 1] + "…"
+
+
+def _summary(rec: JobRecord) -> dict[str, Any]:
+    args = _preview({"args": rec.args, "kwargs": rec.kwargs}) if rec.args or rec.kwargs else ""
+    error = (rec.error or {}).get("message") or ""
+    return {
+        "job_id": rec.job_id,
+        "status": rec.status.value,
+        "function": rec.function,
+        "queue": rec.queue,
+        "tries": rec.tries,
+        "enqueue_ms": rec.enqueue_ms,
+        "start_ms": rec.start_ms,
+        "finish_ms": rec.finish_ms,
+        "progress": rec.progress,
+        "args": args,
+        "error": str(error)[:TEXT_MAX],
+        "_haystack": f"{rec.job_id} {rec.function} {args} {error}".lower(),
+    }
+
+
+async def summaries(client: Client, ids: list[str]) -> list[dict[str, Any]]:
+    """One summary per id, in two pipelined round trips (three if some are waiting)."""
+    if not ids:
+        return []
+    r = client.redis
+    async with r.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.get(keys.result(i))
+            pipe.get(keys.job(i))
+            pipe.exists(keys.in_progress(i))
+            pipe.hget(keys.state(i), "progress")
+        raw = await pipe.execute()
+    records: list[JobRecord] = []
+    waiting: list[JobRecord] = []
+    for n, job_id in enumerate(ids):
+        result_raw, job_raw, running, progress = raw[4 * n : 4 * n + 4]
+        rec = JobRecord(job_id, JobStatus.NOT_FOUND)
+        if result_raw is not None:
+            _fill_from_result(rec, result_raw)
+        elif job_raw is not None:
+            _fill_from_job(rec, job_raw)
+            rec.status = JobStatus.IN_PROGRESS if running else JobStatus.QUEUED
+            if not running:
+                waiting.append(rec)
+        if progress is not None:
+            rec.progress = float(progress)
+        records.append(rec)
+    if waiting:
+        await _mark_deferred(client, waiting)
+    return [_summary(rec) for rec in records]
+
+
+async def _mark_deferred(client: Client, waiting: list[JobRecord]) -> None:
+    now = timestamp_ms()
+    async with client.redis.pipeline(transaction=False) as pipe:
+        for rec in waiting:
+            pipe.zscore(keys.queue(rec.queue or client.default_queue), rec.job_id)
+        scores = await pipe.execute()
+    for rec, score in zip(waiting, scores, strict=True):
+        if score is not None and score > now:
+            rec.status, rec.scheduled_ms = JobStatus.DEFERRED, int(score)
+
+
+def _public(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in s.items() if not k.startswith("_")} for s in items]
+
+
+async def list_jobs(client: Client, flt: JobFilter, *, cursor: int = 0, limit: int = 50) -> dict[str, Any]:
+    """A page of jobs, newest first. ``cursor`` is a rank in the recent index; the answer's
+    ``next_cursor`` continues from where this request stopped (``None`` at the end)."""
+    r = client.redis
+    total = int(await r.zcard(keys.RECENT))
+    if flt.empty:
+        ids = [i.decode() for i in await r.zrevrange(keys.RECENT, cursor, cursor + limit - 1)]
+        page = await summaries(client, ids)
+        nxt = cursor + len(ids)
+        return {
+            "jobs": _public(page),
+            "total": total,
+            "scanned": len(ids),
+            "next_cursor": nxt if nxt < total else None,
+            "filtered": False,
+        }
+    found: list[dict[str, Any]] = []
+    pos, scanned, started = cursor, 0, time.monotonic()
+    while len(found) < limit and pos < total and scanned < SCAN_BUDGET and time.monotonic() - started < TIME_BUDGET_S:
+        ids = [i.decode() for i in await r.zrevrange(keys.RECENT, pos, pos + CHUNK - 1)]
+        if not ids:
+            break
+        for n, s in enumerate(await summaries(client, ids)):
+            if flt.matches(s):
+                found.append(s)
+                if len(found) == limit:
+                    ids = ids[: n + 1]
+                    break
+        pos += len(ids)
+        scanned += len(ids)
+    return {
+        "jobs": _public(found),
+        "total": total,
+        "scanned": scanned,
+        "next_cursor": pos if pos < total else None,
+        "filtered": True,
+    }
+
+
+async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
+    """Per-queue counts and oldest-job age, workers online, and complete/failed tallies over
+    the newest ``OVERVIEW_WINDOW`` jobs of the recent index."""
+    now = timestamp_ms()
+    stats = await client.queue_stats(queues)
+    workers = await client.workers()
+    ids = [i.decode() for i in await client.redis.zrevrange(keys.RECENT, 0, OVERVIEW_WINDOW - 1)]
+    tally: dict[str, dict[str, int]] = {}
+    for s in await summaries(client, ids):
+        by_state = tally.setdefault(s["queue"] or "?", {})
+        by_state[s["status"]] = by_state.get(s["status"], 0) + 1
+    rows = []
+    for q in stats:
+        seen = tally.get(q.name, {})
+        rows.append(
+            {
+                **q.as_dict(),
+                "complete": seen.get("complete", 0),
+                "failed": seen.get("failed", 0),
+                "aborted": seen.get("aborted", 0),
+                "oldest_age_s": (now - q.oldest_queued_ms) / 1000 if q.oldest_queued_ms else None,
+            }
+        )
+    dead = int(await client.redis.zcard(keys.DEAD))
+    recent = int(await client.redis.zcard(keys.RECENT))
+    return {
+        "queues": rows,
+        "workers_online": len(workers),
+        "dead": dead,
+        "recent_total": recent,
+        "window": len(ids),
+        "now_ms": now,
+    }
+
+
+async def cron_table(client: Client, cron_jobs: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every periodic job with its schedule, time zone, next run and last run (the job of the
+    previous tick, found by its deterministic id ``<name>:<tick ms>``)."""
+    now = datetime.now(UTC)
+    rows = []
+    for cj in cron_jobs:
+        schedule, tz = getattr(cj, "crontab", None), getattr(cj, "tz", None)
+        row: dict[str, Any] = {
+            "name": cj.name,
+            "function": getattr(cj, "asyncjobs_function", cj.name),
+            "tz": str(tz) if tz else "UTC",
+            "next_run_ms": None,
+            "last": None,
+        }
+        if schedule is not None:
+            it = croniter(schedule, now.astimezone(tz) if tz else now)
+            row["next_run_ms"] = int(it.get_next(datetime).timestamp() * 1000)
+            it = croniter(schedule, now.astimezone(tz) if tz else now)
+            prev_ms = int(it.get_prev(datetime).timestamp() * 1000)
+            rec = await client.job(f"{cj.name}:{prev_ms}").info()
+            row["last"] = {
+                "job_id": rec.job_id,
+                "tick_ms": prev_ms,
+                "status": rec.status.value,
+                "finish_ms": rec.finish_ms,
+            }
+        else:
+            fields = ("month", "day", "weekday", "hour", "minute", "second")
+            schedule = " ".join(f"{f}={getattr(cj, f)}" for f in fields if getattr(cj, f, None) is not None)
+        row["schedule"] = schedule
+        rows.append(row)
+    return rows

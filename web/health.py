@@ -1,0 +1,41 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from web.middlewares import REDIS_DOWN_MESSAGE
+from web.responses import json_response
+from web.state import BROKER, CLIENT, METRICS
+
+READY_TIMEOUT_S = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: the process answers (no Redis check)."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when Redis answers, 503 saying why when it does not."""
+    try:
+        await asyncio.wait_for(request.app[BROKER].ping(), READY_TIMEOUT_S)
+    except (TimeoutError, RedisError, OSError) as e:
+        reason = str(e) or type(e).__name__
+        return json_response({"status": "unavailable", "checks": {"redis": "down"},
+                              "error": {"code": "redis_unavailable", "message": REDIS_DOWN_MESSAGE,
+                                        "details": {"reason": reason[:200]}}}, status=503)
+    return json_response({"status": "ready", "checks": {"redis": "ok"}})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus exposition (``asyncjobs_redis_up`` 0 when Redis is down)."""
+    m = request.app[METRICS]
+    await m.refresh(request.app[CLIENT])
+    body, content_type = m.render()
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = content_type
+    return resp

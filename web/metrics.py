@@ -1,0 +1,59 @@
+"""Prometheus metrics for one app, in its own ``CollectorRegistry`` (so many apps can live
+in one process, as in tests). Queue depths are read from Redis at scrape time."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from asyncjobs.client import Client
+
+logger = logging.getLogger(__name__)
+
+
+class Metrics:
+    """The app's collectors."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("asyncjobs_http_requests", "HTTP requests served",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("asyncjobs_http_request_duration_seconds", "HTTP request latency",
+                                 ["method", "route"], registry=r,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
+        self.enqueued = Counter("asyncjobs_http_jobs_enqueued", "jobs enqueued over HTTP", ["function"], registry=r)
+        self.redis_up = Gauge("asyncjobs_redis_up", "1 if Redis answered the last scrape", registry=r)
+        self.queued = Gauge("asyncjobs_queue_queued", "jobs due and waiting", ["queue"], registry=r)
+        self.deferred = Gauge("asyncjobs_queue_deferred", "jobs scheduled for later", ["queue"], registry=r)
+        self.in_progress = Gauge("asyncjobs_queue_in_progress", "jobs running", ["queue"], registry=r)
+        self.dead = Gauge("asyncjobs_dead_letters", "jobs in the dead-letter set", registry=r)
+        self.workers = Gauge("asyncjobs_workers", "live workers", registry=r)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one HTTP request (the route template, never the raw path)."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    async def refresh(self, client: Client) -> None:
+        """Read queue depths, dead letters and workers from Redis; ``redis_up`` 0 if it fails."""
+        try:
+            stats = await client.queue_stats()
+            total, _ = await client.dead_letters(limit=1)
+            workers = await client.workers()
+        except Exception as e:  # a scrape must answer even when Redis does not
+            logger.debug("metrics: Redis unreachable (%s)", e)
+            self.redis_up.set(0)
+            return
+        self.redis_up.set(1)
+        for s in stats:
+            self.queued.labels(s.name).set(s.queued)
+            self.deferred.labels(s.name).set(s.deferred)
+            self.in_progress.labels(s.name).set(s.in_progress)
+        self.dead.set(total)
+        self.workers.set(len(workers))
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

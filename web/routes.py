@@ -1,0 +1,24 @@
+"""The API's one route table."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web import admin, health, jobs, openapi, sse
+
+ROUTES = [
+    web.post("/api/jobs", jobs.enqueue),
+    web.get("/api/jobs/{id}", jobs.get_job, allow_head=False),
+    web.get("/api/jobs/{id}/result", jobs.get_result, allow_head=False),
+    web.get("/api/jobs/{id}/events", sse.job_events, allow_head=False),
+    web.post("/api/jobs/{id}/abort", jobs.abort),
+    web.get("/api/queues", admin.list_queues, allow_head=False),
+    web.get("/api/workers", admin.list_workers, allow_head=False),
+    web.get("/api/functions", admin.list_functions, allow_head=False),
+    web.get("/api/dead", admin.list_dead, allow_head=False),
+    web.post("/api/dead/{id}/retry", admin.retry_dead),
+    web.get("/api/openapi.json", openapi.openapi_json, allow_head=False),
+    web.get("/healthz", health.healthz, allow_head=False),
+    web.get("/readyz", health.readyz, allow_head=False),
+    web.get("/metrics", health.metrics, allow_head=False),
+]

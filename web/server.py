@@ -1,0 +1,79 @@
+"""Running the app: ``asyncjobs web`` (API only) and ``asyncjobs dev`` (API + an in-process
+worker, on the embedded in-memory broker unless ``REDIS_URL`` is set)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from asyncjobs.config import Settings
+from asyncjobs.connections import create_broker, mask_url
+from asyncjobs.registry import Registry
+from web.app import check_bind, create_app
+
+logger = logging.getLogger(__name__)
+
+MEMORY_NOTE = """
+  ************************************************************************
+  *  asyncjobs dev: using the EMBEDDED IN-MEMORY broker (memory://).     *
+  *  NOTHING PERSISTS: every job and result is lost when this process    *
+  *  exits, and only this process can see them.                          *
+  *  Set REDIS_URL=redis://host:6379/0 to use a real Redis.              *
+  ************************************************************************
+"""
+
+
+def run_web(settings: Settings, registry: Registry, host: str, port: int) -> None:
+    """Serve the API until SIGINT/SIGTERM."""
+    check_bind(host, settings)
+    app = create_app(settings, registry)
+    logger.info("serving the API for Redis at %s", mask_url(settings.redis_url))
+    web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
+
+
+def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_url: str, host: str,
+            port: int) -> None:
+    """Serve the API and run a worker in one process, sharing one broker."""
+    settings = dataclasses.replace(settings, redis_url=redis_url)
+    check_bind(host, settings)
+    if settings.memory:
+        print(MEMORY_NOTE, file=sys.stderr, flush=True)
+    broker = create_broker(redis_url)
+    app = create_app(settings, registry, broker=broker)
+    app.cleanup_ctx.append(_worker_context(worker_settings, redis_url))
+    app.on_cleanup.append(lambda _: broker.aclose(close_connection_pool=True))
+    web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
+
+
+def _worker_context(worker_settings: Any, redis_url: str) -> Any:
+    async def worker_context(app: web.Application) -> AsyncIterator[None]:
+        import asyncio
+        import contextlib
+
+        from asyncjobs.runner import build_worker
+
+        worker = build_worker(worker_settings, {"handle_signals": False}, create_broker(redis_url))
+        task = asyncio.get_running_loop().create_task(worker.async_run(), name="asyncjobs-dev-worker")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            with contextlib.suppress(Exception):  # Redis may be gone by now; nothing left to save
+                await worker.close()
+
+    return worker_context
+
+
+def _printer(host: str, port: int) -> Any:
+    def show(_: str) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"asyncjobs: listening on http://{shown}:{port} (API: /api/openapi.json)", flush=True)
+
+    return show
