@@ -1,0 +1,92 @@
+"""Job functions and worker settings for the fault tests (tests/test_reliability_*.py).
+
+Worker subprocesses import this module (``asyncjobs worker reliability_app.WorkerSettings`` or
+``arq reliability_app.WorkerSettings``, with ``tests/`` on ``PYTHONPATH``); settings come from
+the environment through ``settings.load``. Every job start is appended to a run log
+(``RELIABILITY_RUNLOG``, one ``<job id> <try> <pid>`` line per start, written with O_APPEND so a
+``kill -9`` loses nothing already written): that log, not Redis, is how tests count runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from asyncjobs import JobContext, Registry, job, worker_settings
+
+_fd: int | None = None
+
+
+def log_start(job_id: str, job_try: int) -> None:
+    global _fd
+    path = os.environ.get("RELIABILITY_RUNLOG")
+    if not path:
+        return
+    if _fd is None:
+        _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(_fd, f"{job_id} {job_try} {os.getpid()}\n".encode())
+
+
+def read_runs(path: Path) -> list[tuple[str, int, int]]:
+    """The run log as (job id, try, pid) tuples."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            out.append((parts[0], int(parts[1]), int(parts[2])))
+    return out
+
+
+@job(retries=3, backoff=0.2)
+async def rel_work(ctx: JobContext, seconds: float) -> int:
+    """Sleeps ``seconds``; returns the pid of the worker that ran it."""
+    log_start(ctx.job_id, ctx.job_try)
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+@job(retries=1)
+async def rel_kill_worker(ctx: JobContext) -> None:
+    """Kills its own worker process with SIGKILL, every time."""
+    log_start(ctx.job_id, ctx.job_try)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job(timeout=60)
+async def rel_slow(ctx: JobContext, seconds: float) -> str:
+    """A long job: started, then ``seconds`` of sleep (used for kill -9 and SIGTERM)."""
+    log_start(ctx.job_id, ctx.job_try)
+    await asyncio.sleep(seconds)
+    return f"done by {os.getpid()}"
+
+
+@job(executor="process", timeout=60)
+def rel_cpu(n: int) -> int:
+    """CPU-bound: sums squares modulo a prime in a pure Python loop (in a worker's process pool)."""
+    total = 0
+    for i in range(n):
+        total = (total + i * i) % 1_000_003
+    return total
+
+
+@job(executor="thread")
+def rel_blocking_sleep(seconds: float) -> float:
+    """Blocks its thread (``time.sleep``); the event loop stays free."""
+    time.sleep(seconds)
+    return seconds
+
+
+def _settings() -> Any:
+    from settings import load
+
+    return load(os.environ)
+
+
+REGISTRY = Registry([rel_work, rel_kill_worker, rel_slow, rel_cpu, rel_blocking_sleep])
+WorkerSettings = worker_settings(REGISTRY, settings=_settings())
