@@ -13,6 +13,8 @@ ASYNCJOBS_JOB_TIMEOUT          300                           default seconds per
 ASYNCJOBS_KEEP_RESULT          3600                          seconds results are kept
 ASYNCJOBS_LEASE                5                             seconds before a dead worker's job re-runs
 ASYNCJOBS_POLL_DELAY           0.5                           fallback poll for jobs enqueued by plain arq
+ASYNCJOBS_SHUTDOWN_GRACE       25                            seconds SIGTERM lets running jobs finish
+ASYNCJOBS_JOB_EXPIRY           86400                         seconds a due job may wait before it expires
 ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body limit
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
 ASYNCJOBS_SMTP_HOST / _PORT    (none)                        send_email uses SMTP when set
@@ -52,10 +54,11 @@ def _cast(name: str, raw: str, kind: type) -> Any:
 def load(env: Mapping[str, str]) -> Settings:
     """Settings from an environment mapping; unknown ``ASYNCJOBS_*`` names are rejected."""
     names = {n.upper(): n for n in Settings.field_names() if n != "redis_url"}
-    given = {k[len(PREFIX):] for k in env if k.startswith(PREFIX)}
-    reject_unknown(given, set(names) | EXTRA, "setting " + PREFIX.rstrip("_"))
+    given = [k for k in env if k.startswith(PREFIX)]
+    reject_unknown(given, {PREFIX + n for n in set(names) | EXTRA}, "setting")
     kinds = {"api_token": str, "concurrency": int, "job_timeout": float, "keep_result": float, "lease": float,
-             "poll_delay": float, "max_body_bytes": int, "allow_public_without_token": bool}
+             "poll_delay": float, "shutdown_grace": float, "job_expiry": float, "max_body_bytes": int,
+             "allow_public_without_token": bool}
     values: dict[str, Any] = {"redis_url": env.get("REDIS_URL") or "redis://localhost:6379/0"}
     for upper, name in names.items():
         raw = env.get(PREFIX + upper)
@@ -65,10 +68,17 @@ def load(env: Mapping[str, str]) -> Settings:
             values[name] = tuple(q.strip() for q in raw.split(",") if q.strip())
         else:
             values[name] = _cast(upper, raw, kinds[name])
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ConfigError as e:  # name the variable the user set, not the field behind it
+        if e.key in names.values():
+            raise ConfigError(f"{PREFIX}{e.key.upper()}: {e}", key=PREFIX + e.key.upper()) from None
+        raise
 
 
 SETTINGS = load(os.environ)
+# `asyncjobs dev` runs on the embedded in-memory broker unless REDIS_URL is set
+DEV_REDIS_URL = os.environ.get("REDIS_URL") or "memory://"
 REGISTRY = Registry(FUNCTIONS)
 SMTP = {"host": os.environ[PREFIX + "SMTP_HOST"], "port": int(os.environ.get(PREFIX + "SMTP_PORT", "25")),
         "sender": os.environ.get(PREFIX + "SMTP_SENDER", "asyncjobs@localhost")} if os.environ.get(PREFIX + "SMTP_HOST") else None

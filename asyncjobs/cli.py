@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from asyncjobs.errors import AsyncJobsError, BrokerUnavailable, ConfigError, JobFailed, JobNotFound, UnknownFunction
+from asyncjobs.errors import (
+    AsyncJobsError,
+    BrokerUnavailable,
+    ConfigError,
+    InvalidArguments,
+    JobFailed,
+    JobNotFound,
+    UnknownFunction,
+)
 
 T = TypeVar("T")
 logger = logging.getLogger("asyncjobs.cli")
@@ -52,7 +60,7 @@ def run(ctx: Ctx, coro: Callable[[], Awaitable[T]]) -> T:
     """Run ``coro`` and map our errors to one line on stderr and an exit code."""
     try:
         return asyncio.run(coro())  # type: ignore[arg-type]
-    except (ConfigError, UnknownFunction) as e:
+    except (ConfigError, UnknownFunction, InvalidArguments) as e:
         _fail(ctx, e, 2)
     except (JobFailed, JobNotFound, BrokerUnavailable, AsyncJobsError, TimeoutError) as e:
         _fail(ctx, e, 1)
@@ -285,3 +293,35 @@ def worker(ctx: Ctx, settings_path: str | None, queues: str | None, concurrency:
         _fail(ctx, e, 2)
     except AsyncJobsError as e:
         _fail(ctx, e, 1)
+
+
+@main.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.pass_obj
+def web_command(ctx: Ctx, host: str, port: int) -> None:
+    """Serve the HTTP API (and dashboard). Beyond loopback it needs ASYNCJOBS_API_TOKEN."""
+    setup_logging(ctx.verbose)
+    try:
+        from web.server import run_web
+
+        run_web(ctx.module.SETTINGS, ctx.module.REGISTRY, host, port)
+    except (ConfigError, UnknownFunction) as e:
+        _fail(ctx, e, 2)
+
+
+@main.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.pass_obj
+def dev_command(ctx: Ctx, host: str, port: int) -> None:
+    """Web + worker in one process; the embedded in-memory broker unless REDIS_URL is set."""
+    setup_logging(ctx.verbose)
+    try:
+        from web.server import run_dev
+
+        m = ctx.module
+        url = getattr(m, "DEV_REDIS_URL", None) or m.SETTINGS.redis_url
+        run_dev(m.SETTINGS, m.REGISTRY, m.WorkerSettings, url, host, port)
+    except (ConfigError, UnknownFunction) as e:
+        _fail(ctx, e, 2)

@@ -80,12 +80,14 @@ class Client:
         default_queue: str = keys.DEFAULT_QUEUE,
         poll_interval: float = 0.5,
         broker: Broker | None = None,
+        job_expiry: float | None = None,
     ) -> None:
         self.url = url
         self.registry = registry
         self.default_queue = check_queue(default_queue)
         self.queues = [check_queue(q) for q in dict.fromkeys([default_queue, *queues])]
         self.poll_interval = poll_interval
+        self.job_expiry = job_expiry
         self._broker = broker
         self._owns_broker = broker is None
         self._hub: EventHub | None = None
@@ -99,7 +101,7 @@ class Client:
         if self._state is _State.OPEN:
             return self
         if self._broker is None:
-            self._broker = await connect_broker(self.url)
+            self._broker = await connect_broker(self.url, job_expiry=self.job_expiry)
         self._hub = EventHub(self._broker)
         self._abort_script = self._broker.register_script(scripts.ABORT_QUEUED)
         self._state = _State.OPEN
@@ -349,6 +351,12 @@ class JobHandle(Generic[R]):
             if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
                 yield _terminal_event(rec)
                 return
+            started_try = None
+            if rec.status is JobStatus.IN_PROGRESS and rec.start_ms is not None:
+                # the engine publishes "started" as it claims, often before anyone subscribed
+                started_try = rec.tries
+                yield {"job_id": self.id, "event": events.STARTED, "ts": rec.start_ms, "started_ms": rec.start_ms,
+                       "try": rec.tries, "function": rec.function}
             while True:
                 wait = self.client.poll_interval
                 if deadline is not None:
@@ -363,6 +371,8 @@ class JobHandle(Generic[R]):
                         yield _terminal_event(rec)
                         return
                     continue
+                if event.get("event") == events.STARTED and event.get("try") == started_try:
+                    continue  # already yielded from the job's state
                 yield event
                 if event.get("event") in events.TERMINAL:
                     return
@@ -470,11 +480,15 @@ def connect(
     queues: Sequence[str] = (keys.DEFAULT_QUEUE,),
     default_queue: str = keys.DEFAULT_QUEUE,
     poll_interval: float = 0.5,
+    job_expiry: float | None = None,
 ) -> Client:
     """A :class:`Client` for ``url``; use as ``async with connect(url) as client``.
 
     With ``registry`` (the deployment's functions), enqueue by name is checked before
-    anything is written. ``queues`` are the queues status lookups search.
+    anything is written. ``queues`` are the queues status lookups search. ``job_expiry``:
+    seconds a due job may wait for a worker before it expires (default arq's 1 day; use
+    ``Settings.job_expiry``); an expired job is dead-lettered with reason "job expired".
     """
     reg = registry if registry is None or isinstance(registry, Registry) else Registry(registry)
-    return Client(url, registry=reg, queues=queues, default_queue=default_queue, poll_interval=poll_interval)
+    return Client(url, registry=reg, queues=queues, default_queue=default_queue, poll_interval=poll_interval,
+                  job_expiry=job_expiry)

@@ -15,9 +15,11 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Worker as ArqWorker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys
-from asyncjobs.connections import validate_url
+from asyncjobs.connections import Reconnect, validate_url
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import JobFunction, Registry
 from asyncjobs.runtime import Hook, Runtime
@@ -48,6 +50,11 @@ class Settings:
     keep_result: float = 3600.0
     lease: float = 5.0
     poll_delay: float = 0.5
+    #: seconds SIGTERM waits for running jobs before cancelling and re-queueing them (0: at once)
+    shutdown_grace: float = 25.0
+    #: seconds a queued job may wait past its run-at time before its payload expires (arq: 1 day);
+    #: an expired job is logged and dead-lettered when a worker reaches it
+    job_expiry: float = 86400.0
     max_body_bytes: int = 1024 * 1024
     allow_public_without_token: bool = False
 
@@ -58,7 +65,9 @@ class Settings:
         for name in ("concurrency", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", key=name)
-        for name in ("job_timeout", "lease", "poll_delay"):
+        if self.shutdown_grace < 0:
+            raise ConfigError(f"shutdown_grace must be >= 0 seconds, got {self.shutdown_grace}", key="shutdown_grace")
+        for name in ("job_timeout", "lease", "poll_delay", "job_expiry"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}", key=name)
 
@@ -76,7 +85,11 @@ def redis_settings(url: str) -> RedisSettings | None:
     validate_url(url)
     if url.startswith("memory://"):
         return None
-    return RedisSettings.from_dsn(url)
+    rs = RedisSettings.from_dsn(url)
+    # a plain arq worker rides out a Redis restart too (reconnecting with backoff, for ever)
+    rs.retry = Reconnect(url, -1)
+    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]  # type: ignore[list-item]  # arq's hint is wrong
+    return rs
 
 
 def worker_settings(
@@ -118,6 +131,8 @@ def worker_settings(
         "keep_result": s.keep_result,
         "poll_delay": s.poll_delay,
         "max_tries": 1,
+        "job_completion_wait": s.shutdown_grace,
+        "expires_extra_ms": int(s.job_expiry * 1000),
         # asyncjobs-only (arq ignores them)
         "queues": list(s.queues),
         "lease": s.lease,

@@ -3,9 +3,12 @@ arq's ``ArqRedis`` with a one-round-trip enqueue that wakes idle workers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 from uuid import uuid4
 
@@ -14,7 +17,11 @@ from arq.constants import expires_extra_ms
 from arq.jobs import Job
 from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys, scripts
 from asyncjobs.errors import BrokerUnavailable, ConfigError
@@ -24,14 +31,17 @@ logger = logging.getLogger(__name__)
 
 SCHEMES = ("redis", "rediss", "unix", "memory")
 _memory_servers: dict[str, Any] = {}
+T = TypeVar("T")
+RECONNECT_WARNING_EVERY_S = 5.0
+_last_reconnect_warning = 0.0
 
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs and messages."""
     p = urlparse(url)
     if p.password:
-        netloc = f"{p.username or ''}:***@{p.hostname or ''}" + (f":{p.port}" if p.port else "")
-        return urlunparse(p._replace(netloc=netloc))
+        userinfo, _, hostport = p.netloc.rpartition("@")  # not p.port: it raises on a bad port
+        return urlunparse(p._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}"))
     return url
 
 
@@ -106,8 +116,9 @@ class Broker(ArqRedis):
             score = now
         ttl = to_ms(expires) if expires else max(score - now, 0) + self.expires_extra_ms
         payload = serialize({"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": keys.queue_name_of(queue_key)})
-        key_list = [keys.job(job_id), keys.result(job_id), keys.in_progress(job_id), queue_key, keys.RECENT]
-        argv = [job_id, payload, score, ttl, keys.wake(queue_key), now, keys.RECENT_MAX]
+        key_list = [keys.job(job_id), keys.result(job_id), keys.in_progress(job_id), queue_key, keys.RECENT,
+                    keys.ARQ_ABORT, keys.retry(job_id)]
+        argv = [job_id, payload, score, ttl, keys.wake(keys.queue_name_of(queue_key)), now, keys.RECENT_MAX]
         return key_list, argv
 
     async def evalsha_enqueue(self, key_list: list[str], argv: list[Any]) -> bool:
@@ -121,36 +132,84 @@ class Broker(ArqRedis):
         return script
 
 
-def create_broker(url: str, *, queue: str = keys.DEFAULT_QUEUE, max_connections: int | None = None) -> Broker:
+class Reconnect(Retry):
+    """redis-py's ``Retry`` for a lost connection (a Redis restart, a failover): reconnect with
+    exponential backoff capped at 1 s, warning (at most every few seconds, URL masked) while
+    Redis is away. ``retries=-1`` keeps trying for ever (what a worker wants)."""
+
+    def __init__(self, url: str, retries: int) -> None:
+        # OSError: redis-py's connect() raises the socket's own error (connection refused)
+        errors = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+        super().__init__(ExponentialBackoff(cap=1.0, base=0.05), retries, errors)  # type: ignore[arg-type]
+        self.masked_url = mask_url(url)
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]) -> T:
+        async def failed(error: RedisError) -> Any:
+            global _last_reconnect_warning
+            if time.monotonic() - _last_reconnect_warning > RECONNECT_WARNING_EVERY_S:
+                _last_reconnect_warning = time.monotonic()
+                logger.warning("lost Redis at %s (%s); reconnecting with backoff (next attempt within 1s)",
+                               self.masked_url, error)
+            return await fail(error)
+
+        return await super().call_with_retry(do, failed)
+
+
+def reconnect_retries(seconds: float | None) -> int:
+    """Retry count for about ``seconds`` of reconnecting (``None``: for ever)."""
+    if seconds is None:
+        return -1
+    return 0 if seconds <= 0 else int(seconds) + 4  # 0.1 + 0.2 + 0.4 + 0.8, then 1 s apart
+
+
+def create_broker(
+    url: str,
+    *,
+    queue: str = keys.DEFAULT_QUEUE,
+    max_connections: int | None = None,
+    job_expiry: float | None = None,
+    reconnect_for: float | None = 0.0,
+) -> Broker:
     """A :class:`Broker` for ``url`` (not yet connected). ``memory://[name]`` gives the embedded
-    in-memory broker: one per name and process, nothing persists."""
+    in-memory broker: one per name and process, nothing persists.
+
+    ``reconnect_for``: seconds a command keeps reconnecting (with backoff) when the connection
+    is lost before it raises; 0 raises at once (the web API answers 503), ``None`` never gives up.
+    """
     validate_url(url)
     common: dict[str, Any] = {
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "default_queue_name": keys.queue(queue),
-        "expires_extra_ms": expires_extra_ms,
+        "expires_extra_ms": expires_extra_ms if job_expiry is None else int(job_expiry * 1000),
     }
     if url.startswith("memory://"):
         import fakeredis
-        from fakeredis.aioredis import FakeConnection
+        from fakeredis.aioredis import FakeAsyncRedisConnection
 
         server = _memory_servers.setdefault(url, fakeredis.FakeServer())
-        pool = ConnectionPool(connection_class=FakeConnection, server=server, max_connections=max_connections)
+        pool = ConnectionPool(connection_class=FakeAsyncRedisConnection, server=server, max_connections=max_connections)
         broker = Broker(pool, **common)
     else:
-        pool = ConnectionPool.from_url(url, max_connections=max_connections, socket_connect_timeout=5)
+        retries = reconnect_retries(reconnect_for)
+        retry = {"retry": Reconnect(url, retries), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
+        pool = ConnectionPool.from_url(url, max_connections=max_connections, socket_connect_timeout=5,
+                                       **(retry if retries else {}))
         broker = Broker(pool, **common)
     broker.url = url
     return broker
 
 
-async def connect_broker(url: str, *, queue: str = keys.DEFAULT_QUEUE) -> Broker:
-    """Create a broker for ``url`` and check it answers; :class:`BrokerUnavailable` if not."""
-    broker = create_broker(url, queue=queue)
+async def connect_broker(
+    url: str, *, queue: str = keys.DEFAULT_QUEUE, job_expiry: float | None = None, reconnect_for: float | None = 10.0
+) -> Broker:
+    """Create a broker for ``url`` and check it answers (at once: :class:`BrokerUnavailable`
+    if not); afterwards a lost connection is re-established for ``reconnect_for`` seconds."""
+    probe = create_broker(url, queue=queue)
     try:
-        await broker.ping()
+        await probe.ping()
     except (RedisError, OSError) as e:
-        await broker.aclose(close_connection_pool=True)
         raise BrokerUnavailable(mask_url(url), str(e) or type(e).__name__) from e
-    return broker
+    finally:
+        await probe.aclose(close_connection_pool=True)
+    return create_broker(url, queue=queue, job_expiry=job_expiry, reconnect_for=reconnect_for)

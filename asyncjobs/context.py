@@ -14,6 +14,8 @@ logger = logging.getLogger("asyncjobs.job")
 # ctx entries asyncjobs itself puts there (resources from on_startup sit beside them)
 CTX_RUNTIME = "asyncjobs_runtime"
 CTX_OUTCOME = "asyncjobs_outcome"
+# set by asyncjobs.Worker: it publishes the started and terminal events itself, in its batches
+CTX_ENGINE = "asyncjobs_engine"
 
 
 class JobContext(dict[str, Any]):

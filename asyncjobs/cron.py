@@ -21,6 +21,18 @@ from asyncjobs.registry import JobFunction
 
 
 @dataclass
+class ZonedCronJob(CronJob):
+    """An arq ``CronJob`` (field form) whose fields are read in time zone ``tz``, not the worker's."""
+
+    tz: tzinfo | None = None
+
+    def calculate_next(self, prev_run: datetime) -> None:
+        if self.tz is not None:
+            prev_run = prev_run.astimezone(self.tz) if prev_run.tzinfo else prev_run.replace(tzinfo=self.tz)
+        super().calculate_next(prev_run)
+
+
+@dataclass
 class CrontabJob(CronJob):
     """An arq ``CronJob`` whose times come from a crontab expression in a time zone."""
 
@@ -45,7 +57,7 @@ def cron(
 ) -> CronJob:
     """A periodic job for ``function`` (which must be registered too).
 
-    ``schedule`` is a crontab string (``"*/5 * * * *"``; six fields adds seconds); pass
+    ``schedule`` is a crontab string (``"*/5 * * * *"``; a sixth field, last, gives seconds); pass
     ``None`` and arq's fields (``minute={0, 30}``, ``hour=...``) for arq's form. The job runs
     with the function's timeout and retries; its result is kept ``keep_result`` seconds, which
     also keeps a late worker from running the same tick again.
@@ -61,14 +73,17 @@ def cron(
         "max_tries": function.opts.retries + 1,
     }
     if schedule is None:
-        job: CronJob = arq_cron(_placeholder(function), **opts, **fields)
+        base = arq_cron(_placeholder(function), **opts, **fields)
+        job: CronJob = ZonedCronJob(**{**base.__dict__, "tz": zone})
     else:
         job = _crontab(schedule, function, opts, zone, fields)
     job.asyncjobs_function = function.name  # type: ignore[attr-defined]
     return job
 
 
-def _crontab(schedule: str, function: JobFunction[Any, Any], opts: dict[str, Any], zone: tzinfo | None, fields: dict[str, Any]) -> CronJob:
+def _crontab(
+    schedule: str, function: JobFunction[Any, Any], opts: dict[str, Any], zone: tzinfo | None, fields: dict[str, Any]
+) -> CronJob:
     if fields:
         raise ConfigError(f"cron {opts['name']}: give a crontab string or arq fields, not both")
     if not croniter.is_valid(schedule):

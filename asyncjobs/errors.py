@@ -44,7 +44,7 @@ class BrokerUnavailable(AsyncJobsError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(
-            f"cannot reach Redis at {url}: {reason}. Is redis-server running there? "
+            f"cannot reach Redis at {url}: {reason.rstrip('.')}. Is redis-server running there? "
             "Set REDIS_URL, or use REDIS_URL=memory:// for the embedded in-memory broker."
         )
         self.url = url

@@ -72,8 +72,7 @@ class JobFunction(Generic[P, R]):
         options: JobOptions,
         enqueue_options: EnqueueOptions | None = None,
     ) -> None:
-        if not inspect.iscoroutinefunction(func):
-            raise ConfigError(f"job {options.name}: {func!r} is not an 'async def' function", key=options.name)
+        check_executor(func, options)
         self.func = func
         self.opts = options
         self.enqueue_options = enqueue_options or EnqueueOptions()
@@ -111,9 +110,35 @@ class JobFunction(Generic[P, R]):
     def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
         """Raise :class:`InvalidArguments` if ``args``/``kwargs`` cannot call this function."""
         try:
-            self.signature.bind(None, *args, **kwargs)
+            if self.opts.executor is None:
+                self.signature.bind(None, *args, **kwargs)
+            else:  # plain functions run in an executor take no ctx
+                self.signature.bind(*args, **kwargs)
         except TypeError as e:
             raise InvalidArguments(self.name, [{"loc": ["args"], "msg": str(e)}]) from None
+
+
+EXECUTORS = ("thread", "process")
+
+
+def check_executor(func: Callable[..., Any], options: JobOptions) -> None:
+    """Async functions run on the event loop; plain ones need ``executor="thread"|"process"``
+    (a process job must be a module-level function, so the pool's processes can import it)."""
+    name = options.name
+    if options.executor is None:
+        if not inspect.iscoroutinefunction(func):
+            raise ConfigError(
+                f"job {name}: {func!r} is not an 'async def' function: make it async, or run it "
+                "in an executor with @job(executor='thread') or @job(executor='process')", key=name)
+        return
+    if options.executor not in EXECUTORS:
+        raise ConfigError(f"job {name}: executor {options.executor!r} is not 'thread' or 'process'", key="executor")
+    if inspect.iscoroutinefunction(func):
+        raise ConfigError(f"job {name}: executor={options.executor!r} is for plain functions; "
+                          "an 'async def' job runs on the event loop, drop executor=", key="executor")
+    if options.executor == "process" and "<locals>" in getattr(func, "__qualname__", "<locals>"):
+        raise ConfigError(f"job {name}: a process job must be a module-level function (worker processes "
+                          "import it by name)", key="executor")
 
 
 @overload
@@ -129,7 +154,21 @@ def job(
     backoff: BackoffLike = None,
     queue: str | None = None,
     keep_result: Seconds | None = None,
+    executor: None = None,
 ) -> Callable[[Callable[Concatenate[Any, P], Awaitable[R]]], JobFunction[P, R]]: ...
+
+
+@overload
+def job(
+    *,
+    name: str | None = None,
+    timeout: Seconds | None = None,
+    retries: int = 0,
+    backoff: BackoffLike = None,
+    queue: str | None = None,
+    keep_result: Seconds | None = None,
+    executor: str,
+) -> Callable[[Callable[..., Any]], JobFunction[..., Any]]: ...
 
 
 def job(
@@ -142,6 +181,7 @@ def job(
     backoff: BackoffLike = None,
     queue: str | None = None,
     keep_result: Seconds | None = None,
+    executor: str | None = None,
 ) -> Any:
     """Declare an ``async def f(ctx, ...)`` as a job.
 
@@ -152,6 +192,10 @@ def job(
         default exponential with jitter, 1 s doubling up to 5 min
     :param queue: the queue jobs of this function go to unless the enqueue says otherwise
     :param keep_result: seconds the result (or error) is kept, for success and failure alike
+    :param executor: ``"thread"`` or ``"process"`` to run a plain (non-async) function, called
+        with its arguments only (no ctx), in a thread or in the worker's process pool, so
+        blocking or CPU-heavy code cannot freeze the event loop. A timeout stops waiting for
+        it, but cannot stop the thread (a process job's pool is replaced on shutdown).
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")
@@ -164,6 +208,7 @@ def job(
             backoff=as_backoff(backoff),
             queue=queue,
             keep_result=to_seconds(keep_result, "keep_result"),
+            executor=executor,
         )
         return JobFunction(f, opts)
 

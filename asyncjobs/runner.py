@@ -42,7 +42,9 @@ async def connect_with_retry(url: str, queue_key_name: str, *, attempts: int | N
             await broker.ping()
             if n:
                 logger.info("connected to Redis at %s", mask_url(url))
-            return broker
+            await broker.aclose(close_connection_pool=True)
+            # from now on a lost connection (a Redis restart) is re-established, never fatal
+            return create_broker(url, reconnect_for=None)
         except (RedisError, OSError) as e:
             await broker.aclose(close_connection_pool=True)
             n += 1
@@ -69,6 +71,7 @@ def run_worker(path: str, overrides: dict[str, Any]) -> None:
     url = getattr(settings_cls, "redis_url", None)
     if url is None:
         raise ConfigError(f"{path} has no redis_url: build it with asyncjobs.worker_settings()")
+    settings_kwargs(settings_cls)  # reject typos now, not after Redis answers
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pool = loop.run_until_complete(connect_with_retry(url, ""))

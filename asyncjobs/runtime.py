@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import logging
+import multiprocessing
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import orjson
@@ -23,7 +26,7 @@ from arq.worker import Function, Retry
 from arq.worker import func as arq_func
 
 from asyncjobs import deadletter, events, keys
-from asyncjobs.context import CTX_OUTCOME, CTX_RUNTIME, JobContext
+from asyncjobs.context import CTX_ENGINE, CTX_OUTCOME, CTX_RUNTIME, JobContext
 from asyncjobs.registry import JobFunction, Registry
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class Runtime:
         self.user_startup = on_startup
         self.user_shutdown = on_shutdown
         self.worker_label = f"{socket.gethostname()}:{os.getpid()}"
+        self._process_pool: ProcessPoolExecutor | None = None
 
     # --- arq extension points -------------------------------------------------------------
     def arq_functions(self) -> list[Function]:
@@ -87,12 +91,17 @@ class Runtime:
     async def on_shutdown(self, ctx: dict[str, Any]) -> None:
         if self.user_shutdown is not None:
             await self.user_shutdown(ctx)
+        if self._process_pool is not None:
+            self._process_pool.shutdown(wait=False, cancel_futures=True)
+            self._process_pool = None
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
         """Publish the terminal event once arq has stored the result."""
         outcome = ctx.get(CTX_OUTCOME)
         if outcome is None or outcome == events.RETRYING:
             return
+        if ctx.get(CTX_ENGINE) and outcome in (events.COMPLETE, events.FAILED):
+            return  # asyncjobs.Worker published it with the result, in the same call
         job_id = ctx["job_id"]
         redis = ctx["redis"]
         if outcome == "cancelled":  # aborted (a result was written) or shut down (re-queued)
@@ -107,12 +116,13 @@ class Runtime:
             ctx["asyncjobs_function"] = jf.name
             jc = JobContext(ctx)
             ctx.setdefault(CTX_RUNTIME, runtime)
-            await runtime._started(jc)
+            if not ctx.get(CTX_ENGINE):  # asyncjobs.Worker's claim already did this
+                await runtime._started(jc)
             deadline = asyncio.timeout(timeout)
             try:
                 try:
                     async with deadline:
-                        result = await jf.func(jc, *args, **kwargs)
+                        result = await runtime._call(jf, jc, args, kwargs)
                 except TimeoutError:
                     if not deadline.expired():
                         raise
@@ -125,13 +135,25 @@ class Runtime:
                 ctx[CTX_OUTCOME] = "cancelled"
                 raise
             except Exception as e:
-                await runtime._failed(jc, jf, e, args, kwargs)
+                await runtime._failed(ctx, jf, e, args, kwargs)
                 raise
             ctx[CTX_OUTCOME] = events.COMPLETE
             return result
 
         run.__name__ = run.__qualname__ = jf.name
         return run
+
+    async def _call(self, jf: JobFunction[Any, Any], ctx: JobContext, args: Any, kwargs: Any) -> Any:
+        if jf.opts.executor is None:
+            return await jf.func(ctx, *args, **kwargs)
+        if jf.opts.executor == "thread":
+            return await asyncio.to_thread(jf.func, *args, **kwargs)
+        if self._process_pool is None:
+            # spawn, not fork: a forked child would inherit the event loop and Redis sockets
+            self._process_pool = ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))
+        target = (jf.func.__module__, jf.func.__qualname__)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._process_pool, call_in_process, target, args, kwargs)
 
     async def _started(self, ctx: JobContext) -> None:
         job_id = ctx.job_id
@@ -148,16 +170,18 @@ class Runtime:
     async def _failed(
         self, ctx: dict[str, Any], jf: JobFunction[Any, Any], exc: Exception, args: Any, kwargs: Any
     ) -> None:
+        # the outcome goes on arq's own ctx dict (a JobContext is a copy), where the engine's
+        # finishing and after_job_end read it
         jc = ctx if isinstance(ctx, JobContext) else JobContext(ctx)
         tries = jc.job_try
         error = {"type": type(exc).__name__, "message": str(exc)[:500]}
         if tries <= jf.opts.retries:
             delay = jf.opts.backoff.delay(tries)
-            jc[CTX_OUTCOME] = events.RETRYING
+            ctx[CTX_OUTCOME] = events.RETRYING
             logger.info("job %s (%s) try %d failed (%s); retrying in %.2fs", jc.job_id, jf.name, tries, error["type"], delay)
             await self._publish(jc, events.RETRYING, delay=delay, error=error, **{"try": tries})
             raise Retry(defer=delay) from exc
-        jc[CTX_OUTCOME] = events.FAILED
+        ctx[CTX_OUTCOME] = events.FAILED
         await deadletter.record(
             jc.redis, job_id=jc.job_id, function=jf.name, args=args, kwargs=kwargs,
             queue=current_queue.get(self.default_queue), tries=tries,
@@ -174,3 +198,13 @@ class Runtime:
                 events.encode(ctx.job_id, events.PROGRESS, progress=pct, message=message, meta=meta),
             )
             await pipe.execute()
+
+
+def call_in_process(target: tuple[str, str], args: Any, kwargs: Any) -> Any:
+    """Runs in a pool process: import the job's module and call the plain function. (The
+    module attribute is the :class:`JobFunction` the decorator returned; call what it wraps.)"""
+    module, qualname = target
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return getattr(obj, "__wrapped__", obj)(*args, **kwargs)

@@ -123,13 +123,15 @@ async def start_worker(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
         return w
 
     yield start
-    for w, task in started:
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):
-            pass
-        await w.close()
+    # bounded, so a worker that cannot close fails the test instead of hanging the suite
+    async with asyncio.timeout(30):
+        for w, task in started:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+            await w.close()
 
 
 @pytest.fixture
@@ -157,3 +159,33 @@ def spawn(cli_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[by
 
 
 PY = sys.executable
+
+
+@pytest.fixture
+def rel_workers(tmp_path: Path, redis_url: str) -> Iterator[Any]:
+    """Fault tests: a :class:`reliability_support.Workers` on the shared test Redis and a queue of
+    its own; every worker subprocess is killed at teardown."""
+    from reliability_support import Workers
+
+    w = Workers(tmp_path, redis_url)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """``private_redis(password=None, start=True)``: a redis-server of the test's own, to stop,
+    restart or protect with a password; stopped at teardown (list it before ``start_worker``,
+    so workers are closed while it still runs)."""
+    servers: list[RedisServer] = []
+
+    def make(password: str | None = None, start: bool = True) -> RedisServer:
+        s = RedisServer(tmp_path_factory.mktemp("private-redis"), password=password)
+        servers.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()

@@ -1,0 +1,150 @@
+"""The ``asyncjobs`` command: exit codes, one-line errors, enqueue/status/result/dead."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import asyncjobs
+from asyncjobs import job
+from asyncjobs.examples import count_words
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "asyncjobs")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(p: subprocess.CompletedProcess[str], *needles: str) -> None:
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in p.stderr
+    for n in needles:
+        assert n in lines[0]
+
+
+def test_malformed_redis_url(cli_env):
+    p = run({**cli_env, "REDIS_URL": "redis//x"}, "queues")
+    assert p.returncode != 0
+    assert_one_line_error(p, "REDIS_URL", "'redis//x'", "redis://host:port/db")
+
+
+def test_unreachable_redis(cli_env):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    p = run({**cli_env, "REDIS_URL": url}, "queues")
+    assert p.returncode == 1
+    assert_one_line_error(p, "cannot reach Redis at " + url, "REDIS_URL")
+
+
+def test_unknown_setting_is_a_config_error(cli_env):
+    p = run({**cli_env, "ASYNCJOBS_CONCURENCY": "3"}, "queues")
+    assert p.returncode == 2
+    assert_one_line_error(p, "ASYNCJOBS_CONCURENCY", "ASYNCJOBS_CONCURRENCY")
+
+
+@pytest.mark.parametrize(("flag", "value", "needle"), [
+    ("--args", '{"a":1}', "--args must be a JSON list"),
+    ("--args", "[1,", "--args is not valid JSON"),
+    ("--kwargs", "[1]", "--kwargs must be a JSON object"),
+])
+def test_bad_json_arguments_are_usage_errors(cli_env, flag, value, needle):
+    p = run(cli_env, "enqueue", "count_words", flag, value)
+    assert p.returncode == 2
+    assert needle in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unknown_function_and_bad_arguments_exit_2(cli_env):
+    p = run(cli_env, "enqueue", "count_wrods", "--args", '["x"]')
+    assert p.returncode == 2
+    assert_one_line_error(p, "count_wrods", "registered:")
+    p = run(cli_env, "enqueue", "count_words", "--args", "[1, 2]")
+    assert p.returncode == 2
+    assert_one_line_error(p, "invalid arguments for count_words")
+
+
+async def test_enqueue_status_result_and_dead_letters(cli_env, client, start_worker):
+    p = run(cli_env, "enqueue", "count_words", "--args", '["a b"]', "--job-id", "cli-1", "--defer-by", "60")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "cli-1"
+    assert (await client.job("cli-1").info()).status.value == "deferred"
+    p = run(cli_env, "status", "cli-1")
+    assert p.returncode == 0 and '"status":"deferred"' in p.stdout
+    p = run(cli_env, "abort", "cli-1")
+    assert p.returncode == 0 and p.stdout.strip() == "aborted"
+    p = run(cli_env, "result", "cli-1")
+    assert p.returncode == 1
+    assert_one_line_error(p, "cli-1", "CancelledError")
+
+    p = run(cli_env, "status", "nope")
+    assert p.returncode == 1 and '"status":"not_found"' in p.stdout
+    p = run(cli_env, "result", "nope")
+    assert p.returncode == 1
+    assert_one_line_error(p, "job nope not found")
+
+    @job(name="send_email", retries=0)
+    async def broken_email(ctx, to: str, subject: str, body: str) -> None:
+        raise OSError("smtp down")
+
+    await start_worker([broken_email, count_words])
+    failed = await client.enqueue_call("send_email", ["a@b.c", "s", "b"], job_id="mail-1")
+    with pytest.raises(asyncjobs.JobFailed):
+        await failed.result(timeout=10)
+    p = run(cli_env, "dead", "list")
+    assert p.returncode == 0
+    assert "mail-1  send_email  tries=1  OSError: smtp down" in p.stdout
+    assert "1 dead-lettered job(s)" in p.stderr
+    p = run(cli_env, "dead", "retry", "mail-1")
+    assert p.returncode == 0 and p.stdout.strip() == "mail-1"
+    with pytest.raises(asyncjobs.JobFailed):
+        await client.job("mail-1").result(timeout=10)
+    p = run(cli_env, "dead", "purge")
+    assert p.returncode == 0 and p.stdout.strip() == "purged 1"
+    p = run(cli_env, "dead", "retry", "mail-1")
+    assert p.returncode == 1
+    assert_one_line_error(p, "no dead-lettered job mail-1")
+
+    ok = await client.enqueue(count_words, "x y")
+    assert await ok.result(timeout=10) == 2
+    p = run(cli_env, "result", ok.id)
+    assert p.returncode == 0 and p.stdout.strip() == "2"
+    p = run(cli_env, "queues")
+    assert p.returncode == 0 and p.stdout.startswith("default")
+
+
+def test_enqueue_wait_reports_a_failed_job_with_exit_1(cli_env, spawn):
+    spawn(sys.executable, "-m", "asyncjobs", "worker")
+    p = run(cli_env, "enqueue", "send_email", "--args", '["not-an-address", "s", "b"]', "--wait", "--timeout", "20")
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1].startswith("error: job ")
+    assert "ValueError" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_worker_rejects_bad_settings(cli_env, tmp_path):
+    (tmp_path / "typo_settings.py").write_text(
+        "from asyncjobs.examples import count_words\n"
+        "class WorkerSettings:\n    functions = []\n    redis_url = 'redis://127.0.0.1:1/0'\n    max_job = 5\n"
+    )
+    p = run({**cli_env, "PYTHONPATH": f"{tmp_path}:{ROOT}"}, "worker", "typo_settings.WorkerSettings")
+    assert p.returncode == 2
+    assert "max_job" in p.stderr and "max_jobs" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_help_lists_the_commands():
+    p = subprocess.run([CLI, "--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0
+    for cmd in ("enqueue", "status", "result", "abort", "queues", "workers", "dead", "worker"):
+        assert cmd in p.stdout
+    assert count_words.name == "count_words"

@@ -1,0 +1,158 @@
+"""The client: enqueue (one, many, deferred, unique, by queue), job handles, lifecycle."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import asyncjobs
+from asyncjobs import (
+    BrokerUnavailable,
+    ConfigError,
+    DuplicateJob,
+    InvalidArguments,
+    JobNotFound,
+    JobStatus,
+    UnknownFunction,
+    call,
+    job,
+)
+from asyncjobs.errors import ClientClosed
+from asyncjobs.examples import count_words, generate_report
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@job(queue="side")
+async def on_side(ctx, queue: str, job_id: str) -> str:
+    return f"{queue}/{job_id}"
+
+
+async def test_enqueue_many_is_one_batch_and_runs(client, start_worker):
+    await start_worker([count_words])
+    handles = await client.enqueue_many([call(count_words, "a " * i) for i in range(1, 21)])
+    assert all(h is not None for h in handles)
+    assert len({h.id for h in handles}) == 20
+    assert [await h.result(timeout=10) for h in handles] == list(range(1, 21))
+
+
+async def test_enqueue_many_reports_taken_ids_as_none(client):
+    first = await client.enqueue(count_words.options(job_id="dup-1"), "x")
+    assert first.id == "dup-1"
+    out = await client.enqueue_many([call(count_words.options(job_id="dup-1"), "y"), call(count_words, "z")])
+    assert out[0] is None and out[1] is not None
+
+
+async def test_job_id_is_unique(client):
+    h = await client.enqueue(count_words.options(job_id="only-once"), "a")
+    assert h.id == "only-once"
+    with pytest.raises(DuplicateJob) as exc_info:
+        await client.enqueue(count_words.options(job_id="only-once"), "b")
+    assert exc_info.value.job_id == "only-once"
+    assert (await h.info()).args == ["a"]
+
+
+async def test_options_never_collide_with_the_functions_kwargs(client, start_worker, redis_url):
+    await start_worker([on_side], settings=asyncjobs.Settings(redis_url=redis_url, queues=("side",), lease=2.0))
+    h = await client.enqueue(on_side.options(job_id="mine"), queue="their-queue-arg", job_id="their-id-arg")
+    assert h.id == "mine" and h.queue == "side"  # the function's default queue
+    assert await h.result(timeout=10) == "their-queue-arg/their-id-arg"
+
+
+async def test_enqueue_onto_a_named_queue(client, redis_url, start_worker, queue_name):
+    h = await client.enqueue(count_words.options(queue=queue_name), "a b")
+    assert h.queue == queue_name
+    assert (await client.queue_stats([queue_name]))[0].queued == 1
+    assert await h.status() is JobStatus.QUEUED
+    await start_worker([count_words], settings=asyncjobs.Settings(redis_url=redis_url, queues=(queue_name,), lease=2.0))
+    assert await h.result(timeout=10) == 2
+
+
+async def test_defer_until_and_queue_stats(client, queue_name):
+    when = datetime.now(UTC) + timedelta(seconds=60)
+    h = await client.enqueue(count_words.options(defer_until=when, queue=queue_name), "x")
+    info = await h.info()
+    assert info.status is JobStatus.DEFERRED
+    assert info.scheduled_ms == pytest.approx(when.timestamp() * 1000, abs=2)
+    [stats] = await client.queue_stats([queue_name])
+    assert (stats.queued, stats.deferred, stats.in_progress) == (0, 1, 0)
+
+
+async def test_defer_by_and_defer_until_together_is_an_error(client):
+    with pytest.raises(ConfigError, match="either defer_until or defer_by"):
+        await client.enqueue_call("count_words", ["x"], defer_by=1, defer_until=datetime.now(UTC))
+
+
+async def test_registry_checks_arguments_before_writing(redis_url):
+    async with asyncjobs.connect(redis_url, registry=[count_words]) as c:
+        with pytest.raises(InvalidArguments):
+            await c.enqueue_call("count_words", [], {"nope": 1})
+        with pytest.raises(UnknownFunction, match="registered: count_words"):
+            await c.enqueue_call("count_wrods", ["x"])
+        assert (await c.queue_stats())[0].queued == 0
+        with pytest.raises(InvalidArguments):
+            await c.enqueue(generate_report, 1, 2, 3, 4)
+
+
+@pytest.mark.parametrize(("kw", "key"), [({"job_id": "has space"}, "job_id"), ({"queue": "bad/queue"}, "queue")])
+async def test_bad_job_ids_and_queues_are_rejected(client, kw, key):
+    with pytest.raises(ConfigError) as exc_info:
+        await client.enqueue_call("count_words", ["x"], **kw)
+    assert exc_info.value.key == key
+
+
+async def test_unknown_job(client):
+    h = client.job("never-enqueued")
+    assert await h.status() is JobStatus.NOT_FOUND
+    with pytest.raises(JobNotFound):
+        await h.result(timeout=1)
+    assert [e async for e in h.events(timeout=1)] == [{"job_id": "never-enqueued", "event": "not_found"}]
+    assert await h.abort(timeout=1) is False
+
+
+async def test_result_timeout_raises_timeout_error(client):
+    h = await client.enqueue(count_words, "nobody runs me")
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.2s"):
+        await h.result(timeout=0.2)
+
+
+async def test_handle_of_a_finished_job_yields_its_terminal_event(client, start_worker):
+    await start_worker([count_words])
+    h = await client.enqueue(count_words, "a b")
+    assert await h.result(timeout=10) == 2
+    events = [e async for e in client.job(h.id).events(timeout=5)]
+    assert [e["event"] for e in events] == ["complete"]
+
+
+async def test_client_lifecycle(redis_url):
+    c = asyncjobs.connect(redis_url)
+    with pytest.raises(ClientClosed, match="async with"):
+        await c.enqueue(count_words, "x")
+    async with c:
+        assert (await c.enqueue(count_words, "x")).id
+    with pytest.raises(ClientClosed):
+        await c.enqueue(count_words, "x")
+    with pytest.raises(ClientClosed, match="create a new one"):
+        await c.open()
+
+
+async def test_unreachable_redis_is_broker_unavailable():
+    url = f"redis://:sekret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BrokerUnavailable) as exc_info:
+        async with asyncjobs.connect(url):
+            pass
+    msg = str(exc_info.value)
+    assert "127.0.0.1" in msg and "sekret" not in msg and "REDIS_URL" in msg
+
+
+async def test_workers_are_listed(client, start_worker):
+    await start_worker([count_words])
+    assert await (await client.enqueue(count_words, "x")).result(timeout=10) == 1
+    workers = await client.workers()
+    assert len(workers) == 1 and workers[0]["queues"] == ["default"]

@@ -1,0 +1,127 @@
+"""Interop with plain arq, both ways, on the same Redis: arq's client enqueues for our worker,
+arq's worker (in-process or the real ``arq`` command) runs jobs our client awaits."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from arq.connections import RedisSettings, create_pool
+from arq.worker import Worker as ArqWorker
+from arq.worker import get_kwargs
+from events_support import follow
+
+import asyncjobs
+from asyncjobs import Fixed, JobFailed, JobStatus, Settings, job, keys, worker_settings
+from asyncjobs.examples import count_words
+from asyncjobs.serialization import deserialize, serialize
+
+BIN = Path(sys.executable).parent
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+async def test_job_enqueued_by_arq_runs_on_our_worker_with_our_runtime(client, start_worker, redis_url):
+    @job(name=unique("interop"))
+    async def interop(ctx, a: int, *, b: int) -> int:
+        await ctx.progress(50, "half")
+        return a + b
+
+    arq_pool = await create_pool(
+        RedisSettings.from_dsn(redis_url), job_serializer=serialize, job_deserializer=deserialize
+    )
+    try:
+        arq_job = await arq_pool.enqueue_job(interop.name, 2, b=3, _job_id=unique("arqjob"))
+        assert arq_job is not None
+        following = await follow(client.job(arq_job.job_id))
+        await start_worker([interop])
+        events = await following
+        handle = client.job(arq_job.job_id)
+        assert await arq_job.result(timeout=10, poll_delay=0.05) == 5  # arq's own Job API
+        assert await handle.result(timeout=5) == 5
+        state = await arq_pool.hgetall(keys.state(arq_job.job_id))
+    finally:
+        await arq_pool.aclose()
+    assert [e["event"] for e in events] == ["started", "progress", "complete"]
+    assert events[1]["message"] == "half"
+    assert state[b"try"] == b"1" and state[b"function"] == interop.name.encode() and b"worker" in state
+
+
+@pytest.fixture
+async def plain_arq_worker(redis_url):
+    """An in-process plain ``arq.worker.Worker`` built the way ``arq settings.WorkerSettings`` builds it."""
+    workers = []
+
+    async def start(functions, **options):
+        cls = worker_settings(functions, settings=Settings(redis_url=redis_url, poll_delay=0.05), **options)
+        w = ArqWorker(**{**get_kwargs(cls), "handle_signals": False})
+        assert type(w) is ArqWorker
+        task = asyncio.get_running_loop().create_task(w.async_run())
+        workers.append((w, task))
+        return w
+
+    yield start
+    for w, task in workers:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        if w._pool is not None:  # arq's own close() calls redis-py's deprecated close()
+            await w._pool.aclose(close_connection_pool=True)
+
+
+async def test_our_client_awaits_a_job_run_by_plain_arq(client, plain_arq_worker):
+    await plain_arq_worker([count_words])
+    handle = await client.enqueue(count_words, "run by plain arq")
+    assert await handle.result(timeout=10) == 4
+    info = await handle.info()
+    assert info.status is JobStatus.COMPLETE and info.function == "count_words"
+
+
+async def test_plain_arq_gets_our_retries_events_and_typed_errors(client, plain_arq_worker):
+    tries: list[int] = []
+
+    @job(name=unique("flaky"), retries=2, backoff=Fixed(0.05))
+    async def flaky(ctx, fail_always: bool) -> str:
+        tries.append(ctx.job_try)
+        await ctx.progress(10 * ctx.job_try)
+        if fail_always or ctx.job_try < 2:
+            raise LookupError(f"try {ctx.job_try}")
+        return "ok"
+
+    handle = await client.enqueue(flaky, False)
+    following = await follow(handle)
+    await plain_arq_worker([flaky])
+    events = [e["event"] for e in await following]
+    assert await handle.result(timeout=5) == "ok"
+    assert tries == [1, 2]
+    assert events == ["started", "progress", "retrying", "started", "progress", "complete"]
+
+    tries.clear()
+    failing = await client.enqueue(flaky, True)
+    with pytest.raises(JobFailed) as exc_info:
+        await failing.result(timeout=10)
+    assert exc_info.value.error_type == "LookupError" and exc_info.value.error_message == "try 3"
+    assert tries == [1, 2, 3]
+    total, [entry] = await client.dead_letters()
+    assert total == 1 and entry.job_id == failing.id and entry.args == [True]
+
+
+async def test_arq_command_runs_jobs_and_cli_waits_for_the_result(spawn, redis_url, cli_env):
+    arq_proc = spawn(str(BIN / "arq"), "settings.WorkerSettings")
+    async with asyncjobs.connect(redis_url) as client:
+        handle = await client.enqueue(count_words, "one two")
+        assert await handle.result(timeout=20) == 2
+        assert arq_proc.poll() is None
+    cli = await asyncio.create_subprocess_exec(
+        str(BIN / "asyncjobs"), "enqueue", "count_words", "--args", '["a b c"]', "--wait", "--timeout", "20",
+        cwd=str(Path(__file__).resolve().parents[1]), env=cli_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(cli.communicate(), 30)
+    assert cli.returncode == 0, err.decode()
+    assert out.decode().strip().splitlines()[-1] == "3"
