@@ -349,6 +349,13 @@ class JobHandle(Generic[R]):
         async with self.client.hub.subscribe(keys.events(self.id)) as queue:
             rec = await self.info()
             if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
+                # it may have run while we subscribed: yield what was published meanwhile
+                await self.client.hub.barrier()
+                while not queue.empty():
+                    event = queue.get_nowait()
+                    if event.get("event") in events.TERMINAL:
+                        break
+                    yield event
                 yield _terminal_event(rec)
                 return
             started_try = None
@@ -363,9 +370,8 @@ class JobHandle(Generic[R]):
                     wait = min(wait, deadline - loop.time())
                     if wait <= 0:
                         raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
-                try:
-                    event = await asyncio.wait_for(queue.get(), wait)
-                except asyncio.TimeoutError:
+                event = await events.next_event(queue, wait)
+                if event is None:
                     rec = await self.info()
                     if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
                         yield _terminal_event(rec)
@@ -420,11 +426,8 @@ async def _next_terminal(queue: asyncio.Queue[dict[str, Any]], wait: float) -> N
     loop = asyncio.get_running_loop()
     end = loop.time() + wait
     while (left := end - loop.time()) > 0:
-        try:
-            event = await asyncio.wait_for(queue.get(), left)
-        except asyncio.TimeoutError:
-            return
-        if event.get("event") in events.TERMINAL:
+        event = await events.next_event(queue, left)
+        if event is None or event.get("event") in events.TERMINAL:
             return
 
 

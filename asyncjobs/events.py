@@ -27,6 +27,20 @@ REQUEUED = "requeued"
 TERMINAL = frozenset({COMPLETE, FAILED, ABORTED})
 
 
+async def next_event(queue: asyncio.Queue[dict[str, Any]], timeout: float) -> dict[str, Any] | None:
+    """The next item of ``queue``, or ``None`` after ``timeout`` seconds.
+
+    Built on ``asyncio.timeout``, not ``asyncio.wait_for``: on Python 3.11, ``wait_for`` loses
+    a cancellation that arrives as the awaited item does, which left cancelled listeners
+    waiting forever and hung shutdown.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await queue.get()
+    except TimeoutError:
+        return None
+
+
 def encode(job_id: str, event: str, **data: Any) -> bytes:
     return orjson.dumps({"job_id": job_id, "event": event, "ts": timestamp_ms(), **data}, default=str)
 
@@ -50,6 +64,7 @@ class EventHub:
         self._queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._pattern_queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
+        self._pongs: list[asyncio.Future[None]] = []
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.connected = False
@@ -90,8 +105,9 @@ class EventHub:
             else:
                 confirmed = self._confirmed[channel]
         try:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(confirmed.wait(), 5)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):  # not wait_for: see next_event()
+                    await confirmed.wait()
             yield queue
         finally:
             subs = table.get(channel)
@@ -102,6 +118,25 @@ class EventHub:
                     self._confirmed.pop(channel, None)
                     with contextlib.suppress(RedisError, OSError, RuntimeError):
                         await (pubsub.punsubscribe(channel) if pattern else pubsub.unsubscribe(channel))
+
+    async def barrier(self, timeout: float = 2.0) -> None:
+        """Return once every message published before this call has reached the local queues.
+
+        A PING sent on the subscribed connection is answered after everything Redis queued for
+        it before, so its pong marks the point. Best effort: gives up after ``timeout``."""
+        if self._pubsub is None or self._pubsub.connection is None:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._pubsub.ping()
+                await fut
+        except (TimeoutError, RedisError, OSError):
+            pass
+        finally:
+            if fut in self._pongs:
+                self._pongs.remove(fut)
 
     async def _read(self) -> None:
         delay = 0.1
@@ -128,6 +163,12 @@ class EventHub:
         kind = msg.get("type")
         channel = msg.get("channel")
         channel = channel.decode() if isinstance(channel, bytes) else channel
+        if kind == "pong":
+            if self._pongs:
+                fut = self._pongs.pop(0)
+                if not fut.done():
+                    fut.set_result(None)
+            return
         if kind in ("subscribe", "psubscribe"):
             event = self._confirmed.get(channel)
             if event is not None:

@@ -250,9 +250,10 @@ class Worker(ArqWorker):
     async def close(self) -> None:
         for t in self._background:
             t.cancel()
-        for t in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._background:  # bounded: a listener that ignores its cancel must not hang shutdown
+            _, stuck = await asyncio.wait(self._background, timeout=5)
+            for t in stuck:
+                logger.warning("background task %s did not stop within 5s", t.get_name())
         self._background.clear()
         if self._pool is not None:
             await self.housekeeper.unregister()

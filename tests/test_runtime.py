@@ -203,3 +203,24 @@ async def test_context_resources_and_job_try(client, start_worker, redis_url):
         with pytest.raises(asyncio.CancelledError):
             await task
         await w.close()
+
+
+async def test_final_failure_publishes_failed_event_on_our_engine(client, start_worker):
+    """The terminal ``failed`` event is published on the job's channel (not only synthesized by
+    the client's polling fallback): it once went onto a copy of ctx and was never sent."""
+    from asyncjobs import keys
+
+    @job(name="always_fails_" + uuid.uuid4().hex[:6], retries=0)
+    async def always_fails(ctx) -> None:
+        raise RuntimeError("boom")
+
+    handle = await client.enqueue(always_fails.options(defer_by=0.3))
+    seen: list[str] = []
+    async with client.hub.subscribe(keys.events(handle.id)) as queue:
+        await start_worker([always_fails])
+        async with asyncio.timeout(10):
+            while "failed" not in seen:
+                seen.append((await queue.get())["event"])
+    assert seen == ["started", "failed"]
+    dead_total, entries = await client.dead_letters()
+    assert dead_total == 1 and entries[0].job_id == handle.id

@@ -267,9 +267,8 @@ async def _global_feed(queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
         counts = {events.COMPLETE: 0, events.FAILED: 0}
         sample: list[dict[str, Any]] = []
         while (left := end - loop.time()) > 0:
-            try:
-                event = await asyncio.wait_for(queue.get(), left)
-            except TimeoutError:
+            event = await events.next_event(queue, left)
+            if event is None:
                 break
             kind = event.get("event")
             if kind in counts:

@@ -22,7 +22,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """``GET /readyz``: 200 when Redis answers, 503 saying why when it does not."""
     try:
-        await asyncio.wait_for(request.app[BROKER].ping(), READY_TIMEOUT_S)
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await request.app[BROKER].ping()
     except (TimeoutError, RedisError, OSError) as e:
         reason = str(e) or type(e).__name__
         return json_response({"status": "unavailable", "checks": {"redis": "down"},

@@ -57,9 +57,8 @@ async def _pump(handle: JobHandle[Any], queue: asyncio.Queue[dict[str, Any]]) ->
 
 async def _relay(resp: EventSourceResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
     while resp.is_connected():
-        try:
-            event = await asyncio.wait_for(queue.get(), CHECK_S)
-        except TimeoutError:
+        event = await events.next_event(queue, CHECK_S)
+        if event is None:
             continue
         event.pop("channel", None)
         kind = str(event.get("event", "message"))
