@@ -56,9 +56,18 @@ def load(env: Mapping[str, str]) -> Settings:
     names = {n.upper(): n for n in Settings.field_names() if n != "redis_url"}
     given = [k for k in env if k.startswith(PREFIX)]
     reject_unknown(given, {PREFIX + n for n in set(names) | EXTRA}, "setting")
-    kinds = {"api_token": str, "concurrency": int, "job_timeout": float, "keep_result": float, "lease": float,
-             "poll_delay": float, "shutdown_grace": float, "job_expiry": float, "max_body_bytes": int,
-             "allow_public_without_token": bool}
+    kinds = {
+        "api_token": str,
+        "concurrency": int,
+        "job_timeout": float,
+        "keep_result": float,
+        "lease": float,
+        "poll_delay": float,
+        "shutdown_grace": float,
+        "job_expiry": float,
+        "max_body_bytes": int,
+        "allow_public_without_token": bool,
+    }
     values: dict[str, Any] = {"redis_url": env.get("REDIS_URL") or "redis://localhost:6379/0"}
     for upper, name in names.items():
         raw = env.get(PREFIX + upper)
@@ -80,8 +89,15 @@ SETTINGS = load(os.environ)
 # `asyncjobs dev` runs on the embedded in-memory broker unless REDIS_URL is set
 DEV_REDIS_URL = os.environ.get("REDIS_URL") or "memory://"
 REGISTRY = Registry(FUNCTIONS)
-SMTP = {"host": os.environ[PREFIX + "SMTP_HOST"], "port": int(os.environ.get(PREFIX + "SMTP_PORT", "25")),
-        "sender": os.environ.get(PREFIX + "SMTP_SENDER", "asyncjobs@localhost")} if os.environ.get(PREFIX + "SMTP_HOST") else None
+SMTP = (
+    {
+        "host": os.environ[PREFIX + "SMTP_HOST"],
+        "port": int(os.environ.get(PREFIX + "SMTP_PORT", "25")),
+        "sender": os.environ.get(PREFIX + "SMTP_SENDER", "asyncjobs@localhost"),
+    }
+    if os.environ.get(PREFIX + "SMTP_HOST")
+    else None
+)
 
 
 async def startup(ctx: dict[str, Any]) -> None:

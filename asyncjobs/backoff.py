@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol
 
 
 class BackoffPolicy(Protocol):
@@ -48,7 +48,7 @@ class Custom:
         return float(self.func(attempt))
 
 
-BackoffLike = Union[BackoffPolicy, float, int, Callable[[int], float], None]
+BackoffLike = BackoffPolicy | float | int | Callable[[int], float] | None
 
 
 def as_backoff(value: BackoffLike) -> BackoffPolicy:

@@ -31,8 +31,14 @@ class Claimer:
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
         self._tail = [
-            worker_label, keys.STATE_TTL_S, keys.in_progress(""), keys.job(""), keys.retry(""),
-            keys.state(""), keys.events(""), keys.ARQ_ABORT,
+            worker_label,
+            keys.STATE_TTL_S,
+            keys.in_progress(""),
+            keys.job(""),
+            keys.retry(""),
+            keys.state(""),
+            keys.events(""),
+            keys.ARQ_ABORT,
         ]
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
@@ -40,8 +46,14 @@ class Claimer:
         argv = [timestamp_ms(), self.lease_ms, room, room + 100, *self._tail]
         found, earliest = await self._script(keys=self.queue_keys, args=argv)
         jobs = [
-            Claimed(found[i + 1].decode(), self.queue_keys[int(found[i]) - 1], int(float(found[i + 2])),
-                    found[i + 3], int(found[i + 4]), bool(found[i + 5]))
+            Claimed(
+                found[i + 1].decode(),
+                self.queue_keys[int(found[i]) - 1],
+                int(float(found[i + 2])),
+                found[i + 3],
+                int(found[i + 4]),
+                bool(found[i + 5]),
+            )
             for i in range(0, len(found), 6)
         ]
         return jobs, int(float(earliest)) if earliest else None

@@ -53,7 +53,9 @@ class Ctx:
         from asyncjobs.client import connect
 
         s = self.module.SETTINGS
-        return connect(s.redis_url, registry=getattr(self.module, "REGISTRY", None), queues=s.queues, default_queue=s.queues[0])
+        return connect(
+            s.redis_url, registry=getattr(self.module, "REGISTRY", None), queues=s.queues, default_queue=s.queues[0]
+        )
 
 
 def run(ctx: Ctx, coro: Callable[[], Awaitable[T]]) -> T:
@@ -117,8 +119,17 @@ def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
 @click.option("--wait", is_flag=True, help="show progress, then print the result")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
 @click.pass_obj
-def enqueue(ctx: Ctx, function: str, args_json: str | None, kwargs_json: str | None, defer_by: float | None,
-            queue: str | None, job_id: str | None, wait: bool, timeout: float | None) -> None:
+def enqueue(
+    ctx: Ctx,
+    function: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    defer_by: float | None,
+    queue: str | None,
+    job_id: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> None:
     """Enqueue FUNCTION; prints the job id (with --wait, the result on the last line)."""
     args = _json_arg(args_json, list, "--args")
     kwargs = _json_arg(kwargs_json, dict, "--kwargs")
@@ -136,12 +147,22 @@ def enqueue(ctx: Ctx, function: str, args_json: str | None, kwargs_json: str | N
 async def _follow(handle: Any, timeout: float | None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=_stderr_console(), transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=_stderr_console(),
+        transient=True,
+    ) as bar:
         task = bar.add_task(f"job {handle.id[:12]}", total=100)
         async for event in handle.events(timeout=timeout):
             if event.get("event") == "progress":
-                bar.update(task, completed=event.get("progress", 0), description=event.get("message") or f"job {handle.id[:12]}")
+                bar.update(
+                    task,
+                    completed=event.get("progress", 0),
+                    description=event.get("message") or f"job {handle.id[:12]}",
+                )
     result = await handle.result(timeout=timeout)
     click.echo(dumps(result))
 
@@ -237,7 +258,8 @@ def dead_list(ctx: Ctx, limit: int) -> None:
         async with ctx.client() as client:
             total, entries = await client.dead_letters(limit=limit)
             for e in entries:
-                click.echo(f"{e.job_id}  {e.function}  tries={e.tries}  {e.error.get('type')}: {e.error.get('message', '')[:80]}")
+                error = f"{e.error.get('type')}: {e.error.get('message', '')[:80]}"
+                click.echo(f"{e.job_id}  {e.function}  tries={e.tries}  {error}")
             click.echo(f"{total} dead-lettered job(s)", err=True)
 
     run(ctx, go)
@@ -272,7 +294,9 @@ def dead_purge(ctx: Ctx) -> None:
 @click.option("--processes", type=int, default=1, show_default=True, help="worker processes to supervise")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 @click.pass_obj
-def worker(ctx: Ctx, settings_path: str | None, queues: str | None, concurrency: int | None, processes: int, burst: bool) -> None:
+def worker(
+    ctx: Ctx, settings_path: str | None, queues: str | None, concurrency: int | None, processes: int, burst: bool
+) -> None:
     """Run a worker (SETTINGS_PATH defaults to <settings>.WorkerSettings)."""
     from asyncjobs import runner
 

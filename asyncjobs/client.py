@@ -237,7 +237,9 @@ class Client:
         for i, q in enumerate(names):
             due, future, first = raw[3 * i : 3 * i + 3]
             oldest = int(first[0][1]) if first and first[0][1] <= now else None
-            out.append(QueueStats(q, queued=due, deferred=future - running[i], in_progress=running[i], oldest_queued_ms=oldest))
+            out.append(
+                QueueStats(q, queued=due, deferred=future - running[i], in_progress=running[i], oldest_queued_ms=oldest)
+            )
         return out
 
     async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> tuple[int, list[deadletter.DeadLetter]]:
@@ -247,7 +249,9 @@ class Client:
         """Re-enqueue a dead-lettered job under the same id (its old result is dropped)."""
         entry = await deadletter.get(self.redis, job_id)
         if entry.raw is not None:
-            raise JobFailed(job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried")
+            raise JobFailed(
+                job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried"
+            )
         await self.redis.delete(keys.result(job_id), keys.retry(job_id), keys.state(job_id))
         handle = await self.enqueue_call(entry.function, entry.args, entry.kwargs, job_id=job_id, queue=entry.queue)
         await deadletter.remove(self.redis, job_id)
@@ -338,7 +342,9 @@ class JobHandle(Generic[R]):
                 if deadline is not None:
                     wait = min(wait, deadline - loop.time())
                     if wait <= 0:
-                        raise TimeoutError(f"job {self.id} did not finish within {timeout}s (status {rec.status.value})")
+                        raise TimeoutError(
+                            f"job {self.id} did not finish within {timeout}s (status {rec.status.value})"
+                        )
                 await _next_terminal(queue, wait)
 
     async def events(self, *, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
@@ -362,8 +368,14 @@ class JobHandle(Generic[R]):
             if rec.status is JobStatus.IN_PROGRESS and rec.start_ms is not None:
                 # the engine publishes "started" as it claims, often before anyone subscribed
                 started_try = rec.tries
-                yield {"job_id": self.id, "event": events.STARTED, "ts": rec.start_ms, "started_ms": rec.start_ms,
-                       "try": rec.tries, "function": rec.function}
+                yield {
+                    "job_id": self.id,
+                    "event": events.STARTED,
+                    "ts": rec.start_ms,
+                    "started_ms": rec.start_ms,
+                    "try": rec.tries,
+                    "function": rec.function,
+                }
             while True:
                 wait = self.client.poll_interval
                 if deadline is not None:
@@ -408,14 +420,29 @@ class JobHandle(Generic[R]):
 
     async def _abort_queued(self, rec: JobRecord) -> bytes:
         now = timestamp_ms()
-        payload = serialize({
-            "t": rec.tries, "f": rec.function or "<unknown>", "a": rec.args, "k": rec.kwargs,
-            "et": rec.enqueue_ms or now, "s": False, "r": asyncio.CancelledError("aborted before start"),
-            "st": now, "ft": now, "q": keys.queue(rec.queue or self.client.default_queue), "id": self.id,
-        })
+        payload = serialize(
+            {
+                "t": rec.tries,
+                "f": rec.function or "<unknown>",
+                "a": rec.args,
+                "k": rec.kwargs,
+                "et": rec.enqueue_ms or now,
+                "s": False,
+                "r": asyncio.CancelledError("aborted before start"),
+                "st": now,
+                "ft": now,
+                "q": keys.queue(rec.queue or self.client.default_queue),
+                "id": self.id,
+            }
+        )
         event = events.encode(self.id, events.ABORTED, function=rec.function)
         outcome = await self.client._abort_script(
-            keys=[keys.queue(rec.queue or self.client.default_queue), keys.job(self.id), keys.in_progress(self.id), keys.result(self.id)],
+            keys=[
+                keys.queue(rec.queue or self.client.default_queue),
+                keys.job(self.id),
+                keys.in_progress(self.id),
+                keys.result(self.id),
+            ],
             args=[self.id, payload, keys.events(self.id), event, 3_600_000],
         )
         return cast(bytes, outcome)
@@ -445,7 +472,10 @@ def _fill_from_result(rec: JobRecord, raw: bytes) -> None:
     try:
         d = deserialize(raw)
     except Exception:
-        rec.status, rec.error = JobStatus.FAILED, {"type": "SerializationError", "message": "undecodable result", "traceback": None}
+        rec.status, rec.error = (
+            JobStatus.FAILED,
+            {"type": "SerializationError", "message": "undecodable result", "traceback": None},
+        )
         return
     rec.function, rec.args, rec.kwargs = d.get("f"), list(d.get("a") or []), dict(d.get("k") or {})
     rec.tries, rec.enqueue_ms, rec.start_ms, rec.finish_ms = d.get("t") or 0, d.get("et"), d.get("st"), d.get("ft")
@@ -493,5 +523,11 @@ def connect(
     ``Settings.job_expiry``); an expired job is dead-lettered with reason "job expired".
     """
     reg = registry if registry is None or isinstance(registry, Registry) else Registry(registry)
-    return Client(url, registry=reg, queues=queues, default_queue=default_queue, poll_interval=poll_interval,
-                  job_expiry=job_expiry)
+    return Client(
+        url,
+        registry=reg,
+        queues=queues,
+        default_queue=default_queue,
+        poll_interval=poll_interval,
+        job_expiry=job_expiry,
+    )

@@ -61,7 +61,9 @@ class Settings:
     def __post_init__(self) -> None:
         validate_url(self.redis_url)
         if not self.queues:
-            raise ConfigError("ASYNCJOBS_QUEUES is empty: name at least one queue, e.g. 'default'", key="ASYNCJOBS_QUEUES")
+            raise ConfigError(
+                "ASYNCJOBS_QUEUES is empty: name at least one queue, e.g. 'default'", key="ASYNCJOBS_QUEUES"
+            )
         for name in ("concurrency", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", key=name)
@@ -110,8 +112,13 @@ def worker_settings(
     reject_unknown(options, ARQ_OPTIONS, "worker option")
     s = settings or Settings()
     registry = functions if isinstance(functions, Registry) else Registry(functions)
-    runtime = Runtime(registry, default_queue=s.queues[0], default_timeout=s.job_timeout,
-                      on_startup=on_startup, on_shutdown=on_shutdown)
+    runtime = Runtime(
+        registry,
+        default_queue=s.queues[0],
+        default_timeout=s.job_timeout,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+    )
     arq_functions = runtime.arq_functions()
     wrapped = {f.name: f.coroutine for f in arq_functions}
     crons = [_bind_cron(cj, wrapped) for cj in cron_jobs]
@@ -156,9 +163,10 @@ def _bind_cron(cj: CronJob, wrapped: Mapping[str, Any]) -> CronJob:
 def settings_kwargs(settings_cls: Any) -> dict[str, Any]:
     """Keyword arguments for :class:`asyncjobs.Worker` from a ``WorkerSettings`` class or dict,
     rejecting attributes that no worker knows (arq would drop them silently)."""
-    d = settings_cls if isinstance(settings_cls, dict) else {
-        k: v for k, v in vars(settings_cls).items() if not k.startswith("_")
-    }
+    d = (
+        settings_cls
+        if isinstance(settings_cls, dict)
+        else {k: v for k, v in vars(settings_cls).items() if not k.startswith("_")}
+    )
     reject_unknown(d, ARQ_OPTIONS | ASYNCJOBS_OPTIONS | {"functions"}, "WorkerSettings attribute")
     return dict(d)
-

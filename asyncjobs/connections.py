@@ -87,7 +87,9 @@ class Broker(ArqRedis):
     ) -> Job | None:
         queue_key = _queue_name or self.default_queue_name
         job_id = _job_id or uuid4().hex
-        args_ = self.encode_enqueue(function, args, kwargs, job_id, queue_key, _defer_until, _defer_by, _expires, _job_try)
+        args_ = self.encode_enqueue(
+            function, args, kwargs, job_id, queue_key, _defer_until, _defer_by, _expires, _job_try
+        )
         if not await self.evalsha_enqueue(*args_):
             return None
         return Job(job_id, redis=self, _queue_name=queue_key, _deserializer=self.job_deserializer)
@@ -115,9 +117,18 @@ class Broker(ArqRedis):
         else:
             score = now
         ttl = to_ms(expires) if expires else max(score - now, 0) + self.expires_extra_ms
-        payload = serialize({"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": keys.queue_name_of(queue_key)})
-        key_list = [keys.job(job_id), keys.result(job_id), keys.in_progress(job_id), queue_key, keys.RECENT,
-                    keys.ARQ_ABORT, keys.retry(job_id)]
+        payload = serialize(
+            {"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": keys.queue_name_of(queue_key)}
+        )
+        key_list = [
+            keys.job(job_id),
+            keys.result(job_id),
+            keys.in_progress(job_id),
+            queue_key,
+            keys.RECENT,
+            keys.ARQ_ABORT,
+            keys.retry(job_id),
+        ]
         argv = [job_id, payload, score, ttl, keys.wake(keys.queue_name_of(queue_key)), now, keys.RECENT_MAX]
         return key_list, argv
 
@@ -148,8 +159,9 @@ class Reconnect(Retry):
             global _last_reconnect_warning
             if time.monotonic() - _last_reconnect_warning > RECONNECT_WARNING_EVERY_S:
                 _last_reconnect_warning = time.monotonic()
-                logger.warning("lost Redis at %s (%s); reconnecting with backoff (next attempt within 1s)",
-                               self.masked_url, error)
+                logger.warning(
+                    "lost Redis at %s (%s); reconnecting with backoff (next attempt within 1s)", self.masked_url, error
+                )
             return await fail(error)
 
         return await super().call_with_retry(do, failed)
@@ -193,8 +205,9 @@ def create_broker(
     else:
         retries = reconnect_retries(reconnect_for)
         retry = {"retry": Reconnect(url, retries), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
-        pool = ConnectionPool.from_url(url, max_connections=max_connections, socket_connect_timeout=5,
-                                       **(retry if retries else {}))
+        pool = ConnectionPool.from_url(
+            url, max_connections=max_connections, socket_connect_timeout=5, **(retry if retries else {})
+        )
         broker = Broker(pool, **common)
     broker.url = url
     return broker

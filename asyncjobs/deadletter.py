@@ -55,8 +55,16 @@ async def record(
     now = timestamp_ms()
     err = error if isinstance(error, dict) else error_to_dict(error)
     entry = {
-        "job_id": job_id, "function": function, "args": list(args or ()), "kwargs": dict(kwargs or {}),
-        "queue": queue, "tries": tries, "reason": reason, "error": err, "failed_at_ms": now, "raw": raw,
+        "job_id": job_id,
+        "function": function,
+        "args": list(args or ()),
+        "kwargs": dict(kwargs or {}),
+        "queue": queue,
+        "tries": tries,
+        "reason": reason,
+        "error": err,
+        "failed_at_ms": now,
+        "raw": raw,
     }
     try:
         blob = serialize(entry)

@@ -50,7 +50,7 @@ async def send_email(ctx: JobContext, to: str, subject: str, body: str) -> dict[
 
 
 class _Column:
-    __slots__ = ("name", "non_empty", "numeric", "total", "minimum", "maximum")
+    __slots__ = ("maximum", "minimum", "name", "non_empty", "numeric", "total")
 
     def __init__(self, name: str) -> None:
         self.name, self.non_empty, self.numeric, self.total = name, 0, 0, 0.0
@@ -91,7 +91,7 @@ async def process_csv(ctx: JobContext, path: str, progress_every_s: float = 0.5)
         columns = [_Column(name) for name in header or []]
         for row in reader:
             rows += 1
-            for col, value in zip(columns, row):
+            for col, value in zip(columns, row, strict=False):
                 col.add(value)
             if rows % 5000 == 0:
                 await asyncio.sleep(0)  # let other jobs and lease renewal run

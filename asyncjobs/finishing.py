@@ -26,8 +26,16 @@ class Finisher:
         self._task: asyncio.Task[None] | None = None
 
     async def finish(
-        self, job_id: str, queue_key: str, *, done: bool, result: bytes | None = None, result_px: int = 0,
-        retry_score: int = 0, keep_in_progress_ms: int | None = None, event: bytes | None = None,
+        self,
+        job_id: str,
+        queue_key: str,
+        *,
+        done: bool,
+        result: bytes | None = None,
+        result_px: int = 0,
+        retry_score: int = 0,
+        keep_in_progress_ms: int | None = None,
+        event: bytes | None = None,
     ) -> None:
         """Queue one job's finish for the next batch and wait until it is written."""
         keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
@@ -85,15 +93,23 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
         raw, tries, *_ = await tr.execute()
     info = deserialize(result_data) if result_data else {}
     err = info.get("r")
-    error = (err.as_dict() if isinstance(err, RemoteError)
-             else {"type": "JobFailed", "message": str(err), "traceback": None})
+    error = (
+        err.as_dict() if isinstance(err, RemoteError) else {"type": "JobFailed", "message": str(err), "traceback": None}
+    )
     aborted = error["type"] == "CancelledError"
     if not aborted:
         undecodable = info.get("f") == "<unknown>" and raw is not None
         await deadletter.record(
-            worker.pool, job_id=job_id, function=str(info.get("f") or "<unknown>"), args=info.get("a"),
-            kwargs=info.get("k"), queue=keys.queue_name_of(queue_key), tries=int(tries or 0),
-            reason=error["message"], error=error, raw=raw if undecodable else None,
+            worker.pool,
+            job_id=job_id,
+            function=str(info.get("f") or "<unknown>"),
+            args=info.get("a"),
+            kwargs=info.get("k"),
+            queue=keys.queue_name_of(queue_key),
+            tries=int(tries or 0),
+            reason=error["message"],
+            error=error,
+            raw=raw if undecodable else None,
         )
     event = events.ABORTED if aborted else events.FAILED
     await worker.pool.publish(keys.events(job_id), events.encode(job_id, event, function=info.get("f")))

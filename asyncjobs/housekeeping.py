@@ -56,10 +56,17 @@ class Housekeeper:
                 argv += [running[job_id], job_id]
             await self._renew(keys=[keys.in_progress(i) for i in ids], args=argv)
         info = {
-            "id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
-            "queues": w.queue_names, "concurrency": w.max_jobs, "running": len(running),
-            "jobs_complete": w.jobs_complete, "jobs_failed": w.jobs_failed, "jobs_retried": w.jobs_retried,
-            "started_ms": self.started_ms, "heartbeat_ms": now,
+            "id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": w.queue_names,
+            "concurrency": w.max_jobs,
+            "running": len(running),
+            "jobs_complete": w.jobs_complete,
+            "jobs_failed": w.jobs_failed,
+            "jobs_retried": w.jobs_retried,
+            "started_ms": self.started_ms,
+            "heartbeat_ms": now,
         }
         async with w.pool.pipeline(transaction=False) as pipe:
             pipe.set(keys.worker(self.worker_id), orjson.dumps(info), px=int(self.interval * 5000))

@@ -129,16 +129,23 @@ def check_executor(func: Callable[..., Any], options: JobOptions) -> None:
         if not inspect.iscoroutinefunction(func):
             raise ConfigError(
                 f"job {name}: {func!r} is not an 'async def' function: make it async, or run it "
-                "in an executor with @job(executor='thread') or @job(executor='process')", key=name)
+                "in an executor with @job(executor='thread') or @job(executor='process')",
+                key=name,
+            )
         return
     if options.executor not in EXECUTORS:
         raise ConfigError(f"job {name}: executor {options.executor!r} is not 'thread' or 'process'", key="executor")
     if inspect.iscoroutinefunction(func):
-        raise ConfigError(f"job {name}: executor={options.executor!r} is for plain functions; "
-                          "an 'async def' job runs on the event loop, drop executor=", key="executor")
+        raise ConfigError(
+            f"job {name}: executor={options.executor!r} is for plain functions; "
+            "an 'async def' job runs on the event loop, drop executor=",
+            key="executor",
+        )
     if options.executor == "process" and "<locals>" in getattr(func, "__qualname__", "<locals>"):
-        raise ConfigError(f"job {name}: a process job must be a module-level function (worker processes "
-                          "import it by name)", key="executor")
+        raise ConfigError(
+            f"job {name}: a process job must be a module-level function (worker processes import it by name)",
+            key="executor",
+        )
 
 
 @overload

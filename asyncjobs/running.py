@@ -60,8 +60,19 @@ async def run_job(w: Worker, c: Claimed) -> None:
     if failure is not None:
         w.jobs_failed += 1
         data = serialize_result(
-            job.name, job.args, job.kwargs, job.job_try, job.enqueue_ms, False, failure, start_ms, timestamp_ms(),
-            f"{c.job_id}:{job.name}", c.queue_key, job_id=c.job_id, serializer=w.job_serializer,
+            job.name,
+            job.args,
+            job.kwargs,
+            job.job_try,
+            job.enqueue_ms,
+            False,
+            failure,
+            start_ms,
+            timestamp_ms(),
+            f"{c.job_id}:{job.name}",
+            c.queue_key,
+            job_id=c.job_id,
+            serializer=w.job_serializer,
         )
         await asyncio.shield(finish_failed(w, c.job_id, c.queue_key, data))
         return
@@ -100,8 +111,13 @@ async def _prepare(w: Worker, job: _Job) -> BaseException | None:
 
 async def _execute(w: Worker, job: _Job) -> None:
     c, fn = job.c, job.function
-    ctx = {**w.ctx, "job_id": c.job_id, "job_try": job.job_try, "enqueue_time": ms_to_datetime(job.enqueue_ms),
-           "score": c.score}
+    ctx = {
+        **w.ctx,
+        "job_id": c.job_id,
+        "job_try": job.job_try,
+        "enqueue_time": ms_to_datetime(job.enqueue_ms),
+        "score": c.score,
+    }
     if w.on_job_start:
         await w.on_job_start(ctx)
     start_ms = timestamp_ms()
@@ -114,8 +130,19 @@ async def _execute(w: Worker, job: _Job) -> None:
     data = None
     if out.result is not no_result and (forever or keep_s > 0):
         data = serialize_result(
-            job.name, job.args, job.kwargs, job.job_try, job.enqueue_ms, out.success, out.result, start_ms,
-            finished_ms, f"{c.job_id}:{job.name}", c.queue_key, job_id=c.job_id, serializer=w.job_serializer,
+            job.name,
+            job.args,
+            job.kwargs,
+            job.job_try,
+            job.enqueue_ms,
+            out.success,
+            out.result,
+            start_ms,
+            finished_ms,
+            f"{c.job_id}:{job.name}",
+            c.queue_key,
+            job_id=c.job_id,
+            serializer=w.job_serializer,
         )
     if w.on_job_end:
         await w.on_job_end(ctx)
@@ -124,14 +151,22 @@ async def _execute(w: Worker, job: _Job) -> None:
     if out.done and outcome in (events.COMPLETE, events.FAILED):
         event = events.encode(c.job_id, outcome, function=ctx.get("asyncjobs_function"))
     cron = hasattr(fn, "next_run")
-    await asyncio.shield(w.finisher.finish(
-        c.job_id, c.queue_key, done=out.done, result=data, result_px=0 if forever else int(keep_s * 1000),
-        retry_score=c.score + out.incr_score if out.incr_score else timestamp_ms(),
-        keep_in_progress_ms=keep_cronjob_progress * 1000 if cron else None, event=event,
-    ))
+    await asyncio.shield(
+        w.finisher.finish(
+            c.job_id,
+            c.queue_key,
+            done=out.done,
+            result=data,
+            result_px=0 if forever else int(keep_s * 1000),
+            retry_score=c.score + out.incr_score if out.incr_score else timestamp_ms(),
+            keep_in_progress_ms=keep_cronjob_progress * 1000 if cron else None,
+            event=event,
+        )
+    )
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("job %s ← %s %s in %dms", c.job_id, job.name, "done" if out.done else "re-queued",
-                     finished_ms - start_ms)
+        logger.debug(
+            "job %s ← %s %s in %dms", c.job_id, job.name, "done" if out.done else "re-queued", finished_ms - start_ms
+        )
     if w.after_job_end:
         await w.after_job_end(ctx)
 

@@ -157,7 +157,12 @@ class Runtime:
 
     async def _started(self, ctx: JobContext) -> None:
         job_id = ctx.job_id
-        state = {"started_ms": timestamp_ms(), "try": ctx.job_try, "worker": self.worker_label, "function": ctx.function}
+        state = {
+            "started_ms": timestamp_ms(),
+            "try": ctx.job_try,
+            "worker": self.worker_label,
+            "function": ctx.function,
+        }
         async with ctx.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.state(job_id), mapping=state)
             pipe.expire(keys.state(job_id), keys.STATE_TTL_S)
@@ -178,14 +183,22 @@ class Runtime:
         if tries <= jf.opts.retries:
             delay = jf.opts.backoff.delay(tries)
             ctx[CTX_OUTCOME] = events.RETRYING
-            logger.info("job %s (%s) try %d failed (%s); retrying in %.2fs", jc.job_id, jf.name, tries, error["type"], delay)
+            logger.info(
+                "job %s (%s) try %d failed (%s); retrying in %.2fs", jc.job_id, jf.name, tries, error["type"], delay
+            )
             await self._publish(jc, events.RETRYING, delay=delay, error=error, **{"try": tries})
             raise Retry(defer=delay) from exc
         ctx[CTX_OUTCOME] = events.FAILED
         await deadletter.record(
-            jc.redis, job_id=jc.job_id, function=jf.name, args=args, kwargs=kwargs,
-            queue=current_queue.get(self.default_queue), tries=tries,
-            reason=f"failed after {tries} tr{'y' if tries == 1 else 'ies'}", error=exc,
+            jc.redis,
+            job_id=jc.job_id,
+            function=jf.name,
+            args=args,
+            kwargs=kwargs,
+            queue=current_queue.get(self.default_queue),
+            tries=tries,
+            reason=f"failed after {tries} tr{'y' if tries == 1 else 'ies'}",
+            error=exc,
         )
 
     async def progress(self, ctx: JobContext, percent: float, message: str | None, meta: dict[str, Any]) -> None:

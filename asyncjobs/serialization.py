@@ -47,9 +47,10 @@ class RemoteError(Exception):
         self.traceback = traceback
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, RemoteError)
-            and (self.type, self.message, self.traceback) == (other.type, other.message, other.traceback)
+        return isinstance(other, RemoteError) and (self.type, self.message, self.traceback) == (
+            other.type,
+            other.message,
+            other.traceback,
         )
 
     def __hash__(self) -> int:
@@ -64,7 +65,11 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, RemoteError):
         return exc.as_dict()
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ in ("builtins", "asyncio.exceptions") else f"{cls.__module__}.{cls.__qualname__}"
+    name = (
+        cls.__qualname__
+        if cls.__module__ in ("builtins", "asyncio.exceptions")
+        else f"{cls.__module__}.{cls.__qualname__}"
+    )
     trace = "".join(tb.format_exception(exc)) if exc.__traceback__ is not None else None
     return {"type": name, "message": str(exc), "traceback": trace}
 

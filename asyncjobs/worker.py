@@ -76,11 +76,19 @@ class Worker(ArqWorker):
     async def main(self) -> None:
         if self._pool is None:
             self._pool = await create_pool(
-                self.redis_settings, job_serializer=serialize, job_deserializer=deserialize,
-                default_queue_name=self.queue_name, expires_extra_ms=self.expires_extra_ms,
+                self.redis_settings,
+                job_serializer=serialize,
+                job_deserializer=deserialize,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
             )
-        logger.info("worker %s: queues %s, concurrency %d, %d functions", self.housekeeper.worker_id,
-                    ",".join(self.queue_names), self.max_jobs, len(self.functions))
+        logger.info(
+            "worker %s: queues %s, concurrency %d, %d functions",
+            self.housekeeper.worker_id,
+            ",".join(self.queue_names),
+            self.max_jobs,
+            len(self.functions),
+        )
         self.ctx["redis"] = self.pool
         self.ctx[CTX_ENGINE] = True
         if self.on_startup:
@@ -193,7 +201,10 @@ class Worker(ArqWorker):
         keep_in_progress: float | None,
     ) -> None:
         await self.finisher.finish(
-            job_id, self.running.get(job_id, self.queue_name), done=finish, result=result_data,
+            job_id,
+            self.running.get(job_id, self.queue_name),
+            done=finish,
+            result=result_data,
             result_px=0 if keep_result_forever else int((result_timeout_s or 0) * 1000),
             retry_score=timestamp_ms() + (incr_score or 0),
             keep_in_progress_ms=None if keep_in_progress is None else int(keep_in_progress * 1000),
@@ -212,8 +223,12 @@ class Worker(ArqWorker):
         sig = signal.Signals(signum)
         if self._signals == 1:
             self.allow_pick_jobs = False
-            logger.info("%s: draining %d running job(s) for up to %gs; send it again to stop now",
-                        sig.name, len(self.running), self._job_completion_wait)
+            logger.info(
+                "%s: draining %d running job(s) for up to %gs; send it again to stop now",
+                sig.name,
+                len(self.running),
+                self._job_completion_wait,
+            )
             self._drain = self.loop.create_task(self._drain_and_stop(sig, float(self._job_completion_wait)))
         elif self._signals == 2:
             logger.warning("%s again: cancelling and re-queueing %d running job(s) now", sig.name, len(self.running))
@@ -271,4 +286,3 @@ class Worker(ArqWorker):
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)
         self._pool = None
-

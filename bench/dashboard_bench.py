@@ -47,10 +47,25 @@ async def fill(url: str, n: int) -> None:
             for i in range(start, min(start + batch, n)):
                 job_id = f"bench{i:06d}"
                 et = now - (n - i) * 10
-                pipe.set(keys.result(job_id), serialize({
-                    "t": 1, "f": "count_words", "a": [f"some words number {i}"], "k": {}, "et": et, "st": et + 1,
-                    "ft": et + 2, "q": keys.queue(keys.DEFAULT_QUEUE), "id": job_id, "s": True, "r": 4,
-                }), ex=3600)
+                pipe.set(
+                    keys.result(job_id),
+                    serialize(
+                        {
+                            "t": 1,
+                            "f": "count_words",
+                            "a": [f"some words number {i}"],
+                            "k": {},
+                            "et": et,
+                            "st": et + 1,
+                            "ft": et + 2,
+                            "q": keys.queue(keys.DEFAULT_QUEUE),
+                            "id": job_id,
+                            "s": True,
+                            "r": 4,
+                        }
+                    ),
+                    ex=3600,
+                )
                 pipe.zadd(keys.RECENT, {job_id: et})
             await pipe.execute()
     await redis.aclose(close_connection_pool=True)
@@ -96,8 +111,9 @@ def private_redis() -> tuple[subprocess.Popen[bytes], str, str]:
         port = s.getsockname()[1]
     tmp = tempfile.mkdtemp(prefix="dashbench")
     exe = shutil.which("redis-server") or "redis-server"
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp], stdout=subprocess.DEVNULL
+    )
     return proc, f"redis://127.0.0.1:{port}/0", tmp
 
 

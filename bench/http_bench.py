@@ -40,8 +40,13 @@ def start_server(port: int, redis_url: str | None) -> subprocess.Popen[bytes]:
     env["PYTHONPATH"] = str(ROOT)
     if redis_url:
         env["REDIS_URL"] = redis_url
-    return subprocess.Popen([sys.executable, "-m", "asyncjobs", "dev", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "asyncjobs", "dev", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def wait_ready(base: str) -> None:
@@ -61,8 +66,12 @@ async def wait_ready(base: str) -> None:
 def wrk_rate(base: str, seconds: int, connections: int) -> tuple[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_LUA)
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", f.name, base + "/api/jobs"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", f.name, base + "/api/jobs"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(f.name)
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -75,19 +84,23 @@ async def _aiohttp_load(url: str, seconds: float, connections: int) -> int:
     done = 0
     end = time.monotonic() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as s:
+
         async def one() -> None:
             nonlocal done
             while time.monotonic() < end:
                 async with s.post(url, data=BODY, headers={"Content-Type": "application/json"}) as r:
                     await r.read()
                     done += r.status == 202
+
         await asyncio.gather(*[one() for _ in range(connections)])
     return done
 
 
 def aiohttp_rate(base: str, seconds: int, connections: int) -> tuple[str, float]:
-    code = (f"import asyncio, sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import http_bench as b; "
-            f"print(asyncio.run(b._aiohttp_load({base + '/api/jobs'!r}, {seconds}, {connections})))")
+    code = (
+        f"import asyncio, sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import http_bench as b; "
+        f"print(asyncio.run(b._aiohttp_load({base + '/api/jobs'!r}, {seconds}, {connections})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return "aiohttp generator (separate process)", int(out.strip()) / seconds
 

@@ -37,8 +37,19 @@ class Sizes:
     memory: int = 10_000
 
 
-QUICK = Sizes(pickup=30, pickup_arq_default=4, round_trip=30, round_trip_arq=3, noop=1_000, io_jobs=400,
-              io_concurrency=100, big_jobs=1_000, big_sleep=0.2, enqueue=1_000, memory=1_000)
+QUICK = Sizes(
+    pickup=30,
+    pickup_arq_default=4,
+    round_trip=30,
+    round_trip_arq=3,
+    noop=1_000,
+    io_jobs=400,
+    io_concurrency=100,
+    big_jobs=1_000,
+    big_sleep=0.2,
+    enqueue=1_000,
+    memory=1_000,
+)
 
 
 async def median_of(repeat: int, make: Callable[[], Awaitable[Any]]) -> Any:
@@ -51,6 +62,7 @@ async def median_of(repeat: int, make: Callable[[], Awaitable[Any]]) -> Any:
 async def collect(url: str, z: Sizes, repeat: int) -> dict[str, Any]:
     r: dict[str, Any] = {}
     async with sc.Env(url) as env:
+
         def step(name: str) -> None:
             print(f"  … {name}", file=sys.stderr, flush=True)
 
@@ -67,7 +79,8 @@ async def collect(url: str, z: Sizes, repeat: int) -> dict[str, Any]:
         step("I/O-bound")
         for e in ("ours", "arq"):
             r[f"io_{e}"] = await median_of(
-                repeat, lambda e=e: sc.burst(env, e, z.io_jobs, z.io_concurrency, "nap", z.io_sleep))
+                repeat, lambda e=e: sc.burst(env, e, z.io_jobs, z.io_concurrency, "nap", z.io_sleep)
+            )
             r[f"big_{e}"] = await median_of(1, lambda e=e: sc.burst(env, e, z.big_jobs, z.big_jobs, "nap", z.big_sleep))
         step("enqueue")
         for e in ("ours", "arq"):
@@ -114,8 +127,10 @@ def table(r: dict[str, Any], z: Sizes) -> list[str]:
 
 
 def machine() -> str:
-    return (f"python {platform.python_version()}, arq {arq.VERSION}, redis-py {redis.__version__}, "
-            f"{os.cpu_count()} CPUs, {platform.platform()}")
+    return (
+        f"python {platform.python_version()}, arq {arq.VERSION}, redis-py {redis.__version__}, "
+        f"{os.cpu_count()} CPUs, {platform.platform()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

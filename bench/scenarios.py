@@ -69,9 +69,20 @@ def spawn(
     engine: str, url: str, concurrency: int, poll_delay: float = 0.5, burst: bool = False
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.workerproc", engine, url, str(concurrency), str(poll_delay),
-         "1" if burst else "0"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "bench.workerproc",
+            engine,
+            url,
+            str(concurrency),
+            str(poll_delay),
+            "1" if burst else "0",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -144,8 +155,11 @@ async def burst(env: Env, engine: str, n: int, concurrency: int, function: str, 
     if left:
         raise RuntimeError(f"{engine} worker left {left} jobs in the queue")
     return {
-        "wall": stats["wall"], "rate": n / stats["wall"], "cpu_us": stats["cpu"] / n * 1e6,
-        "cmds": cmds / n, "rss_mb": stats["maxrss_kb"] / 1024,
+        "wall": stats["wall"],
+        "rate": n / stats["wall"],
+        "cpu_us": stats["cpu"] / n * 1e6,
+        "cmds": cmds / n,
+        "rss_mb": stats["maxrss_kb"] / 1024,
     }
 
 

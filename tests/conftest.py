@@ -4,6 +4,7 @@ port with its own temp dir (so a test may stop and restart it); unit tests use f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -50,8 +51,25 @@ class RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed: run .ci/run or apt-get install redis-server")
-        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--appendonly", "yes",
-                "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        args = [
+            exe,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -114,8 +132,9 @@ async def start_worker(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
 
     async def start(functions: Any, *, cron_jobs: Any = (), settings: Settings | None = None, **overrides: Any) -> Any:
         s = settings or Settings(redis_url=redis_url, lease=2.0, poll_delay=0.5)
-        cls = worker_settings(functions if isinstance(functions, Registry) else Registry(functions),
-                              settings=s, cron_jobs=cron_jobs)
+        cls = worker_settings(
+            functions if isinstance(functions, Registry) else Registry(functions), settings=s, cron_jobs=cron_jobs
+        )
         pool = create_broker(s.redis_url)
         w = build_worker(cls, {"handle_signals": False, **overrides}, pool)
         task = asyncio.get_running_loop().create_task(w.async_run())
@@ -127,10 +146,8 @@ async def start_worker(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
     async with asyncio.timeout(30):
         for w, task in started:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
             await w.close()
 
 

@@ -70,9 +70,14 @@ class Workers:
     def environ(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_")}
         env.update(
-            REDIS_URL=self.redis_url, PYTHONPATH=f"{ROOT}{os.pathsep}{TESTS}", ASYNCJOBS_QUEUES=self.queue,
-            RELIABILITY_RUNLOG=str(self.runlog), ASYNCJOBS_LEASE="2", ASYNCJOBS_POLL_DELAY="0.2",
-            ASYNCJOBS_SHUTDOWN_GRACE="0", **self.env,
+            REDIS_URL=self.redis_url,
+            PYTHONPATH=f"{ROOT}{os.pathsep}{TESTS}",
+            ASYNCJOBS_QUEUES=self.queue,
+            RELIABILITY_RUNLOG=str(self.runlog),
+            ASYNCJOBS_LEASE="2",
+            ASYNCJOBS_POLL_DELAY="0.2",
+            ASYNCJOBS_SHUTDOWN_GRACE="0",
+            **self.env,
         )
         env.update(extra)
         return env

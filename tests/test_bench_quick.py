@@ -12,7 +12,14 @@ def test_bench_quick_runs_and_prints_ratios():
     cmd = [sys.executable, "-m", "bench", "--quick"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=110)
     assert p.returncode == 0, p.stderr[-2000:]
-    for line in ("ratio pickup p50", "ratio result round trip p50", "ratio no-op throughput",
-                 "ratio worker CPU per job", "ratio I/O-bound wall", "ratio enqueue one by one",
-                 "ratio enqueue_many", "ratio Redis memory per job"):
+    for line in (
+        "ratio pickup p50",
+        "ratio result round trip p50",
+        "ratio no-op throughput",
+        "ratio worker CPU per job",
+        "ratio I/O-bound wall",
+        "ratio enqueue one by one",
+        "ratio enqueue_many",
+        "ratio Redis memory per job",
+    ):
         assert line in p.stdout, p.stdout

@@ -55,11 +55,14 @@ def test_unknown_setting_is_a_config_error(cli_env):
     assert_one_line_error(p, "ASYNCJOBS_CONCURENCY", "ASYNCJOBS_CONCURRENCY")
 
 
-@pytest.mark.parametrize(("flag", "value", "needle"), [
-    ("--args", '{"a":1}', "--args must be a JSON list"),
-    ("--args", "[1,", "--args is not valid JSON"),
-    ("--kwargs", "[1]", "--kwargs must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--args", '{"a":1}', "--args must be a JSON list"),
+        ("--args", "[1,", "--args is not valid JSON"),
+        ("--kwargs", "[1]", "--kwargs must be a JSON object"),
+    ],
+)
 def test_bad_json_arguments_are_usage_errors(cli_env, flag, value, needle):
     p = run(cli_env, "enqueue", "count_words", flag, value)
     assert p.returncode == 2

@@ -61,10 +61,13 @@ def test_cron_keeps_the_functions_retries():
     assert cron("* * * * *", careful).max_tries == 3
 
 
-@pytest.mark.parametrize(("schedule", "fields", "needle"), [
-    ("every minute", {}, "not a crontab expression"),
-    ("* * * * *", {"minute": {1}}, "not both"),
-])
+@pytest.mark.parametrize(
+    ("schedule", "fields", "needle"),
+    [
+        ("every minute", {}, "not a crontab expression"),
+        ("* * * * *", {"minute": {1}}, "not both"),
+    ],
+)
 def test_bad_cron_definitions(schedule, fields, needle):
     with pytest.raises(ConfigError, match=needle):
         cron(schedule, tick, **fields)
@@ -107,8 +110,9 @@ WorkerSettings = worker_settings(REGISTRY, settings=SETTINGS, cron_jobs=[cron("*
 async def test_cron_tick_runs_exactly_once_with_two_worker_processes(tmp_path, spawn, redis_url):
     (tmp_path / "cron_settings_mod.py").write_text(textwrap.dedent(CRON_SETTINGS))
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}"}
-    workers = [spawn(sys.executable, "-m", "asyncjobs", "--settings", "cron_settings_mod", "worker", env=env)
-               for _ in range(2)]
+    workers = [
+        spawn(sys.executable, "-m", "asyncjobs", "--settings", "cron_settings_mod", "worker", env=env) for _ in range(2)
+    ]
     r = aioredis.from_url(redis_url)
     try:
         async with asyncjobs.connect(redis_url) as client:

@@ -25,7 +25,10 @@ async def test_count_words():
 
 async def test_send_email_dry_run_and_validation():
     assert await send_email(ctx(), "a@example.com", "Hi", "body") == {
-        "to": "a@example.com", "delivered": False, "dry_run": True}
+        "to": "a@example.com",
+        "delivered": False,
+        "dry_run": True,
+    }
     with pytest.raises(ValueError, match="not an email address"):
         await send_email(ctx(), "nobody", "Hi", "body")
 

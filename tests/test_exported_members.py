@@ -13,7 +13,8 @@ def test_all_is_sorted():
 
 def test_all_is_complete():
     public = {
-        name for name, value in vars(asyncjobs).items()
+        name
+        for name, value in vars(asyncjobs).items()
         if not name.startswith("_") and not inspect.ismodule(value) and name != "logging"
     }
     assert public == set(asyncjobs.__all__)

@@ -118,9 +118,18 @@ async def test_arq_command_runs_jobs_and_cli_waits_for_the_result(spawn, redis_u
         assert await handle.result(timeout=20) == 2
         assert arq_proc.poll() is None
     cli = await asyncio.create_subprocess_exec(
-        str(BIN / "asyncjobs"), "enqueue", "count_words", "--args", '["a b c"]', "--wait", "--timeout", "20",
-        cwd=str(Path(__file__).resolve().parents[1]), env=cli_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(BIN / "asyncjobs"),
+        "enqueue",
+        "count_words",
+        "--args",
+        '["a b c"]',
+        "--wait",
+        "--timeout",
+        "20",
+        cwd=str(Path(__file__).resolve().parents[1]),
+        env=cli_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 0, err.decode()

@@ -68,16 +68,20 @@ def test_options_do_not_collide_with_function_kwargs():
     assert (again.enqueue_options.job_id, again.enqueue_options.queue) == ("abc", "other")
 
 
-@pytest.mark.parametrize("bad", [{"retries": -1}, {"retries": True}, {"retries": 1.5}, {"timeout": -2},
-                                 {"keep_result": "soon"}, {"backoff": -1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"retries": -1}, {"retries": True}, {"retries": 1.5}, {"timeout": -2}, {"keep_result": "soon"}, {"backoff": -1}],
+)
 def test_bad_options_are_rejected(bad):
     with pytest.raises((ConfigError, ValueError, TypeError)):
+
         @job(**bad)
         async def f(ctx) -> None: ...
 
 
 def test_sync_function_is_rejected():
     with pytest.raises(ConfigError, match="async def"):
+
         @job
         def f(ctx) -> None: ...
 

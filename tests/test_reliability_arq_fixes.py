@@ -37,8 +37,9 @@ async def test_stale_abort_request_does_not_kill_a_later_job_with_the_same_id(cl
 
 
 async def test_abort_requests_older_than_an_hour_are_pruned(client, start_worker):
-    await client.redis.zadd(keys.ARQ_ABORT, {"ancient": timestamp_ms() - ABORT_MAX_AGE_MS - 1000,
-                                             "recent": timestamp_ms()})
+    await client.redis.zadd(
+        keys.ARQ_ABORT, {"ancient": timestamp_ms() - ABORT_MAX_AGE_MS - 1000, "recent": timestamp_ms()}
+    )
     await start_worker([echo])
     await wait_for(lambda: _missing(client, "ancient"), "the housekeeper to prune the stale abort", timeout=10)
     assert await client.redis.zscore(keys.ARQ_ABORT, "recent") is not None

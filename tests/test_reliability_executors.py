@@ -67,9 +67,11 @@ async def test_cpu_bound_process_job_does_not_delay_leases_or_other_jobs(client,
     cpu_s = time.monotonic() - started
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95)]
-    print(f"\nprocess job: {cpu_s:.2f}s of CPU; meanwhile {len(latencies)} quick jobs, p95 latency "
-          f"{p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; lowest lease ttl {lowest_ttl_ms} ms of "
-          f"{worker.lease_s * 1000:.0f}")
+    print(
+        f"\nprocess job: {cpu_s:.2f}s of CPU; meanwhile {len(latencies)} quick jobs, p95 latency "
+        f"{p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; lowest lease ttl {lowest_ttl_ms} ms of "
+        f"{worker.lease_s * 1000:.0f}"
+    )
     assert len(latencies) >= 5
     assert p95 < 0.1 and latencies[-1] < cpu_s / 2  # the event loop kept serving jobs
     assert cpu_s > worker.lease_s and lowest_ttl_ms > worker.lease_s * 1000 / 3  # renewed on time throughout

@@ -38,9 +38,11 @@ async def test_redis_restart_with_2000_jobs_in_flight(private_redis, tmp_path):
             server.stop()  # SHUTDOWN: AOF fsynced; every client connection drops
             down_at = time.monotonic()
             # keep it down for a second at least, and until both workers are reconnecting
-            await wait_for(lambda: time.monotonic() - down_at > OUTAGE_S and all("lost Redis" in p.output()
-                                                                                 for p in procs),
-                           "both workers to notice Redis is gone", timeout=20)
+            await wait_for(
+                lambda: time.monotonic() - down_at > OUTAGE_S and all("lost Redis" in p.output() for p in procs),
+                "both workers to notice Redis is gone",
+                timeout=20,
+            )
             server.start()  # same port, same dir: the AOF is replayed
             outage = time.monotonic() - down_at
 
@@ -53,8 +55,10 @@ async def test_redis_restart_with_2000_jobs_in_flight(private_redis, tmp_path):
 
     starts = collections.Counter(r[0] for r in read_runs(workers.runlog))
     duplicates = sum(1 for i in ids if starts[i] > 1)
-    print(f"\nRedis restart: {JOBS} jobs, Redis down {outage:.2f}s, all complete in {elapsed:.1f}s; "
-          f"{duplicates} job(s) started twice ({duplicates / JOBS:.2%}), 0 lost")
+    print(
+        f"\nRedis restart: {JOBS} jobs, Redis down {outage:.2f}s, all complete in {elapsed:.1f}s; "
+        f"{duplicates} job(s) started twice ({duplicates / JOBS:.2%}), 0 lost"
+    )
     assert done
     assert alive == [True, True]  # the workers rode out the restart
     assert statuses == {JobStatus.COMPLETE: 50}

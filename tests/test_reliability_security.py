@@ -85,19 +85,29 @@ async def test_secrets_never_reach_logs_or_error_messages(tmp_path):
 
     port = free_port()  # nothing listens here
     url = f"redis://:hunter2-redis-pw@127.0.0.1:{port}/0"
-    env = {"REDIS_URL": url, "ASYNCJOBS_API_TOKEN": "tok-abcdef-123456", "PYTHONPATH": f"{ROOT}:{TESTS}",
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "REDIS_URL": url,
+        "ASYNCJOBS_API_TOKEN": "tok-abcdef-123456",
+        "PYTHONPATH": f"{ROOT}:{TESTS}",
+        "PATH": "/usr/bin:/bin",
+    }
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "asyncjobs", "worker", "reliability_app.WorkerSettings"],
-                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "asyncjobs", "worker", "reliability_app.WorkerSettings"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         await wait_for(lambda: log.read_text().count("next attempt") >= 2, "two retry log lines", timeout=20)
     finally:
         worker.kill()
         worker.wait(10)
-    cli = subprocess.run([sys.executable, "-m", "asyncjobs", "status", "abc"], cwd=ROOT, env=env,
-                         capture_output=True, timeout=60)
+    cli = subprocess.run(
+        [sys.executable, "-m", "asyncjobs", "status", "abc"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
     with pytest.raises(BrokerUnavailable) as e:
         await asyncjobs.connect(url).open()
     text = log.read_text() + cli.stdout.decode() + cli.stderr.decode() + str(e.value) + repr(e.value)

@@ -39,9 +39,11 @@ async def test_soak_three_mixed_workers_nothing_lost_nothing_twice(rel_workers):
     by_pid = collections.Counter(r[2] for r in runs)
     twice = [i for i, n in starts.items() if n > 1]
     lost = [i for i in ids if starts[i] == 0]
-    print(f"\nsoak: {SOAK_JOBS} jobs on 3 workers (2 asyncjobs + 1 arq) in {elapsed:.2f}s = "
-          f"{SOAK_JOBS / elapsed:.0f} jobs/s (enqueue {SOAK_JOBS / enqueued_in:.0f}/s); "
-          f"lost {len(lost)}, run twice {len(twice)}; per worker {sorted(by_pid.values())}")
+    print(
+        f"\nsoak: {SOAK_JOBS} jobs on 3 workers (2 asyncjobs + 1 arq) in {elapsed:.2f}s = "
+        f"{SOAK_JOBS / elapsed:.0f} jobs/s (enqueue {SOAK_JOBS / enqueued_in:.0f}/s); "
+        f"lost {len(lost)}, run twice {len(twice)}; per worker {sorted(by_pid.values())}"
+    )
     assert len(ids) == SOAK_JOBS
     assert lost == [] and twice == []
     assert queue_left == 0
@@ -53,7 +55,7 @@ async def _stored(client, ids: list[str]) -> bool:
     n = 0
     for i in range(0, len(ids), 5000):
         async with client.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids[i:i + 5000]:
+            for job_id in ids[i : i + 5000]:
                 pipe.exists(keys.result(job_id))
             n += sum(await pipe.execute())
     return n == len(ids)

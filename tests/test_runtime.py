@@ -19,7 +19,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
-
 async def test_enqueue_run_result(client, start_worker):
     await start_worker([count_words])
     handle = await client.enqueue(count_words, "one two three four")

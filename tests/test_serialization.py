@@ -19,8 +19,9 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10) | ints, children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10) | ints, children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -78,8 +79,11 @@ def test_exception_type_is_qualified_outside_builtins():
         pass
 
     d = error_to_dict(Custom("x"))
-    assert d == {"type": f"{__name__}.test_exception_type_is_qualified_outside_builtins.<locals>.Custom",
-                 "message": "x", "traceback": None}
+    assert d == {
+        "type": f"{__name__}.test_exception_type_is_qualified_outside_builtins.<locals>.Custom",
+        "message": "x",
+        "traceback": None,
+    }
 
 
 def test_remote_error_round_trips_unchanged():

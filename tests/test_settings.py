@@ -18,16 +18,18 @@ def test_defaults():
 
 
 def test_values_are_cast():
-    s = settings.load({
-        "REDIS_URL": "rediss://:pw@cache.example:6380/2",
-        "ASYNCJOBS_QUEUES": "high, default ,low",
-        "ASYNCJOBS_CONCURRENCY": "7",
-        "ASYNCJOBS_LEASE": "1.5",
-        "ASYNCJOBS_API_TOKEN": "secret",
-        "ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN": "yes",
-        "ASYNCJOBS_SMTP_HOST": "mail",
-        "UNRELATED": "ignored",
-    })
+    s = settings.load(
+        {
+            "REDIS_URL": "rediss://:pw@cache.example:6380/2",
+            "ASYNCJOBS_QUEUES": "high, default ,low",
+            "ASYNCJOBS_CONCURRENCY": "7",
+            "ASYNCJOBS_LEASE": "1.5",
+            "ASYNCJOBS_API_TOKEN": "secret",
+            "ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN": "yes",
+            "ASYNCJOBS_SMTP_HOST": "mail",
+            "UNRELATED": "ignored",
+        }
+    )
     assert s.redis_url == "rediss://:pw@cache.example:6380/2"
     assert s.queues == ("high", "default", "low")
     assert (s.concurrency, s.lease, s.api_token, s.allow_public_without_token) == (7, 1.5, "secret", True)
@@ -41,14 +43,17 @@ def test_unknown_setting_is_rejected_with_a_suggestion():
     assert exc_info.value.key == "ASYNCJOBS_CONCURENCY"
 
 
-@pytest.mark.parametrize(("env", "needle"), [
-    ({"ASYNCJOBS_CONCURRENCY": "many"}, "ASYNCJOBS_CONCURRENCY 'many' is not a int"),
-    ({"ASYNCJOBS_LEASE": "soon"}, "ASYNCJOBS_LEASE 'soon'"),
-    ({"ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN": "maybe"}, "not a boolean"),
-    ({"ASYNCJOBS_CONCURRENCY": "0"}, "ASYNCJOBS_CONCURRENCY"),
-    ({"ASYNCJOBS_LEASE": "-1"}, "ASYNCJOBS_LEASE"),
-    ({"ASYNCJOBS_QUEUES": " , "}, "ASYNCJOBS_QUEUES is empty"),
-])
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"ASYNCJOBS_CONCURRENCY": "many"}, "ASYNCJOBS_CONCURRENCY 'many' is not a int"),
+        ({"ASYNCJOBS_LEASE": "soon"}, "ASYNCJOBS_LEASE 'soon'"),
+        ({"ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN": "maybe"}, "not a boolean"),
+        ({"ASYNCJOBS_CONCURRENCY": "0"}, "ASYNCJOBS_CONCURRENCY"),
+        ({"ASYNCJOBS_LEASE": "-1"}, "ASYNCJOBS_LEASE"),
+        ({"ASYNCJOBS_QUEUES": " , "}, "ASYNCJOBS_QUEUES is empty"),
+    ],
+)
 def test_bad_values_name_the_variable(env, needle):
     with pytest.raises(ConfigError) as exc_info:
         settings.load(env)

@@ -29,8 +29,16 @@ async def list_functions(request: web.Request) -> web.Response:
     out = []
     for fs in request.app[SCHEMAS].all():
         f = fs.function
-        out.append({"name": f.name, "doc": (f.__doc__ or "").strip() or None, "queue": f.opts.queue,
-                    "timeout": f.opts.timeout, "retries": f.opts.retries, "parameters": fs.json_schema})
+        out.append(
+            {
+                "name": f.name,
+                "doc": (f.__doc__ or "").strip() or None,
+                "queue": f.opts.queue,
+                "timeout": f.opts.timeout,
+                "retries": f.opts.retries,
+                "parameters": fs.json_schema,
+            }
+        )
     return json_response({"functions": out})
 
 
@@ -55,7 +63,11 @@ async def retry_dead(request: web.Request) -> web.Response:
     except JobFailed as e:
         raise ApiError(409, "not_retryable", str(e), {"job_id": job_id}) from None
     except DuplicateJob:
-        raise ApiError(409, "conflict", f"job {job_id} is queued or running again already; "
-                       "wait for it to finish", {"job_id": job_id}) from None
+        raise ApiError(
+            409,
+            "conflict",
+            f"job {job_id} is queued or running again already; wait for it to finish",
+            {"job_id": job_id},
+        ) from None
     rec = JobRecord(handle.id, JobStatus.QUEUED, queue=handle.queue)
     return json_response(job_body(rec), status=202)

@@ -27,8 +27,20 @@ from web.routes import ROUTES
 from web.schemas import Schemas
 from web.state import BROKER, CLIENT, HUB, METRICS, REGISTRY, SCHEMAS, SETTINGS, SSE_PING_S, SSE_STREAMS
 
-__all__ = ["BROKER", "CLIENT", "HUB", "METRICS", "REGISTRY", "SCHEMAS", "SETTINGS", "SSE_PING_S", "SSE_STREAMS",
-           "check_bind", "create_app", "is_loopback"]
+__all__ = [
+    "BROKER",
+    "CLIENT",
+    "HUB",
+    "METRICS",
+    "REGISTRY",
+    "SCHEMAS",
+    "SETTINGS",
+    "SSE_PING_S",
+    "SSE_STREAMS",
+    "check_bind",
+    "create_app",
+    "is_loopback",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +89,18 @@ def _setup_dashboard(app: web.Application) -> None:
 
 async def placeholder_index(request: web.Request) -> web.Response:
     """A minimal page until the dashboard is installed."""
-    return web.Response(text="<!doctype html><title>asyncjobs</title><h1>asyncjobs</h1>"
-                        '<p>API: <a href="/api/openapi.json">/api/openapi.json</a></p>', content_type="text/html")
+    return web.Response(
+        text="<!doctype html><title>asyncjobs</title><h1>asyncjobs</h1>"
+        '<p>API: <a href="/api/openapi.json">/api/openapi.json</a></p>',
+        content_type="text/html",
+    )
 
 
 def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
     async def redis_context(app: web.Application) -> AsyncIterator[None]:
         s = app[SETTINGS]
         broker = given if given is not None else create_broker(s.redis_url)
-        client = Client(s.redis_url, registry=app[REGISTRY], queues=s.queues, default_queue=s.queues[0],
-                        broker=broker)
+        client = Client(s.redis_url, registry=app[REGISTRY], queues=s.queues, default_queue=s.queues[0], broker=broker)
         await client.open()  # no I/O with a broker given: the app starts even if Redis is down
         app[BROKER], app[CLIENT], app[HUB] = broker, client, client.hub
         try:

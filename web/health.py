@@ -26,9 +26,18 @@ async def readyz(request: web.Request) -> web.Response:
             await request.app[BROKER].ping()
     except (TimeoutError, RedisError, OSError) as e:
         reason = str(e) or type(e).__name__
-        return json_response({"status": "unavailable", "checks": {"redis": "down"},
-                              "error": {"code": "redis_unavailable", "message": REDIS_DOWN_MESSAGE,
-                                        "details": {"reason": reason[:200]}}}, status=503)
+        return json_response(
+            {
+                "status": "unavailable",
+                "checks": {"redis": "down"},
+                "error": {
+                    "code": "redis_unavailable",
+                    "message": REDIS_DOWN_MESSAGE,
+                    "details": {"reason": reason[:200]},
+                },
+            },
+            status=503,
+        )
     return json_response({"status": "ready", "checks": {"redis": "ok"}})
 
 

@@ -42,29 +42,50 @@ async def enqueue(request: web.Request) -> web.Response:
         raise ApiError(422, "unknown_queue", f"queue {queue!r} is not served here; queues: {served}", {"queue": queue})
     client = request.app[CLIENT]
     try:
-        handle = await client.enqueue_call(req.function, req.args, req.kwargs, job_id=req.job_id, queue=queue,
-                                           defer_by=req.defer_by, defer_until=req.defer_until)
+        handle = await client.enqueue_call(
+            req.function,
+            req.args,
+            req.kwargs,
+            job_id=req.job_id,
+            queue=queue,
+            defer_by=req.defer_by,
+            defer_until=req.defer_until,
+        )
     except DuplicateJob as e:
         return await _existing(client.job(e.job_id), req)
     request.app[METRICS].enqueued.labels(req.function).inc()
-    return json_response(job_body(_new_record(handle, req, queue)), status=202,
-                         headers={"Location": links(handle.id)["self"]})
+    return json_response(
+        job_body(_new_record(handle, req, queue)), status=202, headers={"Location": links(handle.id)["self"]}
+    )
 
 
 def _new_record(handle: JobHandle[Any], req: EnqueueRequest, queue: str) -> JobRecord:
     now = timestamp_ms()
     scheduled = to_unix_ms(req.defer_until) if req.defer_until is not None else now + int((req.defer_by or 0) * 1000)
     status = JobStatus.DEFERRED if scheduled > now else JobStatus.QUEUED
-    return JobRecord(handle.id, status, function=req.function, args=req.args, kwargs=req.kwargs, queue=queue,
-                     enqueue_ms=now, scheduled_ms=scheduled)
+    return JobRecord(
+        handle.id,
+        status,
+        function=req.function,
+        args=req.args,
+        kwargs=req.kwargs,
+        queue=queue,
+        enqueue_ms=now,
+        scheduled_ms=scheduled,
+    )
 
 
 async def _existing(handle: JobHandle[Any], req: EnqueueRequest) -> web.Response:
     rec = await handle.info()
     if rec.status is JobStatus.NOT_FOUND or rec.function != req.function:
-        raise ApiError(409, "conflict", f"job id {handle.id} is already used"
-                       + (f" by a {rec.function} job" if rec.function else "") + "; pick another job_id",
-                       {"job_id": handle.id, "function": rec.function})
+        raise ApiError(
+            409,
+            "conflict",
+            f"job id {handle.id} is already used"
+            + (f" by a {rec.function} job" if rec.function else "")
+            + "; pick another job_id",
+            {"job_id": handle.id, "function": rec.function},
+        )
     return json_response(job_body(rec), status=200)
 
 
@@ -72,8 +93,12 @@ async def get_job(request: web.Request) -> web.Response:
     """``GET /api/jobs/{id}``: the job record (404 if there is no such job)."""
     rec = await request.app[CLIENT].job(params.job_id(request)).info()
     if rec.status is JobStatus.NOT_FOUND:
-        raise ApiError(404, "job_not_found", f"job {rec.job_id} not found (never enqueued, or its result expired)",
-                       {"job_id": rec.job_id})
+        raise ApiError(
+            404,
+            "job_not_found",
+            f"job {rec.job_id} not found (never enqueued, or its result expired)",
+            {"job_id": rec.job_id},
+        )
     return json_response(job_body(rec))
 
 
@@ -105,12 +130,17 @@ async def abort(request: web.Request) -> web.Response:
     if rec.status is JobStatus.NOT_FOUND:
         raise ApiError(404, "job_not_found", f"job {rec.job_id} not found", {"job_id": rec.job_id})
     if rec.status.finished and rec.status is not JobStatus.ABORTED:
-        raise ApiError(409, "already_finished", f"job {rec.job_id} already ended with status {rec.status.value}",
-                       {"job_id": rec.job_id, "status": rec.status.value})
+        raise ApiError(
+            409,
+            "already_finished",
+            f"job {rec.job_id} already ended with status {rec.status.value}",
+            {"job_id": rec.job_id, "status": rec.status.value},
+        )
     try:
         aborted = await handle.abort(timeout=timeout)
     except JobAborted:
         aborted = True
     rec = await handle.info()
-    return json_response({"job_id": rec.job_id, "aborted": aborted, "status": rec.status.value},
-                         status=200 if aborted else 202)
+    return json_response(
+        {"job_id": rec.job_id, "aborted": aborted, "status": rec.status.value}, status=200 if aborted else 202
+    )

@@ -18,11 +18,16 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("asyncjobs_http_requests", "HTTP requests served",
-                                ["method", "route", "status"], registry=r)
-        self.latency = Histogram("asyncjobs_http_request_duration_seconds", "HTTP request latency",
-                                 ["method", "route"], registry=r,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
+        self.requests = Counter(
+            "asyncjobs_http_requests", "HTTP requests served", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "asyncjobs_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+        )
         self.enqueued = Counter("asyncjobs_http_jobs_enqueued", "jobs enqueued over HTTP", ["function"], registry=r)
         self.redis_up = Gauge("asyncjobs_redis_up", "1 if Redis answered the last scrape", registry=r)
         self.queued = Gauge("asyncjobs_queue_queued", "jobs due and waiting", ["queue"], registry=r)

@@ -34,8 +34,15 @@ REDIS_DOWN_MESSAGE = "Redis is unreachable; the request was not carried out. Ret
 # paths anyone may read: liveness, readiness, and the dashboard shell (it holds no data)
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/dashboard/")
 PUBLIC_EXACT = frozenset({"/", "/favicon.ico"})
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def _mapped(e: Exception) -> tuple[int, str, str, Any] | None:
@@ -94,8 +101,12 @@ def auth_middleware(token: str | None) -> Any:
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            raise ApiError(401, "unauthorized", "missing or wrong API token: send 'Authorization: Bearer <token>' "
-                           "with the value of ASYNCJOBS_API_TOKEN")
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or wrong API token: send 'Authorization: Bearer <token>' "
+                "with the value of ASYNCJOBS_API_TOKEN",
+            )
         return await handler(request)
 
     return auth
@@ -108,8 +119,13 @@ def body_limit_middleware(max_bytes: int) -> Any:
     @web.middleware
     async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > max_bytes:
-            raise ApiError(413, "body_too_large", f"request body of {request.content_length} bytes is over the "
-                           f"limit of {max_bytes} bytes (ASYNCJOBS_MAX_BODY_BYTES)", {"limit": max_bytes})
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"request body of {request.content_length} bytes is over the "
+                f"limit of {max_bytes} bytes (ASYNCJOBS_MAX_BODY_BYTES)",
+                {"limit": max_bytes},
+            )
         return await handler(request)
 
     return body_limit

@@ -25,8 +25,15 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "malformed JSON", 401: "missing or wrong API token", 404: "not found", 409: "conflict",
-            413: "request body too large", 422: "invalid input", 503: "Redis unreachable"}
+    text = {
+        400: "malformed JSON",
+        401: "missing or wrong API token",
+        404: "not found",
+        409: "conflict",
+        413: "request body too large",
+        422: "invalid input",
+        503: "Redis unreachable",
+    }
     return {str(s): _json(_ref("Error"), text[s]) for s in (*statuses, 401, 503)}
 
 
@@ -38,8 +45,12 @@ def _number(name: str, low: float, high: float, integer: bool = False) -> dict[s
     return {"name": name, "in": "query", "required": False, "schema": {"type": kind, "minimum": low, "maximum": high}}
 
 
-def _op(summary: str, responses: dict[str, Any], parameters: list[dict[str, Any]] | None = None,
-        body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if parameters:
         op["parameters"] = parameters
@@ -53,38 +64,84 @@ def _obj(**props: Any) -> dict[str, Any]:
 
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/api/jobs"): _op("Enqueue a job", {
-        "202": _json(_ref("Job"), "enqueued"), "200": _json(_ref("Job"), "a job with this job_id exists"),
-        **_errors(400, 404, 409, 413, 422)}, body=_ref("EnqueueRequest")),
-    ("GET", "/api/jobs/{id}"): _op("A job's record", {"200": _json(_ref("Job"), "the job"), **_errors(404, 422)},
-                                   [JOB_ID]),
-    ("GET", "/api/jobs/{id}/result"): _op("Wait up to `timeout` seconds for a job's outcome", {
-        "200": _json(_ref("Job"), "finished"), "202": _json(_ref("Job"), "not finished yet"), **_errors(404, 422)},
-        [JOB_ID, _number("timeout", 0, 60)]),
-    ("GET", "/api/jobs/{id}/events"): _op("A job's events as server-sent events, until it ends", {
-        "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **_errors(404, 422)}, [JOB_ID]),
-    ("POST", "/api/jobs/{id}/abort"): _op("Abort a queued or running job", {
-        "200": _json(_ref("AbortResult"), "aborted"), "202": _json(_ref("AbortResult"), "not stopped yet"),
-        **_errors(404, 409, 422)}, [JOB_ID, _number("timeout", 0, 60)]),
-    ("GET", "/api/queues"): _op("Queue counts", {"200": _json(_obj(queues={"type": "array", "items": _ref("Queue")}),
-                                                             "queues"), **_errors()}),
-    ("GET", "/api/workers"): _op("Live workers", {"200": _json(_obj(workers={"type": "array", "items": {
-        "type": "object"}}), "workers"), **_errors()}),
-    ("GET", "/api/functions"): _op("Registered job functions and their parameters", {"200": _json(_obj(
-        functions={"type": "array", "items": _ref("Function")}), "functions"), **_errors()}),
-    ("GET", "/api/dead"): _op("Dead-lettered jobs, newest first", {"200": _json(_obj(
-        total={"type": "integer"}, offset={"type": "integer"}, items={"type": "array", "items": {"type": "object"}}),
-        "a page"), **_errors(422)}, [_number("offset", 0, 1_000_000, True), _number("limit", 1, 500, True)]),
-    ("POST", "/api/dead/{id}/retry"): _op("Enqueue a dead-lettered job again", {
-        "202": _json(_ref("Job"), "enqueued again"), **_errors(404, 409, 422)}, [JOB_ID]),
-    ("GET", "/api/openapi.json"): _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1"),
-                                                       **_errors()}),
+    ("POST", "/api/jobs"): _op(
+        "Enqueue a job",
+        {
+            "202": _json(_ref("Job"), "enqueued"),
+            "200": _json(_ref("Job"), "a job with this job_id exists"),
+            **_errors(400, 404, 409, 413, 422),
+        },
+        body=_ref("EnqueueRequest"),
+    ),
+    ("GET", "/api/jobs/{id}"): _op(
+        "A job's record", {"200": _json(_ref("Job"), "the job"), **_errors(404, 422)}, [JOB_ID]
+    ),
+    ("GET", "/api/jobs/{id}/result"): _op(
+        "Wait up to `timeout` seconds for a job's outcome",
+        {"200": _json(_ref("Job"), "finished"), "202": _json(_ref("Job"), "not finished yet"), **_errors(404, 422)},
+        [JOB_ID, _number("timeout", 0, 60)],
+    ),
+    ("GET", "/api/jobs/{id}/events"): _op(
+        "A job's events as server-sent events, until it ends",
+        {
+            "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            **_errors(404, 422),
+        },
+        [JOB_ID],
+    ),
+    ("POST", "/api/jobs/{id}/abort"): _op(
+        "Abort a queued or running job",
+        {
+            "200": _json(_ref("AbortResult"), "aborted"),
+            "202": _json(_ref("AbortResult"), "not stopped yet"),
+            **_errors(404, 409, 422),
+        },
+        [JOB_ID, _number("timeout", 0, 60)],
+    ),
+    ("GET", "/api/queues"): _op(
+        "Queue counts", {"200": _json(_obj(queues={"type": "array", "items": _ref("Queue")}), "queues"), **_errors()}
+    ),
+    ("GET", "/api/workers"): _op(
+        "Live workers",
+        {"200": _json(_obj(workers={"type": "array", "items": {"type": "object"}}), "workers"), **_errors()},
+    ),
+    ("GET", "/api/functions"): _op(
+        "Registered job functions and their parameters",
+        {"200": _json(_obj(functions={"type": "array", "items": _ref("Function")}), "functions"), **_errors()},
+    ),
+    ("GET", "/api/dead"): _op(
+        "Dead-lettered jobs, newest first",
+        {
+            "200": _json(
+                _obj(
+                    total={"type": "integer"},
+                    offset={"type": "integer"},
+                    items={"type": "array", "items": {"type": "object"}},
+                ),
+                "a page",
+            ),
+            **_errors(422),
+        },
+        [_number("offset", 0, 1_000_000, True), _number("limit", 1, 500, True)],
+    ),
+    ("POST", "/api/dead/{id}/retry"): _op(
+        "Enqueue a dead-lettered job again",
+        {"202": _json(_ref("Job"), "enqueued again"), **_errors(404, 409, 422)},
+        [JOB_ID],
+    ),
+    ("GET", "/api/openapi.json"): _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_errors()}),
     ("GET", "/healthz"): _op("Liveness", {"200": _json(_obj(status={"const": "ok"}), "alive")}),
-    ("GET", "/readyz"): _op("Readiness (Redis reachable)", {"200": _json({"type": "object"}, "ready"),
-                                                          "503": _json({"type": "object"}, "Redis unreachable")}),
-    ("GET", "/metrics"): _op("Prometheus metrics", {"200": {"description": "exposition format", "content": {
-        "text/plain": {"schema": {"type": "string"}}}}, **_errors()}),
+    ("GET", "/readyz"): _op(
+        "Readiness (Redis reachable)",
+        {"200": _json({"type": "object"}, "ready"), "503": _json({"type": "object"}, "Redis unreachable")},
+    ),
+    ("GET", "/metrics"): _op(
+        "Prometheus metrics",
+        {
+            "200": {"description": "exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors(),
+        },
+    ),
 }
 
 
@@ -94,21 +151,47 @@ def _nullable(kind: str) -> dict[str, Any]:
 
 def _components(schemas: Schemas) -> dict[str, Any]:
     job = _obj(
-        job_id={"type": "string"}, status={"enum": [s.value for s in JobStatus]}, function=_nullable("string"),
-        args={"type": "array"}, kwargs={"type": "object"}, queue=_nullable("string"), tries={"type": "integer"},
-        enqueue_ms=_nullable("integer"), scheduled_ms=_nullable("integer"), start_ms=_nullable("integer"),
-        finish_ms=_nullable("integer"), progress=_nullable("number"), message=_nullable("string"),
-        meta=_nullable("object"), result={}, error=_nullable("object"),
+        job_id={"type": "string"},
+        status={"enum": [s.value for s in JobStatus]},
+        function=_nullable("string"),
+        args={"type": "array"},
+        kwargs={"type": "object"},
+        queue=_nullable("string"),
+        tries={"type": "integer"},
+        enqueue_ms=_nullable("integer"),
+        scheduled_ms=_nullable("integer"),
+        start_ms=_nullable("integer"),
+        finish_ms=_nullable("integer"),
+        progress=_nullable("number"),
+        message=_nullable("string"),
+        meta=_nullable("object"),
+        result={},
+        error=_nullable("object"),
         links=_obj(**{k: {"type": "string"} for k in ("self", "result", "events", "abort")}),
     )
-    error = _obj(error={**_obj(code={"type": "string"}, message={"type": "string"}, details={}),
-                        "required": ["code", "message"]})
-    queue = _obj(name={"type": "string", "pattern": QUEUE_RE.pattern}, queued={"type": "integer"},
-                 deferred={"type": "integer"}, in_progress={"type": "integer"}, oldest_queued_ms=_nullable("integer"))
-    function = _obj(name={"type": "string"}, doc=_nullable("string"), queue=_nullable("string"),
-                    timeout=_nullable("number"), retries={"type": "integer"}, parameters={"type": "object"})
+    error = _obj(
+        error={**_obj(code={"type": "string"}, message={"type": "string"}, details={}), "required": ["code", "message"]}
+    )
+    queue = _obj(
+        name={"type": "string", "pattern": QUEUE_RE.pattern},
+        queued={"type": "integer"},
+        deferred={"type": "integer"},
+        in_progress={"type": "integer"},
+        oldest_queued_ms=_nullable("integer"),
+    )
+    function = _obj(
+        name={"type": "string"},
+        doc=_nullable("string"),
+        queue=_nullable("string"),
+        timeout=_nullable("number"),
+        retries={"type": "integer"},
+        parameters={"type": "object"},
+    )
     out: dict[str, Any] = {
-        "Job": job, "Error": error, "Queue": queue, "Function": function,
+        "Job": job,
+        "Error": error,
+        "Queue": queue,
+        "Function": function,
         "AbortResult": _obj(job_id={"type": "string"}, aborted={"type": "boolean"}, status={"type": "string"}),
         "EnqueueRequest": _enqueue_schema(),
     }
@@ -135,11 +218,16 @@ def document(app: web.Application) -> dict[str, Any]:
             paths.setdefault(resource.canonical, {})[route.method.lower()] = op  # type: ignore[union-attr]
     return {
         "openapi": "3.1.0",
-        "info": {"title": "asyncjobs", "version": "0.1.0",
-                 "description": "Enqueue and follow background jobs. Errors: {\"error\": {code, message, details}}."},
+        "info": {
+            "title": "asyncjobs",
+            "version": "0.1.0",
+            "description": 'Enqueue and follow background jobs. Errors: {"error": {code, message, details}}.',
+        },
         "paths": paths,
-        "components": {"schemas": _components(app[SCHEMAS]),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": _components(app[SCHEMAS]),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
         "security": [{"bearer": []}],
     }
 

@@ -32,8 +32,12 @@ def number(request: web.Request, name: str, default: float, low: float, high: fl
         value = float("nan")
     if not low <= value <= high:  # also false for nan
         kind = "a whole number" if integer else "a number"
-        raise ApiError(422, "invalid_parameter", f"query parameter {name}={raw[:40]!r} must be {kind} "
-                       f"from {low:g} to {high:g}", {"parameter": name})
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"query parameter {name}={raw[:40]!r} must be {kind} from {low:g} to {high:g}",
+            {"parameter": name},
+        )
     return value
 
 

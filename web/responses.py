@@ -30,8 +30,10 @@ def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | Non
     return web.Response(body=dumps(data), status=status, content_type="application/json", headers=headers)
 
 
-def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> web.Response:
     """A response in the API's error shape."""
-    return json_response({"error": {"code": code, "message": message, "details": details}}, status=status,
-                         headers=headers)
+    return json_response(
+        {"error": {"code": code, "message": message, "details": details}}, status=status, headers=headers
+    )

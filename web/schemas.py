@@ -46,8 +46,11 @@ def pydantic_errors(e: ValidationError) -> list[dict[str, Any]]:
 def parse_enqueue(body: Any) -> EnqueueRequest:
     """Validate the envelope; 422 naming the bad field if it does not fit."""
     if not isinstance(body, dict):
-        raise ApiError(422, "invalid_request", "the request body must be a JSON object like "
-                       '{"function": "count_words", "args": ["some text"]}')
+        raise ApiError(
+            422,
+            "invalid_request",
+            'the request body must be a JSON object like {"function": "count_words", "args": ["some text"]}',
+        )
     try:
         req = EnqueueRequest.model_validate(body)
     except ValidationError as e:
@@ -108,14 +111,23 @@ class FunctionSchema:
 
     def _named(self, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.positional) and self.var_args is None:
-            raise InvalidArguments(self.function.name, [{
-                "loc": ["args"], "type": "too_many_arguments",
-                "msg": f"takes at most {len(self.positional)} positional argument(s), got {len(args)}"}])
+            raise InvalidArguments(
+                self.function.name,
+                [
+                    {
+                        "loc": ["args"],
+                        "type": "too_many_arguments",
+                        "msg": f"takes at most {len(self.positional)} positional argument(s), got {len(args)}",
+                    }
+                ],
+            )
         named = dict(zip(self.positional, args, strict=False))
         for name in kwargs:
             if name in named:
-                raise InvalidArguments(self.function.name, [{
-                    "loc": [name], "type": "multiple_values", "msg": "given both in args and in kwargs"}])
+                raise InvalidArguments(
+                    self.function.name,
+                    [{"loc": [name], "type": "multiple_values", "msg": "given both in args and in kwargs"}],
+                )
         named.update(kwargs)
         return named
 

@@ -36,8 +36,7 @@ def run_web(settings: Settings, registry: Registry, host: str, port: int) -> Non
     web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
 
 
-def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_url: str, host: str,
-            port: int) -> None:
+def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_url: str, host: str, port: int) -> None:
     """Serve the API and run a worker in one process, sharing one broker."""
     settings = dataclasses.replace(settings, redis_url=redis_url)
     check_bind(host, settings)

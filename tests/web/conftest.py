@@ -51,8 +51,14 @@ async def run_worker() -> AsyncIterator[Callable[..., Any]]:
 async def make_api(aiohttp_client: Any, memory_url: str, run_worker: Any) -> Callable[..., Any]:
     """``await make_api(worker=False, **settings)``: an aiohttp test client on a fresh app."""
 
-    async def make(*, worker: bool = False, url: str | None = None, broker: Broker | None = None,
-                   sse_ping: float | None = None, **overrides: Any) -> Any:
+    async def make(
+        *,
+        worker: bool = False,
+        url: str | None = None,
+        broker: Broker | None = None,
+        sse_ping: float | None = None,
+        **overrides: Any,
+    ) -> Any:
         settings = Settings(redis_url=url or memory_url, **overrides)
         app = create_app(settings, Registry(FUNCTIONS), broker=broker)
         if sse_ping is not None:

@@ -47,8 +47,14 @@ CRON_JOBS = base.CRON_JOBS
 WorkerSettings = worker_settings(REGISTRY, settings=SETTINGS, cron_jobs=CRON_JOBS)
 '''
 
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 CHROMIUM = "/usr/bin/chromium"
 PIPES: list[Any] = []  # stdout pipes of web servers, closed after each test
 
@@ -66,8 +72,19 @@ def write_settings(directory: Path) -> Path:
 
 def start_web(spawn: Any, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """``asyncjobs web`` on ``port``; returns once it prints that it is listening."""
-    proc = spawn(sys.executable, "-m", "asyncjobs", "--settings", SETTINGS_MODULE, "web", "--port", str(port),
-                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = spawn(
+        sys.executable,
+        "-m",
+        "asyncjobs",
+        "--settings",
+        SETTINGS_MODULE,
+        "web",
+        "--port",
+        str(port),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     PIPES.append(proc.stdout)
     for line in proc.stdout:

@@ -30,8 +30,9 @@ async def test_enqueue_then_result(api: Any) -> None:
 
 
 async def test_kwargs_and_defaults(api: Any) -> None:
-    job = await enqueue(api, {"function": "generate_report",
-                              "kwargs": {"title": "T", "sections": 2, "step_seconds": 0}})
+    job = await enqueue(
+        api, {"function": "generate_report", "kwargs": {"title": "T", "sections": 2, "step_seconds": 0}}
+    )
     r = await api.get(f"/api/jobs/{job['job_id']}/result?timeout=10")
     body = await r.json()
     assert body["status"] == "complete" and body["result"]["sections"] == 2
@@ -101,8 +102,17 @@ async def test_queues_workers_functions(api: Any) -> None:
 
 async def test_dead_letters_list_and_retry(api: Any) -> None:
     broker = api.server.app[BROKER]
-    await deadletter.record(broker, job_id="dead-1", function="count_words", args=["one two"], kwargs={},
-                            queue="default", tries=3, reason="boom", error={"type": "ValueError", "message": "boom"})
+    await deadletter.record(
+        broker,
+        job_id="dead-1",
+        function="count_words",
+        args=["one two"],
+        kwargs={},
+        queue="default",
+        tries=3,
+        reason="boom",
+        error={"type": "ValueError", "message": "boom"},
+    )
     page = await (await api.get("/api/dead?limit=10")).json()
     assert page["total"] == 1 and page["items"][0]["job_id"] == "dead-1"
     r = await api.post("/api/dead/dead-1/retry")

@@ -73,8 +73,17 @@ def stack(spawn: Callable[..., subprocess.Popen[bytes]], env: dict[str, str]) ->
         e = {**env, **({"ASYNCJOBS_API_TOKEN": token} if token else {})}
         port = free_port()
         start_web(spawn, port, e)
-        spawn(sys.executable, "-m", "asyncjobs", "--settings", SETTINGS_MODULE, "worker", env=e,
-              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spawn(
+            sys.executable,
+            "-m",
+            "asyncjobs",
+            "--settings",
+            SETTINGS_MODULE,
+            "worker",
+            env=e,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return f"http://127.0.0.1:{port}"
 
     return start
@@ -99,8 +108,11 @@ def test_enqueue_form_then_live_progress_and_result(page: Any, stack: Callable[.
     page.click("#enqueue button[type=submit]")
     expect(page).to_have_url(re.compile(r"#/job/[0-9a-f]+$"))
     # the bar rises: some value strictly between 0 and 100 is shown before the end
-    page.wait_for_function("() => { const v = +document.querySelector('#progress')?.getAttribute('aria-valuenow');"
-                           " return v >= 20 && v < 100; }", timeout=20_000)
+    page.wait_for_function(
+        "() => { const v = +document.querySelector('#progress')?.getAttribute('aria-valuenow');"
+        " return v >= 20 && v < 100; }",
+        timeout=20_000,
+    )
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "dashboard-job.png"))
     expect(page.locator("#result")).to_contain_text('"rows": 400000', timeout=30_000)

@@ -51,8 +51,11 @@ async def test_ticket_opens_the_event_stream(make_api: Any) -> None:
 
 async def test_cross_site_posts_are_refused(make_api: Any) -> None:
     client = await make_api()  # no token: only the origin checks stand between a forged form and the API
-    forged = await client.post("/api/jobs", json={"function": "count_words", "args": ["x"]},
-                               headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    forged = await client.post(
+        "/api/jobs",
+        json={"function": "count_words", "args": ["x"]},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
     assert forged.status == 403
     assert (await client.post("/api/dashboard/dead/purge", headers={"Origin": "https://evil.example"})).status == 403
     assert (await client.post("/api/dashboard/dead/purge")).status == 403  # no CSRF header

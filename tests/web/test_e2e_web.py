@@ -32,8 +32,9 @@ async def test_readme_flow_dev_without_redis(start_server: Any) -> None:
 
 
 @pytest.mark.slow
-async def test_web_and_worker_subprocesses_on_real_redis(start_server: Any, redis_server: RedisServer,
-                                                         redis_url: str, spawn: Any) -> None:
+async def test_web_and_worker_subprocesses_on_real_redis(
+    start_server: Any, redis_server: RedisServer, redis_url: str, spawn: Any
+) -> None:
     env = {"REDIS_URL": redis_url, "ASYNCJOBS_API_TOKEN": TOKEN}
     worker = spawn(sys.executable, "-m", "asyncjobs", "worker", env=env)
     server = start_server("web", env=env)
@@ -52,7 +53,12 @@ async def test_web_and_worker_subprocesses_on_real_redis(start_server: Any, redi
 
 
 def test_web_refuses_public_bind_without_token(server_env: dict[str, str]) -> None:
-    p = subprocess.run([sys.executable, "-m", "asyncjobs", "web", "--host", "0.0.0.0", "--port", "1"], cwd=ROOT,
-                       env=server_env, capture_output=True, timeout=30)
+    p = subprocess.run(
+        [sys.executable, "-m", "asyncjobs", "web", "--host", "0.0.0.0", "--port", "1"],
+        cwd=ROOT,
+        env=server_env,
+        capture_output=True,
+        timeout=30,
+    )
     assert p.returncode == 2
     assert "ASYNCJOBS_API_TOKEN" in p.stderr.decode() and "Traceback" not in p.stderr.decode()

@@ -20,8 +20,9 @@ async def post(api: Any, body: Any, **kw: Any) -> tuple[int, dict[str, Any]]:
 
 async def test_400_malformed_json(make_api: Any) -> None:
     api = await make_api()
-    status, body = await post(api, None, data=b'{"function": "count_words",',
-                              headers={"Content-Type": "application/json"})
+    status, body = await post(
+        api, None, data=b'{"function": "count_words",', headers={"Content-Type": "application/json"}
+    )
     assert status == 400
     code, message = error_of(body)
     assert code == "malformed_json" and "not valid JSON" in message
@@ -45,19 +46,22 @@ async def test_404_unknown_job(make_api: Any) -> None:
     assert r.status == 404
 
 
-@pytest.mark.parametrize(("body", "code", "names"), [
-    ({"function": "count_words", "args": "the text"}, "invalid_request", "args"),
-    ({"function": "count_words", "args": [42]}, "invalid_arguments", "text"),
-    ({"function": "count_words", "args": []}, "invalid_arguments", "text"),
-    ({"function": "count_words", "args": ["a", "b"]}, "invalid_arguments", "positional"),
-    ({"function": "count_words", "args": ["a"], "kwargs": {"text": "b"}}, "invalid_arguments", "text"),
-    ({"function": "generate_report", "kwargs": {"title": "t", "sections": "3"}}, "invalid_arguments", "sections"),
-    ({"function": "count_words", "args": ["a"], "colour": "red"}, "invalid_request", "colour"),
-    ({"function": "count_words", "args": ["a"], "job_id": "bad id!"}, "invalid_request", "job_id"),
-    ({"function": "count_words", "args": ["a"], "queue": "elsewhere"}, "unknown_queue", "elsewhere"),
-    ({"function": "count_words", "args": ["a"], "defer_by": -1}, "invalid_request", "defer_by"),
-    (["count_words"], "invalid_request", "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("body", "code", "names"),
+    [
+        ({"function": "count_words", "args": "the text"}, "invalid_request", "args"),
+        ({"function": "count_words", "args": [42]}, "invalid_arguments", "text"),
+        ({"function": "count_words", "args": []}, "invalid_arguments", "text"),
+        ({"function": "count_words", "args": ["a", "b"]}, "invalid_arguments", "positional"),
+        ({"function": "count_words", "args": ["a"], "kwargs": {"text": "b"}}, "invalid_arguments", "text"),
+        ({"function": "generate_report", "kwargs": {"title": "t", "sections": "3"}}, "invalid_arguments", "sections"),
+        ({"function": "count_words", "args": ["a"], "colour": "red"}, "invalid_request", "colour"),
+        ({"function": "count_words", "args": ["a"], "job_id": "bad id!"}, "invalid_request", "job_id"),
+        ({"function": "count_words", "args": ["a"], "queue": "elsewhere"}, "unknown_queue", "elsewhere"),
+        ({"function": "count_words", "args": ["a"], "defer_by": -1}, "invalid_request", "defer_by"),
+        (["count_words"], "invalid_request", "JSON object"),
+    ],
+)
 async def test_422_invalid_arguments(make_api: Any, body: Any, code: str, names: str) -> None:
     api = await make_api()
     status, data = await post(api, body)
@@ -70,8 +74,12 @@ async def test_422_invalid_arguments(make_api: Any, body: Any, code: str, names:
 
 async def test_422_bad_path_and_query_values(make_api: Any) -> None:
     api = await make_api()
-    for path in ("/api/jobs/bad%20id", "/api/jobs/x/result?timeout=61", "/api/jobs/x/result?timeout=nan",
-                 "/api/dead?limit=0"):
+    for path in (
+        "/api/jobs/bad%20id",
+        "/api/jobs/x/result?timeout=61",
+        "/api/jobs/x/result?timeout=nan",
+        "/api/dead?limit=0",
+    ):
         r = await api.get(path)
         assert r.status == 422, path
         error_of(await r.json())
@@ -107,8 +115,9 @@ async def test_401_missing_or_wrong_token(make_api: Any) -> None:
         assert code == "unauthorized" and "ASYNCJOBS_API_TOKEN" in message
     assert (await api.get("/metrics")).status == 401
     assert (await api.get("/healthz")).status == 200
-    r = await api.post("/api/jobs", json={"function": "count_words", "args": ["a"]},
-                       headers={"Authorization": f"Bearer {TOKEN}"})
+    r = await api.post(
+        "/api/jobs", json={"function": "count_words", "args": ["a"]}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert r.status == 202
 
 
@@ -124,8 +133,13 @@ async def test_503_when_redis_is_down_then_recovers(make_api: Any, own_redis: Re
     api = await make_api(url=own_redis.url)
     assert (await api.post("/api/jobs", json={"function": "count_words", "args": ["a"]})).status == 202
     own_redis.stop()
-    for method, path in (("POST", "/api/jobs"), ("GET", "/api/jobs/x"), ("GET", "/api/queues"),
-                         ("GET", "/api/jobs/x/result?timeout=1"), ("GET", "/api/jobs/x/events")):
+    for method, path in (
+        ("POST", "/api/jobs"),
+        ("GET", "/api/jobs/x"),
+        ("GET", "/api/queues"),
+        ("GET", "/api/jobs/x/result?timeout=1"),
+        ("GET", "/api/jobs/x/events"),
+    ):
         r = await api.request(method, path, json={"function": "count_words", "args": ["a"]})
         assert r.status == 503, (path, await r.text())
         code, message = error_of(await r.json())

@@ -64,6 +64,7 @@ def test_api_conforms_to_its_openapi(case: Any, base_url: str) -> None:
     timeout = (case.query or {}).get("timeout")
     if isinstance(timeout, int | float) and timeout > 0.2:
         case.query["timeout"] = 0.2  # valid waits on never-finishing jobs: keep the run short
-    response = case.call_and_validate(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"},
-                                      checks=CHECKS, timeout=10)
+    response = case.call_and_validate(
+        base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=10
+    )
     assert response.status_code < 500

@@ -33,8 +33,10 @@ def write_csv(path: Path, rows: int) -> None:
 async def test_follow_process_csv_to_completion(api: Any, tmp_path: Path) -> None:
     csv_path = tmp_path / "data.csv"
     write_csv(csv_path, 60_000)
-    r = await api.post("/api/jobs", json={"function": "process_csv", "args": [str(csv_path)],
-                                          "kwargs": {"progress_every_s": 0}, "job_id": "csv-1"})
+    r = await api.post(
+        "/api/jobs",
+        json={"function": "process_csv", "args": [str(csv_path)], "kwargs": {"progress_every_s": 0}, "job_id": "csv-1"},
+    )
     assert r.status == 202
     async with api.get("/api/jobs/csv-1/events") as resp:
         assert resp.status == 200
