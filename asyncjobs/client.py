@@ -358,10 +358,10 @@ class JobHandle(Generic[R]):
                 # it may have run while we subscribed: yield what was published meanwhile
                 await self.client.hub.barrier()
                 while not queue.empty():
-                    event = queue.get_nowait()
-                    if event.get("event") in events.TERMINAL:
+                    early = queue.get_nowait()
+                    if early.get("event") in events.TERMINAL:
                         break
-                    yield event
+                    yield early
                 yield _terminal_event(rec)
                 return
             started_try = None

@@ -65,7 +65,7 @@ def cron(
     if not isinstance(function, JobFunction):
         raise ConfigError(f"cron needs a @job function, got {function!r}")
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
-    opts = {
+    opts: dict[str, Any] = {
         "name": name or f"cron:{function.name}",
         "run_at_startup": run_at_startup,
         "timeout": function.opts.timeout,

@@ -81,7 +81,7 @@ async def record(
 
 def _decode(blob: bytes) -> DeadLetter:
     d = deserialize(blob)
-    return DeadLetter(**{k: d.get(k) for k in DeadLetter.__dataclass_fields__})  # type: ignore[arg-type]
+    return DeadLetter(**{k: d.get(k) for k in DeadLetter.__dataclass_fields__})
 
 
 async def get(redis: Redis, job_id: str) -> DeadLetter:

@@ -170,15 +170,17 @@ class EventHub:
                     fut.set_result(None)
             return
         if kind in ("subscribe", "psubscribe"):
-            event = self._confirmed.get(channel)
+            event = self._confirmed.get(str(channel))
             if event is not None:
                 event.set()
+            return
+        if not isinstance(channel, str):
             return
         if kind == "message":
             targets = self._queues.get(channel, ())
         elif kind == "pmessage":
             pattern = msg.get("pattern")
-            pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
+            pattern = pattern.decode() if isinstance(pattern, bytes) else str(pattern)
             targets = self._pattern_queues.get(pattern, ())
         else:
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import logging
 import math
 import os
@@ -85,7 +86,7 @@ async def process_csv(ctx: JobContext, path: str, progress_every_s: float = 0.5)
     rows = 0
     columns: list[_Column] = []
     last = timestamp_ms()
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         columns = [_Column(name) for name in header or []]
@@ -97,7 +98,7 @@ async def process_csv(ctx: JobContext, path: str, progress_every_s: float = 0.5)
                 await asyncio.sleep(0)  # let other jobs and lease renewal run
                 if timestamp_ms() - last >= progress_every_s * 1000:
                     last = timestamp_ms()
-                    await ctx.progress(min(99.0, 100.0 * f.buffer.tell() / max(size, 1)), f"{rows} rows", rows=rows)
+                    await ctx.progress(min(99.0, 100.0 * raw.tell() / max(size, 1)), f"{rows} rows", rows=rows)
     await ctx.progress(100, f"{rows} rows", rows=rows)
     return {"rows": rows, "columns": [c.summary() for c in columns]}
 

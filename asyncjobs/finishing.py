@@ -107,7 +107,7 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
             kwargs=info.get("k"),
             queue=keys.queue_name_of(queue_key),
             tries=int(tries or 0),
-            reason=error["message"],
+            reason=str(error["message"]),
             error=error,
             raw=raw if undecodable else None,
         )

@@ -59,24 +59,30 @@ async def run_job(w: Worker, c: Claimed) -> None:
     failure = await _prepare(w, job)
     if failure is not None:
         w.jobs_failed += 1
-        data = serialize_result(
-            job.name,
-            job.args,
-            job.kwargs,
-            job.job_try,
-            job.enqueue_ms,
-            False,
-            failure,
-            start_ms,
-            timestamp_ms(),
-            f"{c.job_id}:{job.name}",
-            c.queue_key,
-            job_id=c.job_id,
-            serializer=w.job_serializer,
-        )
+        data = _result_data(w, job, False, failure, start_ms, timestamp_ms())
         await asyncio.shield(finish_failed(w, c.job_id, c.queue_key, data))
         return
     await _execute(w, job)
+
+
+def _result_data(w: Worker, job: _Job, success: bool, result: Any, start_ms: int, finished_ms: int) -> bytes | None:
+    """arq's serialized result record for ``job``."""
+    c = job.c
+    return serialize_result(
+        job.name,
+        job.args,
+        job.kwargs,
+        job.job_try,
+        job.enqueue_ms,
+        success,
+        result,
+        start_ms,
+        finished_ms,
+        f"{c.job_id}:{job.name}",
+        c.queue_key,
+        job_id=c.job_id,
+        serializer=w.job_serializer,
+    )
 
 
 async def _prepare(w: Worker, job: _Job) -> BaseException | None:
@@ -129,21 +135,7 @@ async def _execute(w: Worker, job: _Job) -> None:
     keep_s = w.keep_result_s if fn.keep_result_s is None else fn.keep_result_s
     data = None
     if out.result is not no_result and (forever or keep_s > 0):
-        data = serialize_result(
-            job.name,
-            job.args,
-            job.kwargs,
-            job.job_try,
-            job.enqueue_ms,
-            out.success,
-            out.result,
-            start_ms,
-            finished_ms,
-            f"{c.job_id}:{job.name}",
-            c.queue_key,
-            job_id=c.job_id,
-            serializer=w.job_serializer,
-        )
+        data = _result_data(w, job, out.success, out.result, start_ms, finished_ms)
     if w.on_job_end:
         await w.on_job_end(ctx)
     outcome = ctx.get(CTX_OUTCOME)

@@ -18,9 +18,10 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from arq.typing import WorkerCoroutine
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry
 from arq.worker import func as arq_func
@@ -76,7 +77,7 @@ class Runtime:
         timeout = jf.opts.timeout or self.default_timeout
         run = self._wrap(jf, timeout)
         return arq_func(
-            run,
+            cast(WorkerCoroutine, run),
             name=jf.name,
             timeout=timeout + ARQ_TIMEOUT_GRACE_S,
             keep_result=jf.opts.keep_result,

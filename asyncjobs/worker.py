@@ -176,7 +176,7 @@ class Worker(ArqWorker):
             if 0 <= self.max_burst_jobs <= self._jobs_started():
                 return True
             now = timestamp_ms()
-            due = sum([await self.pool.zcount(k, "-inf", now) for k in self.queue_keys])
+            due = sum([int(await self.pool.zcount(k, "-inf", now)) for k in self.queue_keys])
             return due == 0
         return False
 

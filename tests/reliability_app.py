@@ -88,5 +88,6 @@ def _settings() -> Any:
     return load(os.environ)
 
 
+SETTINGS = _settings()  # ``asyncjobs --settings reliability_app web`` reads SETTINGS and REGISTRY
 REGISTRY = Registry([rel_work, rel_kill_worker, rel_slow, rel_cpu, rel_blocking_sleep])
-WorkerSettings = worker_settings(REGISTRY, settings=_settings())
+WorkerSettings = worker_settings(REGISTRY, settings=SETTINGS)

@@ -102,11 +102,13 @@ def plain_arq_worker(functions: list[Any], redis_url: str, **overrides: Any) -> 
 
 async def test_plain_arq_worker_and_engine_share_a_queue_each_job_runs_once(client, start_worker, redis_url):
     n = 10_000
-    arq_worker = plain_arq_worker([record_run], redis_url)
+    handles = await client.enqueue_many(asyncjobs.call(record_run) for _ in range(n))
+    # burst: the plain worker stops by itself once the queue is empty (cancelling arq's poll
+    # loop mid-pipeline would leave a redis-py pipeline unclosed)
+    arq_worker = plain_arq_worker([record_run], redis_url, burst=True, poll_delay=0.01)
     arq_task = asyncio.get_running_loop().create_task(arq_worker.async_run())
     try:
         ours = await start_worker([record_run])
-        handles = await client.enqueue_many(asyncjobs.call(record_run) for _ in range(n))
 
         async def all_done() -> bool:
             return int(await client.redis.zcard("arq:queue")) == 0 and int(await client.redis.hlen(RUNS)) == n
@@ -115,9 +117,13 @@ async def test_plain_arq_worker_and_engine_share_a_queue_each_job_runs_once(clie
         runs = await client.redis.hgetall(RUNS)
         assert {k.decode() for k in runs} == {h.id for h in handles if h is not None}
         assert set(runs.values()) == {b"1"}
+        async with asyncio.timeout(30):
+            await asyncio.shield(arq_task)
         assert ours.jobs_complete + arq_worker.jobs_complete == n
+        assert ours.jobs_complete > 0 and arq_worker.jobs_complete > 0, "both workers must take part"
     finally:
-        arq_task.cancel()
+        if not arq_task.done():
+            arq_task.cancel()
         await asyncio.gather(arq_task, return_exceptions=True)
         with warnings.catch_warnings():  # arq's close() calls redis-py's deprecated close()
             warnings.simplefilter("ignore", DeprecationWarning)

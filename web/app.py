@@ -115,7 +115,8 @@ def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
 
 async def _close_streams(app: web.Application) -> None:
     """Tell open event streams to end, so shutdown does not wait for jobs that never finish."""
-    for stream in list(app[SSE_STREAMS]):
+    streams = app[SSE_STREAMS]
+    for stream in list(streams):
         stream.stop_streaming()
 
 

@@ -103,7 +103,8 @@ def _cross_site(request: web.Request) -> bool:
 async def csrf_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD", "OPTIONS") and request.path.startswith("/api/") and _cross_site(request):
         return _error(403, "cross_site", "cross-site requests may not change state")
-    return await handler(request)
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def _authorized(request: web.Request) -> bool:
@@ -190,7 +191,8 @@ async def jobs(request: web.Request) -> web.Response:
 
 async def cron(request: web.Request) -> web.Response:
     _guard(request)
-    return _json({"cron": await q.cron_table(_client(request), request.app[CRON_JOBS])})
+    cron_jobs = request.app[CRON_JOBS]
+    return _json({"cron": await q.cron_table(_client(request), cron_jobs)})
 
 
 async def ticket(request: web.Request) -> web.Response:
@@ -202,7 +204,8 @@ async def ticket(request: web.Request) -> web.Response:
 async def retry_all(request: web.Request) -> web.Response:
     _guard(request, unsafe=True)
     client = _client(request)
-    retried, failed = [], []
+    retried: list[str] = []
+    failed: list[dict[str, str]] = []
     while True:
         _, entries = await client.dead_letters(offset=len(failed), limit=200)
         if not entries:
@@ -281,5 +284,6 @@ async def _global_feed(queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
 
 async def _close_streams(app: web.Application) -> None:
     """End open event streams at shutdown, so the server stops at once (browsers reconnect)."""
-    for task in list(app[STREAMS]):
+    streams = app[STREAMS]
+    for task in list(streams):
         task.cancel()

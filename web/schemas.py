@@ -78,14 +78,13 @@ class FunctionSchema:
                 continue
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (hints.get(p.name, Any), default)
-        extra = "allow" if self.var_kwargs is not None else "forbid"
-        config = ConfigDict(extra=extra, arbitrary_types_allowed=True)
+        config = ConfigDict(extra="allow" if self.var_kwargs is not None else "forbid", arbitrary_types_allowed=True)
         try:
             self.model: type[BaseModel] = create_model(f"{function.name}_params", __config__=config, **fields)
             self.model.model_json_schema()
         except Exception:  # hints pydantic cannot express: check names and arity only
             loose = {name: (Any, default) for name, (_, default) in fields.items()}
-            self.model = create_model(f"{function.name}_params", __config__=config, **loose)
+            self.model = create_model(f"{function.name}_params", __config__=config, **loose)  # type: ignore[call-overload]
 
     @cached_property
     def json_schema(self) -> dict[str, Any]:
