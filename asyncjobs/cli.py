@@ -49,10 +49,20 @@ class Ctx:
                 ) from e
         return self._module
 
+    def get(self, name: str) -> Any:
+        """An attribute of the settings module, or a :class:`ConfigError` naming what is missing."""
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            raise ConfigError(
+                f"settings module {self.settings_module!r} defines no {name}: see settings.py for the names "
+                "asyncjobs reads (SETTINGS, REGISTRY, WorkerSettings)"
+            ) from None
+
     def client(self) -> Any:
         from asyncjobs.client import connect
 
-        s = self.module.SETTINGS
+        s = self.get("SETTINGS")
         return connect(
             s.redis_url, registry=getattr(self.module, "REGISTRY", None), queues=s.queues, default_queue=s.queues[0]
         )
@@ -329,7 +339,7 @@ def web_command(ctx: Ctx, host: str, port: int) -> None:
     try:
         from web.server import run_web
 
-        run_web(ctx.module.SETTINGS, ctx.module.REGISTRY, host, port)
+        run_web(ctx.get("SETTINGS"), ctx.get("REGISTRY"), host, port)
     except (ConfigError, UnknownFunction) as e:
         _fail(ctx, e, 2)
 
@@ -344,8 +354,8 @@ def dev_command(ctx: Ctx, host: str, port: int) -> None:
     try:
         from web.server import run_dev
 
-        m = ctx.module
-        url = getattr(m, "DEV_REDIS_URL", None) or m.SETTINGS.redis_url
-        run_dev(m.SETTINGS, m.REGISTRY, m.WorkerSettings, url, host, port)
+        settings = ctx.get("SETTINGS")
+        url = getattr(ctx.module, "DEV_REDIS_URL", None) or settings.redis_url
+        run_dev(settings, ctx.get("REGISTRY"), ctx.get("WorkerSettings"), url, host, port)
     except (ConfigError, UnknownFunction) as e:
         _fail(ctx, e, 2)

@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast, overload
-from uuid import uuid4
 
 import orjson
 from arq.utils import timestamp_ms
 
 from asyncjobs import deadletter, events, keys, scripts
-from asyncjobs.connections import Broker, connect_broker
+from asyncjobs.connections import Broker, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
@@ -149,7 +148,7 @@ class Client:
 
         Raises :class:`DuplicateJob` if the job id is taken.
         """
-        return (await self._enqueue_calls([call(function, *args, **kwargs)], strict=True))[0]
+        return await self._enqueue_one(call(function, *args, **kwargs))
 
     async def enqueue_call(
         self,
@@ -164,7 +163,7 @@ class Client:
     ) -> JobHandle[Any]:
         """Enqueue by name with explicit arguments and options (what the CLI and HTTP API use)."""
         options = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until)
-        return (await self._enqueue_calls([JobCall(function, args, kwargs or {}, options)], strict=True))[0]
+        return await self._enqueue_one(JobCall(function, args, kwargs or {}, options))
 
     async def enqueue_many(self, calls: Iterable[JobCall], *, batch_size: int = 1000) -> list[JobHandle[Any] | None]:
         """Enqueue many jobs (build each with :func:`asyncjobs.call`), one round trip per batch.
@@ -184,20 +183,27 @@ class Client:
         if self.registry is not None:
             self.registry.get(c.function).bind(c.args, c.kwargs)
         o = c.options
-        job_id = check_job_id(o.job_id) if o.job_id else uuid4().hex
+        job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
         queue = check_queue(o.queue or c.default_queue or self.default_queue)
         key_list, argv = self.redis.encode_enqueue(
             c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None
         )
         return job_id, queue, key_list, argv
 
+    async def _enqueue_one(self, c: JobCall) -> JobHandle[Any]:
+        """Enqueue one job in one EVALSHA round trip; :class:`DuplicateJob` if its id is taken."""
+        job_id, queue, k, a = self._prepare(c)
+        if not await self.redis.evalsha_enqueue(k, a):
+            raise DuplicateJob(job_id)
+        return JobHandle(self, job_id, queue)
+
     async def _enqueue_calls(self, calls: list[JobCall], *, strict: bool) -> list[Any]:
         prepared = [self._prepare(c) for c in calls]
-        script = self.redis._enqueue_script
         if len(prepared) == 1:
-            job_id, queue, k, a = prepared[0]
-            created = [await script(keys=k, args=a)]
+            _, _, k, a = prepared[0]
+            created = [await self.redis.evalsha_enqueue(k, a)]
         else:
+            script = self.redis._enqueue_script
             async with self.redis.pipeline(transaction=False) as pipe:
                 for _, _, k, a in prepared:
                     await script(keys=k, args=a, client=pipe)

@@ -4,13 +4,14 @@ arq's ``ArqRedis`` with a one-round-trip enqueue that wakes idle workers."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
-from uuid import uuid4
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
@@ -20,7 +21,7 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys, scripts
@@ -86,7 +87,7 @@ class Broker(ArqRedis):
         **kwargs: Any,
     ) -> Job | None:
         queue_key = _queue_name or self.default_queue_name
-        job_id = _job_id or uuid4().hex
+        job_id = _job_id or new_job_id()
         args_ = self.encode_enqueue(
             function, args, kwargs, job_id, queue_key, _defer_until, _defer_by, _expires, _job_try
         )
@@ -117,23 +118,18 @@ class Broker(ArqRedis):
         else:
             score = now
         ttl = to_ms(expires) if expires else max(score - now, 0) + self.expires_extra_ms
-        payload = serialize(
-            {"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": keys.queue_name_of(queue_key)}
-        )
-        key_list = [
-            keys.job(job_id),
-            keys.result(job_id),
-            keys.in_progress(job_id),
-            queue_key,
-            keys.RECENT,
-            keys.ARQ_ABORT,
-            keys.retry(job_id),
-        ]
-        argv = [job_id, payload, score, ttl, keys.wake(keys.queue_name_of(queue_key)), now, keys.RECENT_MAX]
-        return key_list, argv
+        queue_name, wake_channel = _queue_names(queue_key)
+        payload = serialize({"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name})
+        return [queue_key], [job_id, payload, score, ttl, wake_channel, now]
 
     async def evalsha_enqueue(self, key_list: list[str], argv: list[Any]) -> bool:
-        return bool(await self._enqueue_script(keys=key_list, args=argv))
+        """Run the enqueue script (EVALSHA, loading it once if Redis does not know it yet)."""
+        script = self._enqueue_script
+        try:
+            return bool(await self.evalsha(script.sha, len(key_list), *key_list, *argv))
+        except NoScriptError:
+            script.sha = await self.script_load(script.script)
+            return bool(await self.evalsha(script.sha, len(key_list), *key_list, *argv))
 
     @property
     def _enqueue_script(self) -> Any:
@@ -141,6 +137,23 @@ class Broker(ArqRedis):
         if script is None:
             script = self._asyncjobs_enqueue = self.register_script(scripts.ENQUEUE)
         return script
+
+
+@functools.lru_cache(maxsize=1024)
+def _queue_names(queue_key: str) -> tuple[str, str]:
+    """The queue name behind ``queue_key`` and its wake channel (cached: asked on every enqueue)."""
+    name = keys.queue_name_of(queue_key)
+    return name, keys.wake(name)
+
+
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
+
+
+def new_job_id() -> str:
+    """A random job id: exactly ``uuid.uuid4().hex`` (122 random bits, version 4, RFC 4122
+    variant), without building a ``UUID`` object (a measurable part of a one-by-one enqueue)."""
+    return f"{(int.from_bytes(os.urandom(16)) & _UUID4_CLEAR) | _UUID4_SET:032x}"
 
 
 class Reconnect(Retry):

@@ -77,6 +77,7 @@ class JobFunction(Generic[P, R]):
         self.opts = options
         self.enqueue_options = enqueue_options or EnqueueOptions()
         self.signature = inspect.signature(func)
+        self._positional = positional_range(self.signature, skip_ctx=options.executor is None)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", options.name)
         self.__wrapped__ = func
@@ -109,6 +110,10 @@ class JobFunction(Generic[P, R]):
 
     def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
         """Raise :class:`InvalidArguments` if ``args``/``kwargs`` cannot call this function."""
+        if not kwargs and self._positional is not None and isinstance(args, tuple):
+            low, high = self._positional  # fast path: what Signature.bind would accept
+            if low <= len(args) <= high:
+                return
         try:
             if self.opts.executor is None:
                 self.signature.bind(None, *args, **kwargs)
@@ -116,6 +121,28 @@ class JobFunction(Generic[P, R]):
                 self.signature.bind(*args, **kwargs)
         except TypeError as e:
             raise InvalidArguments(self.name, [{"loc": ["args"], "msg": str(e)}]) from None
+
+
+def positional_range(signature: inspect.Signature, *, skip_ctx: bool) -> tuple[int, float] | None:
+    """``(fewest, most)`` positional arguments (besides ``ctx`` when ``skip_ctx``) that bind to
+    ``signature`` with no keyword arguments, or ``None`` when that is not so simple (a required
+    keyword-only parameter, or no positional ``ctx`` parameter to skip)."""
+    params = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if skip_ctx:
+        if not params or params[0].kind not in positional:
+            return None
+        params = params[1:]
+    low, high = 0, 0.0
+    for p in params:
+        if p.kind in positional:
+            high += 1
+            low += p.default is inspect.Parameter.empty
+        elif p.kind is inspect.Parameter.VAR_POSITIONAL:
+            high = float("inf")
+        elif p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty:
+            return None
+    return low, high
 
 
 EXECUTORS = ("thread", "process")

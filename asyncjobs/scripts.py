@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
-# KEYS: job, result, in-progress, queue zset, recent index, arq abort zset, retry counter
-# ARGV: job id, payload, score (ms), job key ttl (ms), wake channel, now (ms), recent cap
+import json
+from string import Template
+
+from asyncjobs import keys
+
+
+def _with_constants(source: str, **constants: str | int) -> str:
+    """``source`` with each ``$NAME`` replaced by a Lua literal of ``constants[NAME]``."""
+    return Template(source).substitute({k: v if isinstance(v, int) else json.dumps(v) for k, v in constants.items()})
+
+
+# KEYS: queue zset. ARGV: job id, payload, score (ms), job key ttl (ms), wake channel, now (ms)
 # -> 1 enqueued, 0 a job with this id exists (queued, running or with a kept result)
+# The job's own keys are built here from the id (constant prefixes from :mod:`asyncjobs.keys`
+# are written into the script), so a call sends the id once: a smaller command to pack and send.
 # A reused id starts clean: a stale abort request or try counter of an earlier job is dropped.
-ENQUEUE = """
-if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then return 0 end
-redis.call('ZREM', KEYS[6], ARGV[1])
-redis.call('DEL', KEYS[7])
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
-local cap = tonumber(ARGV[7])
-if redis.call('ZCARD', KEYS[5]) > cap + 1000 then
-  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -cap - 1)
+ENQUEUE = _with_constants(
+    """
+local id = ARGV[1]
+local job = $JOB .. id
+if redis.call('EXISTS', job, $RESULT .. id, $IN_PROGRESS .. id) > 0 then return 0 end
+redis.call('ZREM', $ARQ_ABORT, id)
+redis.call('DEL', $RETRY .. id)
+redis.call('SET', job, ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[3], id)
+redis.call('ZADD', $RECENT, ARGV[6], id)
+if redis.call('ZCARD', $RECENT) > $RECENT_MAX + 1000 then
+  redis.call('ZREMRANGEBYRANK', $RECENT, 0, -$RECENT_MAX - 1)
 end
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 return 1
-"""
+""",
+    JOB=keys.job(""),
+    RESULT=keys.result(""),
+    IN_PROGRESS=keys.in_progress(""),
+    RETRY=keys.retry(""),
+    ARQ_ABORT=keys.ARQ_ABORT,
+    RECENT=keys.RECENT,
+    RECENT_MAX=keys.RECENT_MAX,
+)
 
 # Claim up to ARGV[3] due jobs across the queues in KEYS (priority order), and start them.
 # A claimed job gets an in-progress lease and is re-scored to the lease expiry, so it leaves

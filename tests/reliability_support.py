@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 SETTINGS_PATH = "reliability_app.WorkerSettings"
+
+
+def free_port() -> int:
+    """A free loopback TCP port (as tests/conftest.py's; importing that by name is ambiguous
+    when tests/web/conftest.py is collected too)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.02) -> Any:
@@ -91,6 +100,17 @@ class Workers:
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.environ(**extra_env), stdout=out, stderr=subprocess.STDOUT)
         wp = WorkerProc(proc, log, kind)
+        self.procs.append(wp)
+        return wp
+
+    def start_web(self, port: int) -> WorkerProc:
+        """``asyncjobs --settings reliability_app web`` on 127.0.0.1:``port`` (no token needed on
+        loopback), with the workers' environment: the same Redis, queue and functions."""
+        cmd = [sys.executable, "-m", "asyncjobs", "--settings", SETTINGS_PATH.split(".")[0], "web", "--port", str(port)]
+        log = self.tmp / f"web-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.environ(), stdout=out, stderr=subprocess.STDOUT)
+        wp = WorkerProc(proc, log, "web")
         self.procs.append(wp)
         return wp
 

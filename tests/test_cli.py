@@ -55,6 +55,14 @@ def test_unknown_setting_is_a_config_error(cli_env):
     assert_one_line_error(p, "ASYNCJOBS_CONCURENCY", "ASYNCJOBS_CONCURRENCY")
 
 
+def test_settings_module_without_settings_is_a_config_error(cli_env, tmp_path):
+    (tmp_path / "bare_settings.py").write_text("X = 1\n")
+    env = {**cli_env, "PYTHONPATH": f"{tmp_path}:{cli_env['PYTHONPATH']}"}
+    p = run(env, "--settings", "bare_settings", "web", "--port", "0")
+    assert p.returncode == 2
+    assert_one_line_error(p, "bare_settings", "SETTINGS")
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "needle"),
     [

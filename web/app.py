@@ -8,6 +8,8 @@ below.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import ipaddress
 import logging
@@ -15,10 +17,11 @@ import weakref
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from asyncjobs.client import Client
 from asyncjobs.config import Settings
-from asyncjobs.connections import Broker, create_broker
+from asyncjobs.connections import Broker, create_broker, mask_url
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import Registry
 from web import middlewares
@@ -103,14 +106,46 @@ def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
         client = Client(s.redis_url, registry=app[REGISTRY], queues=s.queues, default_queue=s.queues[0], broker=broker)
         await client.open()  # no I/O with a broker given: the app starts even if Redis is down
         app[BROKER], app[CLIENT], app[HUB] = broker, client, client.hub
+        watch = None
+        if given is None:
+            watch = asyncio.get_running_loop().create_task(watch_redis(broker, s.redis_url), name="asyncjobs-web-redis")
         try:
             yield
         finally:
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
             await client.close()
             if given is None:
                 await broker.aclose(close_connection_pool=True)
 
     return redis_context
+
+
+async def watch_redis(broker: Broker, url: str, timeout: float = 2.0) -> None:
+    """At start-up, check Redis in the background: while it does not answer, log the (masked)
+    URL and the next attempt, backing off up to 10 s (the API answers 503 meanwhile); log once
+    when it does. Requests never wait for this: each one reconnects by itself."""
+    delay, failed = 0.5, False
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                await broker.ping()
+        except (TimeoutError, RedisError, OSError) as e:
+            failed = True
+            logger.warning(
+                "cannot reach Redis at %s (%s); the API answers 503 until it is back; next attempt in %.1fs",
+                mask_url(url),
+                str(e) or type(e).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        if failed:
+            logger.info("connected to Redis at %s", mask_url(url))
+        return
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -54,20 +54,37 @@ def _worker_context(worker_settings: Any, redis_url: str) -> Any:
         import asyncio
         import contextlib
 
-        from asyncjobs.runner import build_worker
+        from asyncjobs.runner import build_worker, connect_with_retry
 
-        worker = build_worker(worker_settings, {"handle_signals": False}, create_broker(redis_url))
-        task = asyncio.get_running_loop().create_task(worker.async_run(), name="asyncjobs-dev-worker")
+        worker = None
+
+        async def run() -> None:
+            nonlocal worker
+            # Redis may be down at start: wait for it (logging the URL and the next attempt)
+            # instead of letting the in-process worker die while the API keeps answering
+            pool = await connect_with_retry(redis_url, "")
+            worker = build_worker(worker_settings, {"handle_signals": False}, pool)
+            await worker.async_run()
+
+        task = asyncio.get_running_loop().create_task(run(), name="asyncjobs-dev-worker")
+        task.add_done_callback(_report_worker_exit)
         try:
             yield
         finally:
+            task.remove_done_callback(_report_worker_exit)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            with contextlib.suppress(Exception):  # Redis may be gone by now; nothing left to save
-                await worker.close()
+            if worker is not None:
+                with contextlib.suppress(Exception):  # Redis may be gone by now; nothing left to save
+                    await worker.close()
 
     return worker_context
+
+
+def _report_worker_exit(task: Any) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the in-process worker stopped: %s", task.exception(), exc_info=task.exception())
 
 
 def _printer(host: str, port: int) -> Any:
