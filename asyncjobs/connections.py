@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse, urlunparse
 
 from arq.connections import ArqRedis
@@ -120,16 +120,16 @@ class Broker(ArqRedis):
         ttl = to_ms(expires) if expires else max(score - now, 0) + self.expires_extra_ms
         queue_name, wake_channel = _queue_names(queue_key)
         payload = serialize({"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name})
-        return [queue_key], [job_id, payload, score, ttl, wake_channel, now]
+        return [queue_key], [job_id, payload, score, ttl, wake_channel]
 
     async def evalsha_enqueue(self, key_list: list[str], argv: list[Any]) -> bool:
         """Run the enqueue script (EVALSHA, loading it once if Redis does not know it yet)."""
         script = self._enqueue_script
         try:
-            return bool(await self.evalsha(script.sha, len(key_list), *key_list, *argv))
+            return bool(await cast("Awaitable[Any]", self.evalsha(script.sha, len(key_list), *key_list, *argv)))
         except NoScriptError:
             script.sha = await self.script_load(script.script)
-            return bool(await self.evalsha(script.sha, len(key_list), *key_list, *argv))
+            return bool(await cast("Awaitable[Any]", self.evalsha(script.sha, len(key_list), *key_list, *argv)))
 
     @property
     def _enqueue_script(self) -> Any:

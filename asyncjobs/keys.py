@@ -22,7 +22,8 @@ key                                 type    holds                               
 ``asyncjobs:dead:<id>``             string  JSON: payload, error, tries, queue, time      ``DEAD_TTL_S``
 ``asyncjobs:workers``               zset    worker ids scored by last heartbeat (ms)      pruned when stale
 ``asyncjobs:worker:<wid>``          string  JSON: host, pid, queues, concurrency, running heartbeat TTL
-``asyncjobs:recent``                zset    recently enqueued ids (dashboard index)       capped (``RECENT_MAX``)
+``asyncjobs:recent``                zset    recently enqueued ids scored by enqueue time  capped (``RECENT_MAX``)
+                                            (Redis clock, µs): the dashboard's index
 ==================================  ======  ===========================================  ==========================
 
 Nothing else in the package builds a key string.

@@ -18,6 +18,7 @@ from asyncjobs import (
     UnknownFunction,
     call,
     job,
+    keys,
 )
 from asyncjobs.errors import ClientClosed
 from asyncjobs.examples import count_words, generate_report
@@ -156,3 +157,10 @@ async def test_workers_are_listed(client, start_worker):
     assert await (await client.enqueue(count_words, "x")).result(timeout=10) == 1
     workers = await client.workers()
     assert len(workers) == 1 and workers[0]["queues"] == ["default"]
+
+
+async def test_recent_index_keeps_exact_enqueue_order(client):
+    """The dashboard's index lists newest first even for jobs enqueued in the same millisecond."""
+    handles = [await client.enqueue(count_words, str(i)) for i in range(50)]
+    newest_first = [i.decode() for i in await client.redis.zrevrange(keys.RECENT, 0, -1)]
+    assert newest_first == [h.id for h in reversed(handles)]
