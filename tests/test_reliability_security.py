@@ -7,7 +7,6 @@ import pickle
 import sys
 
 import pytest
-from conftest import free_port
 from reliability_app import rel_work
 from reliability_support import ROOT, TESTS, wait_for
 
@@ -15,6 +14,7 @@ import asyncjobs
 from asyncjobs import BrokerUnavailable, Settings, deadletter, keys
 from asyncjobs.errors import SerializationError
 from asyncjobs.serialization import deserialize, serialize, signed_pickle
+from asyncjobs.testing import free_port
 
 unpickled: list[str] = []
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import subprocess
 import sys
 import time
@@ -13,25 +12,10 @@ from typing import Any
 
 import aiohttp
 
+from asyncjobs.testing import RedisServer as RedisServer  # re-exported for the web tests
+from asyncjobs.testing import free_port as free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _root_conftest() -> Any:
-    """tests/conftest.py (a plain ``import conftest`` here would find tests/web/conftest.py)."""
-    path = str(ROOT / "tests" / "conftest.py")
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) == path:
-            return module
-    spec = importlib.util.spec_from_file_location("asyncjobs_tests_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-RedisServer = _root_conftest().RedisServer
-free_port = _root_conftest().free_port
-
 TOKEN = "s3cret-token"
 
 
