@@ -94,10 +94,6 @@ def events(job_id: str) -> str:
     return f"{PREFIX}events:{job_id}"
 
 
-def job_id_of_events(channel: str) -> str:
-    return channel.removeprefix(PREFIX + "events:")
-
-
 def wake(queue_name: str) -> str:
     return f"{PREFIX}wake:{queue_name}"
 
@@ -108,7 +104,3 @@ def dead(job_id: str) -> str:
 
 def worker(worker_id: str) -> str:
     return f"{PREFIX}worker:{worker_id}"
-
-
-def health_check(queue_name: str) -> str:
-    return queue(queue_name) + ":health-check"

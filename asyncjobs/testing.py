@@ -1,4 +1,5 @@
-"""Test helpers: a private ``redis-server`` on a free loopback port.
+"""Test helpers: a private ``redis-server`` on a free loopback port, workers run in-process,
+and stopping subprocesses.
 
 asyncjobs' own tests and benchmarks use it, and so can yours::
 
@@ -12,13 +13,24 @@ It needs the ``redis-server`` binary (Debian: ``apt-get install redis-server``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
+from arq.cron import CronJob
+
+from asyncjobs.config import Settings, worker_settings
+from asyncjobs.connections import create_broker
+from asyncjobs.registry import JobFunction, Registry
+from asyncjobs.runner import build_worker
+from asyncjobs.worker import Worker
 
 
 def free_port() -> int:
@@ -76,3 +88,53 @@ class RedisServer:
     def flush(self) -> None:
         """Delete every key."""
         redis.Redis(port=self.port, password=self.password).flushall()
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM ``proc`` and wait for it; SIGKILL it if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return int(proc.returncode)
+
+
+class InProcessWorkers:
+    """Run asyncjobs workers inside the running event loop, e.g. in a test::
+
+    workers = InProcessWorkers()
+    await workers.start([my_job], settings=Settings(redis_url=url))
+    ...
+    await workers.close()   # bounded: a worker that cannot stop raises TimeoutError
+    """
+
+    def __init__(self) -> None:
+        self._started: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(
+        self,
+        functions: Registry | Iterable[JobFunction[Any, Any]],
+        *,
+        settings: Settings,
+        cron_jobs: Sequence[CronJob] = (),
+        **overrides: Any,
+    ) -> Worker:
+        """Start a worker for ``functions`` (signals left alone) and return it."""
+        registry = functions if isinstance(functions, Registry) else Registry(functions)
+        cls = worker_settings(registry, settings=settings, cron_jobs=cron_jobs)
+        worker = build_worker(cls, {"handle_signals": False, **overrides}, create_broker(settings.redis_url))
+        self._started.append((worker, asyncio.get_running_loop().create_task(worker.async_run())))
+        return worker
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Stop and close every worker started here."""
+        async with asyncio.timeout(timeout):
+            for worker, task in self._started:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                await worker.close()
+        self._started.clear()

@@ -3,8 +3,6 @@ port with its own temp dir (so a test may stop and restart it); unit tests use f
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -16,10 +14,9 @@ from typing import Any
 import pytest
 
 import asyncjobs
-from asyncjobs import Registry, Settings, worker_settings
+from asyncjobs import Settings
 from asyncjobs.connections import Broker, create_broker
-from asyncjobs.runner import build_worker
-from asyncjobs.testing import RedisServer
+from asyncjobs.testing import InProcessWorkers, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,28 +56,16 @@ async def client(redis_url: str) -> AsyncIterator[asyncjobs.Client]:
 @pytest.fixture
 async def start_worker(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
     """``await start_worker(functions, **options)`` runs an in-process asyncjobs Worker on the
-    test Redis; every worker started is closed at teardown."""
-    started: list[tuple[Any, asyncio.Task[None]]] = []
+    test Redis; every worker started is closed at teardown (bounded, so a worker that cannot
+    close fails the test instead of hanging the suite)."""
+    workers = InProcessWorkers()
 
     async def start(functions: Any, *, cron_jobs: Any = (), settings: Settings | None = None, **overrides: Any) -> Any:
         s = settings or Settings(redis_url=redis_url, lease=2.0, poll_delay=0.5)
-        cls = worker_settings(
-            functions if isinstance(functions, Registry) else Registry(functions), settings=s, cron_jobs=cron_jobs
-        )
-        pool = create_broker(s.redis_url)
-        w = build_worker(cls, {"handle_signals": False, **overrides}, pool)
-        task = asyncio.get_running_loop().create_task(w.async_run())
-        started.append((w, task))
-        return w
+        return await workers.start(functions, settings=s, cron_jobs=cron_jobs, **overrides)
 
     yield start
-    # bounded, so a worker that cannot close fails the test instead of hanging the suite
-    async with asyncio.timeout(30):
-        for w, task in started:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            await w.close()
+    await workers.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from reliability_app import read_runs, rel_kill_worker, rel_slow
 from reliability_support import wait_for
 
 import asyncjobs
-from asyncjobs import deadletter
+from asyncjobs import deadletter, keys
 from asyncjobs.runtime import CRASH_RERUNS
 
 LEASE_S = 2.0
@@ -48,9 +48,7 @@ async def test_job_that_kills_its_worker_every_time_is_dead_lettered_after_max_t
     max_tries = rel_kill_worker.opts.retries + 1 + CRASH_RERUNS
     async with asyncjobs.connect(rel_workers.redis_url, default_queue=rel_workers.queue) as client:
         handle = await client.enqueue(rel_kill_worker)
-        with_dead = await wait_for(
-            lambda: client.redis.exists(f"asyncjobs:dead:{handle.id}"), "the dead letter", timeout=60
-        )
+        with_dead = await wait_for(lambda: client.redis.exists(keys.dead(handle.id)), "the dead letter", timeout=60)
         entry = await deadletter.get(client.redis, handle.id)
         status = await handle.status()
     runs = [r for r in read_runs(rel_workers.runlog) if r[0] == handle.id]

@@ -18,6 +18,7 @@ import pytest
 from reliability_support import ROOT, TESTS, free_port, wait_for
 
 from asyncjobs import keys
+from asyncjobs.testing import stop_process
 
 PASSWORD = "pw-never-logged"
 
@@ -43,13 +44,7 @@ class WebProc:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker as ArqWorker
 
 import asyncjobs
-from asyncjobs import JobContext, Settings, worker_settings
+from asyncjobs import JobContext, Settings, keys, worker_settings
 from asyncjobs.config import ASYNCJOBS_OPTIONS
 from asyncjobs.examples import count_words
 from asyncjobs.serialization import deserialize, serialize
@@ -111,7 +111,10 @@ async def test_plain_arq_worker_and_engine_share_a_queue_each_job_runs_once(clie
         ours = await start_worker([record_run])
 
         async def all_done() -> bool:
-            return int(await client.redis.zcard("arq:queue")) == 0 and int(await client.redis.hlen(RUNS)) == n
+            return (
+                int(await client.redis.zcard(keys.queue(keys.DEFAULT_QUEUE))) == 0
+                and int(await client.redis.hlen(RUNS)) == n
+            )
 
         await wait_until(all_done, timeout=50)
         runs = await client.redis.hgetall(RUNS)

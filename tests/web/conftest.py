@@ -3,8 +3,6 @@ in-process worker), and helpers for real ``asyncjobs`` server subprocesses."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,10 +12,10 @@ from typing import Any
 import pytest
 from web_support import ROOT, RedisServer, Server
 
-from asyncjobs import Registry, Settings, worker_settings
-from asyncjobs.connections import Broker, create_broker
+from asyncjobs import Registry, Settings
+from asyncjobs.connections import Broker
 from asyncjobs.examples import FUNCTIONS
-from asyncjobs.runner import build_worker
+from asyncjobs.testing import InProcessWorkers
 from web.app import SSE_PING_S, create_app
 
 
@@ -30,21 +28,13 @@ def memory_url() -> str:
 @pytest.fixture
 async def run_worker() -> AsyncIterator[Callable[..., Any]]:
     """``await run_worker(url)``: an in-process worker serving the example functions."""
-    started: list[tuple[Any, asyncio.Task[None]]] = []
+    workers = InProcessWorkers()
 
     async def start(url: str, functions: Any = FUNCTIONS) -> Any:
-        s = Settings(redis_url=url, lease=2.0)
-        cls = worker_settings(Registry(functions), settings=s)
-        w = build_worker(cls, {"handle_signals": False}, create_broker(url))
-        started.append((w, asyncio.get_running_loop().create_task(w.async_run())))
-        return w
+        return await workers.start(functions, settings=Settings(redis_url=url, lease=2.0))
 
     yield start
-    for w, task in started:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        await w.close()
+    await workers.close()
 
 
 @pytest.fixture

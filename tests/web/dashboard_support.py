@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from asyncjobs.testing import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_MODULE = "dash_settings"
 SETTINGS_SOURCE = '''
@@ -94,8 +96,7 @@ def start_web(spawn: Any, port: int, env: dict[str, str]) -> subprocess.Popen[by
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    proc.wait(15)
+    stop_process(proc)
 
 
 def call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:

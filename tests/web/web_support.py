@@ -14,6 +14,7 @@ import aiohttp
 
 from asyncjobs.testing import RedisServer as RedisServer  # re-exported for the web tests
 from asyncjobs.testing import free_port as free_port
+from asyncjobs.testing import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-token"
@@ -56,11 +57,6 @@ class Server:
         raise AssertionError(f"server on {self.base} did not come up")
 
     def stop(self) -> tuple[str, str]:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         out, err = self.proc.communicate()
         return out.decode(), err.decode()
