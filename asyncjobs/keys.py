@@ -22,8 +22,10 @@ key                                 type    holds                               
 ``asyncjobs:dead:<id>``             string  JSON: payload, error, tries, queue, time      ``DEAD_TTL_S``
 ``asyncjobs:workers``               zset    worker ids scored by last heartbeat (ms)      pruned when stale
 ``asyncjobs:worker:<wid>``          string  JSON: host, pid, queues, concurrency, running heartbeat TTL
-``asyncjobs:recent``                zset    recently enqueued ids scored by enqueue time  capped (``RECENT_MAX``)
-                                            (Redis clock, µs): the dashboard's index
+``asyncjobs:recent``                zset    ids of started (or aborted queued) jobs,      capped (``RECENT_MAX``)
+                                            scored by start time (Redis clock, µs): the
+                                            dashboard's history (waiting jobs are listed
+                                            from the queues; enqueue writes no entry)
 ==================================  ======  ===========================================  ==========================
 
 Nothing else in the package builds a key string.

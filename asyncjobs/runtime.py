@@ -26,7 +26,7 @@ from arq.utils import timestamp_ms
 from arq.worker import Function, Retry
 from arq.worker import func as arq_func
 
-from asyncjobs import deadletter, events, keys
+from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.context import CTX_ENGINE, CTX_OUTCOME, CTX_RUNTIME, JobContext
 from asyncjobs.registry import JobFunction, Registry
 
@@ -68,6 +68,7 @@ class Runtime:
         self.user_shutdown = on_shutdown
         self.worker_label = f"{socket.gethostname()}:{os.getpid()}"
         self._process_pool: ProcessPoolExecutor | None = None
+        self._index_script: Any = None
 
     # --- arq extension points -------------------------------------------------------------
     def arq_functions(self) -> list[Function]:
@@ -168,6 +169,9 @@ class Runtime:
             pipe.hset(keys.state(job_id), mapping=state)
             pipe.expire(keys.state(job_id), keys.STATE_TTL_S)
             pipe.publish(keys.events(job_id), events.encode(job_id, events.STARTED, **state))
+            if self._index_script is None:
+                self._index_script = ctx.redis.register_script(scripts.INDEX_ONE)
+            await self._index_script(args=[job_id], client=pipe)
             await pipe.execute()
 
     async def _publish(self, ctx: JobContext, event: str, **data: Any) -> None:

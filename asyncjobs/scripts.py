@@ -27,13 +27,6 @@ redis.call('ZREM', $ARQ_ABORT, id)
 redis.call('DEL', $RETRY .. id)
 redis.call('SET', job, ARGV[2], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[1], ARGV[3], id)
--- scored by Redis' clock in microseconds: exact newest-first order (one call takes longer
--- than a microsecond); '%.0f' keeps every digit (Lua prints big numbers in %.14g)
-local t = redis.call('TIME')
-redis.call('ZADD', $RECENT, string.format('%.0f', t[1] * 1000000 + t[2]), id)
-if redis.call('ZCARD', $RECENT) > $RECENT_MAX + 1000 then
-  redis.call('ZREMRANGEBYRANK', $RECENT, 0, -$RECENT_MAX - 1)
-end
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 return 1
 """,
@@ -42,9 +35,29 @@ return 1
     IN_PROGRESS=keys.in_progress(""),
     RETRY=keys.retry(""),
     ARQ_ABORT=keys.ARQ_ABORT,
-    RECENT=keys.RECENT,
-    RECENT_MAX=keys.RECENT_MAX,
 )
+
+# Lua that adds jobs to the recent-jobs index (the dashboard's history of started and ended
+# jobs; waiting jobs are listed from the queues themselves, so enqueue writes no index entry).
+# Scores are Redis' clock in microseconds, kept above the newest entry, plus the job's place in
+# this call: exact newest-first order. '%.0f' keeps every digit (Lua prints %.14g).
+_INDEX = """
+local function index_base()
+  local t = redis.call('TIME')
+  local base = t[1] * 1000000 + t[2]
+  local top = redis.call('ZRANGE', $RECENT, -1, -1, 'WITHSCORES')[2]
+  if top and tonumber(top) >= base then base = tonumber(top) + 1 end
+  return base
+end
+local function index_job(id, base, n)
+  redis.call('ZADD', $RECENT, string.format('%.0f', base + n), id)
+end
+local function trim_index()
+  if redis.call('ZCARD', $RECENT) > $RECENT_MAX + 1000 then
+    redis.call('ZREMRANGEBYRANK', $RECENT, 0, -$RECENT_MAX - 1)
+  end
+end
+"""
 
 # Claim up to ARGV[3] due jobs across the queues in KEYS (priority order), and start them.
 # A claimed job gets an in-progress lease and is re-scored to the lease expiry, so it leaves
@@ -56,7 +69,9 @@ return 1
 #       then key prefixes: in-progress, job, retry, state, events; then the arq abort zset
 # -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
 #     earliest score in any queue or false}
-CLAIM = """
+CLAIM = _with_constants(
+    _INDEX
+    + """
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
@@ -64,6 +79,7 @@ local scan = tonumber(ARGV[4])
 local p_ip, p_job, p_retry, p_state, p_events = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local out = {}
 local n = 0
+local base = false
 for qi, q in ipairs(KEYS) do
   if n >= limit then break end
   local due = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0, scan)
@@ -86,6 +102,8 @@ for qi, q in ipairs(KEYS) do
       redis.call('EXPIRE', sk, ARGV[6])
       redis.call('PUBLISH', p_events .. id, cjson.encode({job_id = id, event = 'started', ts = now,
         started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}))
+      base = base or index_base()
+      index_job(id, base, n)
       n = n + 1
       out[#out + 1] = qi
       out[#out + 1] = id
@@ -101,8 +119,12 @@ for _, q in ipairs(KEYS) do
   local first = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
   if first[2] and (not earliest or tonumber(first[2]) < earliest) then earliest = tonumber(first[2]) end
 end
+if n > 0 then trim_index() end
 return {out, earliest and tostring(earliest) or false}
-"""
+""",
+    RECENT=keys.RECENT,
+    RECENT_MAX=keys.RECENT_MAX,
+)
 
 # Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
 # event once the result is stored). KEYS[1]: the arq abort zset.
@@ -147,10 +169,14 @@ return #KEYS
 # KEYS: queue zset, job, in-progress, result, events channel name is ARGV[3]
 # ARGV: job id, result payload, events channel, event json, result ttl (ms, 0 = keep)
 # -> 'aborted' | 'running' | 'missing'
-ABORT_QUEUED = """
+ABORT_QUEUED = _with_constants(
+    _INDEX
+    + """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'running' end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'missing' end
 redis.call('DEL', KEYS[2])
+index_job(ARGV[1], index_base(), 0)
+trim_index()
 if tonumber(ARGV[5]) > 0 then
   redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[5])
 else
@@ -158,4 +184,14 @@ else
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 'aborted'
-"""
+""",
+    RECENT=keys.RECENT,
+    RECENT_MAX=keys.RECENT_MAX,
+)
+
+# Index one job that a plain arq worker started (the engine's CLAIM indexes its own). ARGV: id
+INDEX_ONE = _with_constants(
+    _INDEX + "index_job(ARGV[1], index_base(), 0)\ntrim_index()\nreturn 1\n",
+    RECENT=keys.RECENT,
+    RECENT_MAX=keys.RECENT_MAX,
+)

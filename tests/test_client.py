@@ -159,8 +159,20 @@ async def test_workers_are_listed(client, start_worker):
     assert len(workers) == 1 and workers[0]["queues"] == ["default"]
 
 
-async def test_recent_index_keeps_exact_enqueue_order(client):
-    """The dashboard's index lists newest first even for jobs enqueued in the same millisecond."""
+async def test_enqueue_writes_no_index_entry_and_ids_keep_creation_order(client):
+    """A queued job costs its job key and its queue entry only; jobs due in the same
+    millisecond stay first in, first out, because their ids sort by creation."""
     handles = [await client.enqueue(count_words, str(i)) for i in range(50)]
+    assert await client.redis.zcard(keys.RECENT) == 0
+    queued = [i.decode() for i in await client.redis.zrange(keys.queue("default"), 0, -1)]
+    assert queued == [h.id for h in handles]
+
+
+async def test_started_jobs_are_indexed_newest_first(client, start_worker):
+    """The recent index (the dashboard's history) gets each job as a worker starts it."""
+    handles = [await client.enqueue(count_words, str(i)) for i in range(30)]
+    await start_worker([count_words], max_jobs=1)
+    for h in handles:
+        assert await h.result(timeout=10) == 1
     newest_first = [i.decode() for i in await client.redis.zrevrange(keys.RECENT, 0, -1)]
     assert newest_first == [h.id for h in reversed(handles)]

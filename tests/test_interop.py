@@ -87,6 +87,8 @@ async def test_our_client_awaits_a_job_run_by_plain_arq(client, plain_arq_worker
     assert await handle.result(timeout=10) == 4
     info = await handle.info()
     assert info.status is JobStatus.COMPLETE and info.function == "count_words"
+    # the runtime's start hook indexed it for the dashboard, as the engine's claim does
+    assert await client.redis.zscore(keys.RECENT, handle.id) is not None
 
 
 async def test_plain_arq_gets_our_retries_events_and_typed_errors(client, plain_arq_worker):

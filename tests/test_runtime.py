@@ -11,7 +11,7 @@ import pytest
 from events_support import follow
 
 import asyncjobs
-from asyncjobs import Fixed, JobAborted, JobFailed, JobStatus, job
+from asyncjobs import Fixed, JobAborted, JobFailed, JobStatus, job, keys
 from asyncjobs.examples import count_words
 
 
@@ -111,6 +111,8 @@ async def test_abort_queued_deferred_job(client, start_worker):
     with pytest.raises(JobAborted):
         await handle.result(timeout=1)
     assert ran == []
+    # it never started, yet the dashboard's history lists it, as aborted
+    assert await client.redis.zscore(keys.RECENT, handle.id) is not None
 
 
 async def test_abort_running_job(client, start_worker):

@@ -184,9 +184,10 @@ def _int(request: web.Request, name: str, default: int, high: int) -> int:
 async def jobs(request: web.Request) -> web.Response:
     _guard(request)
     flt = q.JobFilter(*(request.query.get(k, "").strip()[:200] for k in ("state", "queue", "function", "q")))
-    cursor = _int(request, "cursor", 0, keys.RECENT_MAX * 2)
+    cursor = _int(request, "cursor", 0, 10**12)
     limit = max(1, _int(request, "limit", 50, 200))
-    return _json(await q.list_jobs(_client(request), flt, cursor=cursor, limit=limit))
+    client = _client(request)
+    return _json(await q.list_jobs(client, flt, queues=list(client.queues), cursor=cursor, limit=limit))
 
 
 async def cron(request: web.Request) -> web.Response:

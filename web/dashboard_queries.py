@@ -1,6 +1,6 @@
-"""Bounded reads behind the dashboard: job summaries over the recent-jobs index
-(``asyncjobs:recent``), the overview and the cron table. Nothing here walks the keyspace:
-every request reads at most ``SCAN_BUDGET`` ids of the capped index, newest first."""
+"""Bounded reads behind the dashboard: job lists over the queues (waiting jobs) and the
+recent-jobs index (``asyncjobs:recent``, started and ended jobs), the overview and the cron
+table. Nothing here walks the keyspace: a request reads at most ``SCAN_BUDGET`` ids."""
 
 from __future__ import annotations
 
@@ -119,30 +119,55 @@ def _public(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in s.items() if not k.startswith("_")} for s in items]
 
 
-async def list_jobs(client: Client, flt: JobFilter, *, cursor: int = 0, limit: int = 50) -> dict[str, Any]:
-    """A page of jobs, newest first. ``cursor`` is a rank in the recent index; the answer's
-    ``next_cursor`` continues from where this request stopped (``None`` at the end)."""
-    r = client.redis
-    total = int(await r.zcard(keys.RECENT))
-    if flt.empty:
-        ids = [i.decode() for i in await r.zrevrange(keys.RECENT, cursor, cursor + limit - 1)]
-        page = await summaries(client, ids)
-        nxt = cursor + len(ids)
-        return {
-            "jobs": _public(page),
-            "total": total,
-            "scanned": len(ids),
-            "next_cursor": nxt if nxt < total else None,
-            "filtered": False,
-        }
+WAITING = frozenset({JobStatus.QUEUED.value, JobStatus.DEFERRED.value})
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One sorted set the job list reads, newest (highest score) first, and which of its jobs
+    it shows: a queue shows its waiting jobs (its running ones are in the recent index), the
+    recent index shows the rest (its waiting ones, retries and re-queues, are in a queue)."""
+
+    key: str
+    size: int
+    waiting: bool
+
+    def shows(self, s: dict[str, Any]) -> bool:
+        return (s["status"] in WAITING) == self.waiting
+
+
+async def _sections(client: Client, queues: list[str], flt: JobFilter) -> list[_Section]:
+    names = [flt.queue] if flt.queue else queues
+    use_queues = not flt.state or flt.state in WAITING
+    use_recent = not flt.state or flt.state not in WAITING
+    wanted = [(keys.queue(n), True) for n in names if use_queues] + ([(keys.RECENT, False)] if use_recent else [])
+    async with client.redis.pipeline(transaction=False) as pipe:
+        for key, _ in wanted:
+            pipe.zcard(key)
+        sizes = await pipe.execute()
+    return [_Section(key, int(size), waiting) for (key, waiting), size in zip(wanted, sizes, strict=True)]
+
+
+async def list_jobs(
+    client: Client, flt: JobFilter, *, queues: list[str], cursor: int = 0, limit: int = 50
+) -> dict[str, Any]:
+    """A page of jobs: the waiting jobs of each queue (latest scheduled first), then the recent
+    index of started and ended jobs (newest first). ``cursor`` is a position in that sequence;
+    the answer's ``next_cursor`` continues from where this request stopped (``None`` at the end).
+    A request examines at most ``SCAN_BUDGET`` ids (or ``TIME_BUDGET_S``)."""
+    sections = await _sections(client, queues, flt)
+    total = sum(sec.size for sec in sections)
     found: list[dict[str, Any]] = []
     pos, scanned, started = cursor, 0, time.monotonic()
     while len(found) < limit and pos < total and scanned < SCAN_BUDGET and time.monotonic() - started < TIME_BUDGET_S:
-        ids = [i.decode() for i in await r.zrevrange(keys.RECENT, pos, pos + CHUNK - 1)]
-        if not ids:
-            break
+        sec, offset = _locate(sections, pos)
+        want = limit - len(found) if flt.empty else CHUNK
+        ids = [i.decode() for i in await client.redis.zrevrange(sec.key, offset, offset + min(want, CHUNK) - 1)]
+        if not ids:  # the set shrank since it was counted: go on with the next one
+            pos = sum(x.size for x in sections[: sections.index(sec) + 1])
+            continue
         for n, s in enumerate(await summaries(client, ids)):
-            if flt.matches(s):
+            if sec.shows(s) and flt.matches(s):
                 found.append(s)
                 if len(found) == limit:
                     ids = ids[: n + 1]
@@ -154,8 +179,16 @@ async def list_jobs(client: Client, flt: JobFilter, *, cursor: int = 0, limit: i
         "total": total,
         "scanned": scanned,
         "next_cursor": pos if pos < total else None,
-        "filtered": True,
+        "filtered": not flt.empty,
     }
+
+
+def _locate(sections: list[_Section], pos: int) -> tuple[_Section, int]:
+    for sec in sections:
+        if pos < sec.size:
+            return sec, pos
+        pos -= sec.size
+    raise IndexError(pos)  # callers keep pos below the total
 
 
 async def overview(client: Client, queues: list[str]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ and the bounded jobs list (on the in-memory broker, through ``make_api`` from co
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from web.dashboard import TICKET_TTL_S, check_ticket, make_ticket
@@ -81,3 +82,35 @@ async def test_jobs_list_pages_and_filters(make_api: Any) -> None:
     by_text = await (await client.get("/api/dashboard/jobs?q=job%203")).json()
     assert [j["args"] for j in by_text["jobs"]] == ['{"args":["job 3 <b>"],"kwargs":{}}']
     assert (await client.get("/api/dashboard/jobs?cursor=x")).status == 400
+
+
+async def test_jobs_list_shows_waiting_jobs_from_the_queues_then_history(make_api: Any, redis_url: str) -> None:
+    """Waiting jobs come from the queue itself (enqueue writes no index entry); started and
+    ended jobs from the recent index; a running job (it is in both) is listed once."""
+    client = await make_api(url=redis_url, worker=True)
+    done = []
+    for i in range(3):
+        resp = await client.post("/api/jobs", json={"function": "count_words", "args": [f"done {i}"]})
+        done.append((await resp.json())["job_id"])
+    for job_id in done:
+        assert (await client.get(f"/api/jobs/{job_id}/result?timeout=10")).status == 200
+    long = {"function": "generate_report", "kwargs": {"title": "t", "sections": 1, "step_seconds": 30}}
+    running = (await (await client.post("/api/jobs", json=long)).json())["job_id"]
+    deferred = (
+        await (await client.post("/api/jobs", json={"function": "count_words", "args": ["x"], "defer_by": 60})).json()
+    )["job_id"]
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await (await client.get(f"/api/jobs/{running}")).json())["status"] != "in_progress":
+        assert asyncio.get_running_loop().time() < deadline, "the long job never started"
+        await asyncio.sleep(0.02)
+
+    page = await (await client.get("/api/dashboard/jobs")).json()
+    listed = [(j["job_id"], j["status"]) for j in page["jobs"]]
+    assert listed == [(deferred, "deferred"), (running, "in_progress"), *((d, "complete") for d in reversed(done))]
+    assert page["next_cursor"] is None
+    complete = await (await client.get("/api/dashboard/jobs?state=complete")).json()
+    assert [j["job_id"] for j in complete["jobs"]] == list(reversed(done))
+    waiting = await (await client.get("/api/dashboard/jobs?state=deferred")).json()
+    assert [j["job_id"] for j in waiting["jobs"]] == [deferred]
+    paged = await (await client.get("/api/dashboard/jobs?limit=2&cursor=1")).json()
+    assert [j["job_id"] for j in paged["jobs"]] == [running, done[-1]]

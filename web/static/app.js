@@ -170,8 +170,8 @@ async function jobsPage(query) {
     table(["Job", "Function", "Status", "Queue", "Arguments", "Enqueued"], page.jobs.map((j) => h("tr", {},
       h("td", { class: "wrap" }, jobLink(j.job_id)), h("td", {}, j.function || "—"), h("td", {}, status(j.status)),
       h("td", {}, j.queue || "—"), h("td", { class: "wrap" }, j.args), h("td", { class: "hide-sm" }, fmtTime(j.enqueue_ms))))),
-    h("p", { class: "muted" }, page.filtered ? `${page.jobs.length} matches (examined ${page.scanned} of ${page.total} recent jobs)`
-      : `${page.total} recent jobs`),
+    h("p", { class: "muted" }, (page.filtered ? `${page.jobs.length} matches (examined ${page.scanned} of ${page.total}). ` : "")
+      + "Waiting jobs first, from the queues; then started and ended jobs, newest first."),
     h("div", { class: "actions" },
       h("button", { disabled: !cursors.length, onclick: () => nav(cursors.at(-1), cursors.slice(0, -1)) }, "← Newer"),
       h("button", { disabled: page.next_cursor == null, onclick: () => nav(page.next_cursor, [...cursors, query.get("cursor") || "0"]) }, "Older →")));
