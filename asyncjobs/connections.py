@@ -25,6 +25,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys, scripts
+from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, ConfigError
 from asyncjobs.serialization import deserialize, serialize
 
@@ -73,6 +74,12 @@ class Broker(ArqRedis):
     """
 
     url: str = ""
+    _line: EnqueueLine | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._line is not None:
+            await self._line.close()
+        await super().aclose(close_connection_pool)
 
     async def enqueue_job(  # type: ignore[override]
         self,
@@ -123,7 +130,24 @@ class Broker(ArqRedis):
         return [queue_key], [job_id, payload, score, ttl, wake_channel]
 
     async def evalsha_enqueue(self, key_list: list[str], argv: list[Any]) -> bool:
-        """Run the enqueue script (EVALSHA, loading it once if Redis does not know it yet)."""
+        """Run the enqueue script (EVALSHA, loading it once if Redis does not know it yet), on
+        the :class:`EnqueueLine` when it is free, else through the pool."""
+        line = self._line
+        if line is None or line.busy:
+            return await self._evalsha_pool(key_list, argv)
+        script = self._enqueue_script
+        try:
+            try:
+                return bool(await line.evalsha(script.sha, key_list, argv))
+            except NoScriptError:
+                script.sha = await self.script_load(script.script)
+                return bool(await line.evalsha(script.sha, key_list, argv))
+        except LineFailed:
+            created = await self._evalsha_pool(key_list, argv)
+            # the failed try may have reached Redis: then the job there is this one, not a duplicate
+            return created or await self.get(keys.job(argv[0])) == argv[1]
+
+    async def _evalsha_pool(self, key_list: list[str], argv: list[Any]) -> bool:
         script = self._enqueue_script
         try:
             return bool(await cast("Awaitable[Any]", self.evalsha(script.sha, len(key_list), *key_list, *argv)))
@@ -234,6 +258,7 @@ def create_broker(
             url, max_connections=max_connections, socket_connect_timeout=5, **(retry if retries else {})
         )
         broker = Broker(pool, **common)
+        broker._line = EnqueueLine(pool)
     broker.url = url
     return broker
 

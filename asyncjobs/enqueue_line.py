@@ -1,0 +1,74 @@
+"""A connection kept for one-by-one enqueues.
+
+Through the pool, every command takes the pool's lock, polls the connection for stray data
+and packs its arguments through redis-py's generic encoder: about as much client CPU as the
+round trip itself. :class:`EnqueueLine` holds one connection of its own and writes the
+enqueue script's EVALSHA to it directly (the constant head of the command packed once). It is
+used while it is free; an enqueue that finds it busy (another task is mid-call) goes through
+the pool as before, so concurrent enqueues still run in parallel.
+
+If the line's connection fails, the call is handed back to the pool's path (which reconnects
+and retries); a job whose enqueue may have reached Redis before the failure is recognised by
+its payload, so it is not reported as a duplicate of itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class LineFailed(Exception):
+    """The line's connection failed; whether the command reached Redis is unknown."""
+
+
+def _bulk(value: Any) -> bytes:
+    if isinstance(value, str):
+        value = value.encode()
+    elif isinstance(value, int):
+        value = b"%d" % value
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+class EnqueueLine:
+    """One connection from ``pool.make_connection()``, owned here (close with :meth:`close`)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._conn: AbstractConnection | None = None
+        self._head = b""
+        self._sha = ""
+        self.busy = False
+
+    async def evalsha(self, sha: str, key_list: list[str], argv: list[Any]) -> Any:
+        """EVALSHA ``sha`` with one round trip on the line. Raises :class:`NoScriptError` as
+        Redis does, :class:`LineFailed` if the connection failed (it reconnects next time)."""
+        if sha != self._sha or len(key_list) + len(argv) != self._nargs:
+            self._sha, self._nargs = sha, len(key_list) + len(argv)
+            self._head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + self._nargs, _bulk(sha), _bulk(len(key_list)))
+        packed = b"".join([self._head, *map(_bulk, key_list), *map(_bulk, argv)])
+        if self._conn is None:
+            self._conn = self._pool.make_connection()
+        conn = self._conn
+        self.busy = True
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            return await conn.read_response()
+        except NoScriptError:
+            raise
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            # redis-py has already closed the connection; the next call reconnects
+            raise LineFailed(str(e)) from e
+        finally:
+            self.busy = False
+
+    _nargs = -1
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.disconnect()
