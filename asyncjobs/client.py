@@ -448,6 +448,7 @@ class JobHandle(Generic[R]):
                 keys.job(self.id),
                 keys.in_progress(self.id),
                 keys.result(self.id),
+                keys.stats(rec.queue or self.client.default_queue),
             ],
             args=[self.id, payload, keys.events(self.id), event, 3_600_000],
         )

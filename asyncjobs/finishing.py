@@ -22,6 +22,7 @@ class Finisher:
         self._script = redis.register_script(scripts.FINISH)
         self._head = [keys.in_progress(""), keys.job(""), keys.retry(""), keys.result(""), keys.events("")]
         self._argv: list[Any] = []
+        self._counts: dict[tuple[str, str], int] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -36,10 +37,14 @@ class Finisher:
         retry_score: int = 0,
         keep_in_progress_ms: int | None = None,
         event: bytes | None = None,
+        count: tuple[str, str] | None = None,
     ) -> None:
-        """Queue one job's finish for the next batch and wait until it is written."""
+        """Queue one job's finish for the next batch and wait until it is written. ``count``:
+        (stats hash, outcome) to count the job in."""
         keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
         self._argv += [job_id, queue_key, keep, "f" if done else "r", result or "", result_px, retry_score, event or ""]
+        if count is not None:
+            self._counts[count] = self._counts.get(count, 0) + 1
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._waiters.append(fut)
@@ -51,10 +56,13 @@ class Finisher:
         try:
             await asyncio.sleep(0)  # let the jobs ending in this loop turn join the batch
             while self._waiters:
-                argv, waiters = self._argv, self._waiters
-                self._argv, self._waiters = [], []
+                argv, waiters, counts = self._argv, self._waiters, self._counts
+                self._argv, self._waiters, self._counts = [], [], {}
+                head = [*self._head, len(counts)]
+                for (stats_key, outcome), n in counts.items():
+                    head += [stats_key, outcome, n]
                 try:
-                    await self._script(keys=[keys.ARQ_ABORT], args=self._head + argv)
+                    await self._script(keys=[keys.ARQ_ABORT], args=head + argv)
                 except BaseException as e:
                     for w in waiters:
                         if not w.done():
@@ -81,6 +89,13 @@ def failed_result_retention(worker: Worker, result_data: bytes | None) -> tuple[
 async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data: bytes | None) -> None:
     """A job that failed before its function ran: expired, unknown function, undecodable
     payload, too many tries, or aborted before start. All but the abort are dead-lettered."""
+    info = deserialize(result_data) if result_data else {}
+    err = info.get("r")
+    error = (
+        err.as_dict() if isinstance(err, RemoteError) else {"type": "JobFailed", "message": str(err), "traceback": None}
+    )
+    aborted = error["type"] == "CancelledError"
+    event = events.ABORTED if aborted else events.FAILED
     async with worker.pool.pipeline(transaction=True) as tr:
         tr.get(keys.job(job_id))
         tr.get(keys.retry(job_id))
@@ -90,13 +105,8 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
         keep, px = failed_result_retention(worker, result_data)
         if result_data is not None and keep:
             tr.set(keys.result(job_id), result_data, px=px)
+        tr.hincrby(keys.stats(keys.queue_name_of(queue_key)), event, 1)
         raw, tries, *_ = await tr.execute()
-    info = deserialize(result_data) if result_data else {}
-    err = info.get("r")
-    error = (
-        err.as_dict() if isinstance(err, RemoteError) else {"type": "JobFailed", "message": str(err), "traceback": None}
-    )
-    aborted = error["type"] == "CancelledError"
     if not aborted:
         undecodable = info.get("f") == "<unknown>" and raw is not None
         await deadletter.record(
@@ -111,5 +121,4 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
             error=error,
             raw=raw if undecodable else None,
         )
-    event = events.ABORTED if aborted else events.FAILED
     await worker.pool.publish(keys.events(job_id), events.encode(job_id, event, function=info.get("f")))

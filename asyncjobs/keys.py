@@ -22,6 +22,8 @@ key                                 type    holds                               
 ``asyncjobs:dead:<id>``             string  JSON: payload, error, tries, queue, time      ``DEAD_TTL_S``
 ``asyncjobs:workers``               zset    worker ids scored by last heartbeat (ms)      pruned when stale
 ``asyncjobs:worker:<wid>``          string  JSON: host, pid, queues, concurrency, running heartbeat TTL
+``asyncjobs:stats:<queue>``         hash    jobs that ended, by outcome: complete,        forever (a few fields
+                                            failed, aborted (counted when they end)      per queue)
 ``asyncjobs:recent``                zset    ids of started (or aborted queued) jobs,      capped (``RECENT_MAX``)
                                             scored by start time (Redis clock, µs): the
                                             dashboard's history (waiting jobs are listed
@@ -102,6 +104,10 @@ def wake(queue_name: str) -> str:
 
 def dead(job_id: str) -> str:
     return f"{DEAD}:{job_id}"
+
+
+def stats(queue_name: str) -> str:
+    return f"{PREFIX}stats:{queue_name}"
 
 
 def worker(worker_id: str) -> str:

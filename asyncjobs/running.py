@@ -153,6 +153,7 @@ async def _execute(w: Worker, job: _Job) -> None:
             retry_score=c.score + out.incr_score if out.incr_score else timestamp_ms(),
             keep_in_progress_ms=keep_cronjob_progress * 1000 if cron else None,
             event=event,
+            count=(keys.stats(keys.queue_name_of(c.queue_key)), str(outcome)) if event is not None else None,
         )
     )
     if logger.isEnabledFor(logging.DEBUG):

@@ -108,7 +108,11 @@ class Runtime:
         redis = ctx["redis"]
         if outcome == "cancelled":  # aborted (a result was written) or shut down (re-queued)
             outcome = events.ABORTED if await redis.exists(keys.result(job_id)) else events.REQUEUED
-        await redis.publish(keys.events(job_id), events.encode(job_id, outcome, function=ctx.get("asyncjobs_function")))
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.publish(keys.events(job_id), events.encode(job_id, outcome, function=ctx.get("asyncjobs_function")))
+            if outcome in events.TERMINAL:
+                pipe.hincrby(keys.stats(current_queue.get(self.default_queue)), outcome, 1)
+            await pipe.execute()
 
     # --- per job ---------------------------------------------------------------------------
     def _wrap(self, jf: JobFunction[Any, Any], timeout: float) -> Callable[..., Awaitable[Any]]:

@@ -127,13 +127,17 @@ return {out, earliest and tostring(earliest) or false}
 )
 
 # Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
-# event once the result is stored). KEYS[1]: the arq abort zset.
-# ARGV: key prefixes in-progress, job, retry, result, events; then 8 fields per job:
+# event once the result is stored, and the batch's outcome counts). KEYS[1]: the arq abort zset.
+# ARGV: key prefixes in-progress, job, retry, result, events; m, then m counts (stats hash,
+#   outcome, n); then 8 fields per job:
 #   id, queue zset, keep in-progress ms ('' = delete), 'f' finish | 'r' retry,
 #   result payload ('' = none), result ttl ms ('0' = forever), retry score, event ('' = none)
 FINISH = """
 local p_ip, p_job, p_retry, p_result, p_events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-for i = 6, #ARGV, 8 do
+local m = tonumber(ARGV[6])
+for c = 7, 6 + 3 * m, 3 do redis.call('HINCRBY', ARGV[c], ARGV[c + 1], ARGV[c + 2]) end
+local first = 7 + 3 * m
+for i = first, #ARGV, 8 do
   local id, q, keep, mode = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if keep == '' then redis.call('DEL', p_ip .. id) else redis.call('PEXPIRE', p_ip .. id, keep) end
   if mode == 'f' then
@@ -149,7 +153,7 @@ for i = 6, #ARGV, 8 do
     redis.call('ZADD', q, 'XX', ARGV[i + 6], id)
   end
 end
-return (#ARGV - 5) / 8
+return (#ARGV - first + 1) / 8
 """
 
 # Renew the leases of running jobs. KEYS: in-progress keys; ARGV[1]: lease (ms), ARGV[2]: now (ms),
@@ -166,7 +170,7 @@ return #KEYS
 """
 
 # Abort a job that has not started: remove it and write its (aborted) result atomically.
-# KEYS: queue zset, job, in-progress, result, events channel name is ARGV[3]
+# KEYS: queue zset, job, in-progress, result, the queue's stats hash
 # ARGV: job id, result payload, events channel, event json, result ttl (ms, 0 = keep)
 # -> 'aborted' | 'running' | 'missing'
 ABORT_QUEUED = _with_constants(
@@ -177,6 +181,7 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'missing' end
 redis.call('DEL', KEYS[2])
 index_job(ARGV[1], index_base(), 0)
 trim_index()
+redis.call('HINCRBY', KEYS[5], 'aborted', 1)
 if tonumber(ARGV[5]) > 0 then
   redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[5])
 else

@@ -89,6 +89,10 @@ async def test_our_client_awaits_a_job_run_by_plain_arq(client, plain_arq_worker
     assert info.status is JobStatus.COMPLETE and info.function == "count_words"
     # the runtime's start hook indexed it for the dashboard, as the engine's claim does
     assert await client.redis.zscore(keys.RECENT, handle.id) is not None
+    deadline = asyncio.get_running_loop().time() + 10  # counted with the terminal event
+    while await client.redis.hget(keys.stats("default"), "complete") != b"1":
+        assert asyncio.get_running_loop().time() < deadline, "the plain arq run was not counted"
+        await asyncio.sleep(0.01)
 
 
 async def test_plain_arq_gets_our_retries_events_and_typed_errors(client, plain_arq_worker):

@@ -137,6 +137,11 @@ async def test_abort_running_job(client, start_worker):
     assert await handle.status() is JobStatus.ABORTED
     with pytest.raises(JobAborted):
         await handle.result(timeout=1)
+    # counted once in the queue's totals (with the terminal event, right after the result)
+    deadline = time.monotonic() + 10
+    while await client.redis.hget(keys.stats("default"), "aborted") != b"1":
+        assert time.monotonic() < deadline, "the abort was not counted"
+        await asyncio.sleep(0.01)
 
 
 async def test_progress_events_seen_in_order(client, start_worker):

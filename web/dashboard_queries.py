@@ -21,7 +21,6 @@ from asyncjobs.records import JobRecord, JobStatus
 CHUNK = 250  # ids read per round trip while filtering
 SCAN_BUDGET = 5_000  # ids one filtered request may examine before it returns a cursor
 TIME_BUDGET_S = 0.04  # ...or this much time, whichever comes first
-OVERVIEW_WINDOW = 1_000  # newest jobs tallied per queue for the complete/failed counts
 TEXT_MAX = 120
 
 
@@ -192,36 +191,32 @@ def _locate(sections: list[_Section], pos: int) -> tuple[_Section, int]:
 
 
 async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
-    """Per-queue counts and oldest-job age, workers online, and complete/failed tallies over
-    the newest ``OVERVIEW_WINDOW`` jobs of the recent index."""
+    """Per-queue counts, oldest-job age and totals of jobs that ended (complete, failed,
+    aborted: the queue's stats hash), workers online and dead letters."""
     now = timestamp_ms()
     stats = await client.queue_stats(queues)
     workers = await client.workers()
-    ids = [i.decode() for i in await client.redis.zrevrange(keys.RECENT, 0, OVERVIEW_WINDOW - 1)]
-    tally: dict[str, dict[str, int]] = {}
-    for s in await summaries(client, ids):
-        by_state = tally.setdefault(s["queue"] or "?", {})
-        by_state[s["status"]] = by_state.get(s["status"], 0) + 1
+    async with client.redis.pipeline(transaction=False) as pipe:
+        for q in stats:
+            pipe.hgetall(keys.stats(q.name))
+        pipe.zcard(keys.DEAD)
+        pipe.zcard(keys.RECENT)
+        *ended, dead, recent = await pipe.execute()
     rows = []
-    for q in stats:
-        seen = tally.get(q.name, {})
+    for q, counts in zip(stats, ended, strict=True):
+        totals = {k.decode(): int(v) for k, v in counts.items()}
         rows.append(
             {
                 **q.as_dict(),
-                "complete": seen.get("complete", 0),
-                "failed": seen.get("failed", 0),
-                "aborted": seen.get("aborted", 0),
+                **{outcome: totals.get(outcome, 0) for outcome in ("complete", "failed", "aborted")},
                 "oldest_age_s": (now - q.oldest_queued_ms) / 1000 if q.oldest_queued_ms else None,
             }
         )
-    dead = int(await client.redis.zcard(keys.DEAD))
-    recent = int(await client.redis.zcard(keys.RECENT))
     return {
         "queues": rows,
         "workers_online": len(workers),
-        "dead": dead,
-        "recent_total": recent,
-        "window": len(ids),
+        "dead": int(dead),
+        "recent_total": int(recent),
         "now_ms": now,
     }
 

@@ -114,3 +114,6 @@ async def test_jobs_list_shows_waiting_jobs_from_the_queues_then_history(make_ap
     assert [j["job_id"] for j in waiting["jobs"]] == [deferred]
     paged = await (await client.get("/api/dashboard/jobs?limit=2&cursor=1")).json()
     assert [j["job_id"] for j in paged["jobs"]] == [running, done[-1]]
+    overview = await (await client.get("/api/dashboard/overview")).json()
+    default = next(q for q in overview["queues"] if q["name"] == "default")
+    assert (default["complete"], default["failed"], default["in_progress"], default["deferred"]) == (3, 0, 1, 1)

@@ -105,10 +105,10 @@ async function overviewPage() {
     fill(cards, ...[["Queued", total("queued")], ["In progress", total("in_progress")],
       ["Deferred", total("deferred")], ["Workers online", o.workers_online], ["Dead letters", o.dead]]
       .map(([k, v]) => h("div", { class: "card" }, k, h("b", { "data-card": k }, v))));
-    fill(queues, table(["Queue", "Queued", "Deferred", "In progress", `Complete*`, `Failed*`, "Oldest waiting"],
+    fill(queues, table(["Queue", "Queued", "Deferred", "In progress", "Complete", "Failed", "Aborted", "Oldest waiting"],
       o.queues.map((q) => h("tr", {}, h("td", {}, q.name), h("td", {}, q.queued), h("td", {}, q.deferred),
-        h("td", {}, q.in_progress), h("td", {}, q.complete), h("td", {}, q.failed), h("td", {}, fmtAge(q.oldest_age_s))))),
-      h("p", { class: "muted" }, `* among the newest ${o.window} of ${o.recent_total} recent jobs`));
+        h("td", {}, q.in_progress), h("td", {}, q.complete), h("td", {}, q.failed), h("td", {}, q.aborted),
+        h("td", {}, fmtAge(q.oldest_age_s))))));
   };
   await refresh();
   const chart = throughputChart(chartBox);
