@@ -24,6 +24,7 @@ from asyncjobs.errors import (
     JobNotFound,
     UnknownFunction,
 )
+from asyncjobs.keys import PRIORITY_MAX
 
 T = TypeVar("T")
 logger = logging.getLogger("asyncjobs.cli")
@@ -125,6 +126,13 @@ def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
 @click.option("--kwargs", "kwargs_json", help="keyword arguments as a JSON object")
 @click.option("--defer-by", type=float, help="start no earlier than this many seconds from now")
 @click.option("--queue", help="queue name")
+@click.option(
+    "--priority",
+    type=click.IntRange(0, PRIORITY_MAX),
+    default=0,
+    show_default=True,
+    help="among jobs due now, higher runs first (not with --defer-by)",
+)
 @click.option("--job-id", help="job id (enqueue is unique by id)")
 @click.option("--wait", is_flag=True, help="show progress, then print the result")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
@@ -136,6 +144,7 @@ def enqueue(
     kwargs_json: str | None,
     defer_by: float | None,
     queue: str | None,
+    priority: int,
     job_id: str | None,
     wait: bool,
     timeout: float | None,
@@ -146,7 +155,9 @@ def enqueue(
 
     async def go() -> None:
         async with ctx.client() as client:
-            handle = await client.enqueue_call(function, args, kwargs, job_id=job_id, queue=queue, defer_by=defer_by)
+            handle = await client.enqueue_call(
+                function, args, kwargs, job_id=job_id, queue=queue, defer_by=defer_by, priority=priority
+            )
             click.echo(handle.id, err=wait)
             if wait:
                 await _follow(handle, timeout)

@@ -19,6 +19,7 @@ from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.connections import Broker, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
+from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_seconds
 from asyncjobs.serialization import RemoteError, deserialize, serialize
@@ -143,8 +144,8 @@ class Client:
 
     async def enqueue(self, function: Any, /, *args: Any, **kwargs: Any) -> JobHandle[Any]:
         """Enqueue ``function(*args, **kwargs)``. Placement options come from
-        ``function.options(job_id=..., queue=..., defer_by=..., defer_until=...)``; for a
-        function known by name only, use :meth:`enqueue_call`.
+        ``function.options(job_id=..., queue=..., defer_by=..., defer_until=..., priority=...)``;
+        for a function known by name only, use :meth:`enqueue_call`.
 
         Raises :class:`DuplicateJob` if the job id is taken.
         """
@@ -160,9 +161,11 @@ class Client:
         queue: str | None = None,
         defer_by: float | None = None,
         defer_until: datetime | None = None,
+        priority: int = 0,
     ) -> JobHandle[Any]:
-        """Enqueue by name with explicit arguments and options (what the CLI and HTTP API use)."""
-        options = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until)
+        """Enqueue by name with explicit arguments and options (what the CLI and HTTP API use).
+        ``priority`` (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``."""
+        options = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
         return await self._enqueue_one(JobCall(function, args, kwargs or {}, options))
 
     async def enqueue_many(self, calls: Iterable[JobCall], *, batch_size: int = 1000) -> list[JobHandle[Any] | None]:
@@ -186,7 +189,7 @@ class Client:
         job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
         queue = check_queue(o.queue or c.default_queue or self.default_queue)
         key_list, argv = self.redis.encode_enqueue(
-            c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None
+            c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
         )
         return job_id, queue, key_list, argv
 
@@ -221,32 +224,9 @@ class Client:
         return JobHandle(self, check_job_id(job_id), queue)
 
     async def queue_stats(self, queues: Sequence[str] | None = None) -> list[QueueStats]:
-        names = list(queues or self.queues)
-        now = timestamp_ms()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for q in names:
-                pipe.zcount(keys.queue(q), "-inf", now)
-                pipe.zcount(keys.queue(q), f"({now}", "+inf")
-                pipe.zrange(keys.queue(q), 0, 0, withscores=True)
-            raw = await pipe.execute()
-        ids_by_queue = []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for q in names:
-                pipe.zrangebyscore(keys.queue(q), f"({now}", "+inf", start=0, num=10_000)
-            ids_by_queue = await pipe.execute()
-        running = []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ids in ids_by_queue:
-                pipe.exists(*[keys.in_progress(i.decode()) for i in ids]) if ids else pipe.echo("0")
-            running = [int(x) for x in await pipe.execute()]
-        out = []
-        for i, q in enumerate(names):
-            due, future, first = raw[3 * i : 3 * i + 3]
-            oldest = int(first[0][1]) if first and first[0][1] <= now else None
-            out.append(
-                QueueStats(q, queued=due, deferred=future - running[i], in_progress=running[i], oldest_queued_ms=oldest)
-            )
-        return out
+        """Counts per queue (default: the client's queues) and when the longest-waiting due job
+        was due (priority scores decoded)."""
+        return await read_queue_stats(self.redis, list(queues or self.queues))
 
     async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> tuple[int, list[deadletter.DeadLetter]]:
         return await deadletter.list_entries(self.redis, offset=offset, limit=limit)
@@ -315,8 +295,9 @@ class JobHandle(Generic[R]):
             if running:
                 rec.status = JobStatus.IN_PROGRESS
             elif score is not None:
-                rec.scheduled_ms = int(score)
-                rec.status = JobStatus.DEFERRED if score > timestamp_ms() else JobStatus.QUEUED
+                now = timestamp_ms()
+                rec.scheduled_ms, rec.priority = keys.decode_score(score, now)
+                rec.status = JobStatus.DEFERRED if score > now else JobStatus.QUEUED
             if "started_ms" in st and rec.status is JobStatus.IN_PROGRESS:
                 rec.start_ms = int(st["started_ms"])
         if "progress" in st:
@@ -341,7 +322,7 @@ class JobHandle(Generic[R]):
             while True:
                 rec = await self.info()
                 if rec.status.finished:
-                    return cast(R, _outcome(rec))
+                    return cast(R, rec.outcome())
                 if rec.status is JobStatus.NOT_FOUND:
                     raise JobNotFound(self.id)
                 wait = self.client.poll_interval
@@ -351,7 +332,7 @@ class JobHandle(Generic[R]):
                         raise TimeoutError(
                             f"job {self.id} did not finish within {timeout}s (status {rec.status.value})"
                         )
-                await _next_terminal(queue, wait)
+                await events.next_terminal(queue, wait)
 
     async def events(self, *, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Yield the job's events (started, progress, retrying, ...) as they happen, ending with
@@ -368,7 +349,7 @@ class JobHandle(Generic[R]):
                     if early.get("event") in events.TERMINAL:
                         break
                     yield early
-                yield _terminal_event(rec)
+                yield events.terminal_event(rec)
                 return
             started_try = None
             if rec.status is JobStatus.IN_PROGRESS and rec.start_ms is not None:
@@ -392,7 +373,7 @@ class JobHandle(Generic[R]):
                 if event is None:
                     rec = await self.info()
                     if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
-                        yield _terminal_event(rec)
+                        yield events.terminal_event(rec)
                         return
                     continue
                 if event.get("event") == events.STARTED and event.get("try") == started_try:
@@ -455,16 +436,6 @@ class JobHandle(Generic[R]):
         return cast(bytes, outcome)
 
 
-async def _next_terminal(queue: asyncio.Queue[dict[str, Any]], wait: float) -> None:
-    """Wait up to ``wait`` s for a terminal event (earlier ones are skipped)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + wait
-    while (left := end - loop.time()) > 0:
-        event = await events.next_event(queue, left)
-        if event is None or event.get("event") in events.TERMINAL:
-            return
-
-
 def _fill_from_job(rec: JobRecord, raw: bytes) -> None:
     try:
         d = deserialize(raw)
@@ -496,21 +467,6 @@ def _fill_from_result(rec: JobRecord, raw: bytes) -> None:
     else:
         rec.error = {"type": "JobFailed", "message": str(r), "traceback": None}
     rec.status = JobStatus.ABORTED if rec.error["type"] == "CancelledError" else JobStatus.FAILED
-
-
-def _outcome(rec: JobRecord) -> Any:
-    if rec.status is JobStatus.COMPLETE:
-        return rec.result
-    err = rec.error or {}
-    cls = JobAborted if rec.status is JobStatus.ABORTED else JobFailed
-    raise cls(rec.job_id, rec.function or "?", err.get("type", "?"), err.get("message", ""), err.get("traceback"))
-
-
-def _terminal_event(rec: JobRecord) -> dict[str, Any]:
-    kind = {JobStatus.COMPLETE: events.COMPLETE, JobStatus.ABORTED: events.ABORTED}.get(rec.status, events.FAILED)
-    if rec.status is JobStatus.NOT_FOUND:
-        return {"job_id": rec.job_id, "event": "not_found"}
-    return {"job_id": rec.job_id, "event": kind, "ts": rec.finish_ms, "function": rec.function}
 
 
 def connect(

@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from asyncjobs import keys, scripts
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, ConfigError
+from asyncjobs.registry import check_priority
 from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -113,8 +114,10 @@ class Broker(ArqRedis):
         defer_by: float | int | None,
         expires: float | int | None,
         job_try: int | None,
+        priority: int = 0,
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of the enqueue script for one job (no I/O)."""
+        """KEYS and ARGV of the enqueue script for one job (no I/O). A ``priority`` (0-9) moves
+        a job that is due now ahead of due jobs of lower priority (:func:`keys.priority_score`)."""
         if defer_until is not None and defer_by is not None:
             raise ConfigError("use either defer_until or defer_by, not both")
         now = timestamp_ms()
@@ -124,6 +127,9 @@ class Broker(ArqRedis):
             score = now + to_ms(defer_by)
         else:
             score = now
+        if priority:
+            check_priority(priority, deferred=defer_until is not None or defer_by is not None)
+            score = keys.priority_score(now, priority)
         ttl = to_ms(expires) if expires else max(score - now, 0) + self.expires_extra_ms
         queue_name, wake_channel = _queue_names(queue_key)
         payload = serialize({"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name})

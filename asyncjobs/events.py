@@ -14,6 +14,8 @@ from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from asyncjobs.records import JobRecord, JobStatus
+
 logger = logging.getLogger(__name__)
 
 ENQUEUED = "enqueued"
@@ -39,6 +41,24 @@ async def next_event(queue: asyncio.Queue[dict[str, Any]], timeout: float) -> di
             return await queue.get()
     except TimeoutError:
         return None
+
+
+async def next_terminal(queue: asyncio.Queue[dict[str, Any]], wait: float) -> None:
+    """Wait up to ``wait`` s for a terminal event on ``queue`` (earlier ones are skipped)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wait
+    while (left := end - loop.time()) > 0:
+        event = await next_event(queue, left)
+        if event is None or event.get("event") in TERMINAL:
+            return
+
+
+def terminal_event(rec: JobRecord) -> dict[str, Any]:
+    """The terminal event of a finished job, rebuilt from its record (``not_found`` if none)."""
+    if rec.status is JobStatus.NOT_FOUND:
+        return {"job_id": rec.job_id, "event": "not_found"}
+    kind = {JobStatus.COMPLETE: COMPLETE, JobStatus.ABORTED: ABORTED}.get(rec.status, FAILED)
+    return {"job_id": rec.job_id, "event": kind, "ts": rec.finish_ms, "function": rec.function}
 
 
 def encode(job_id: str, event: str, **data: Any) -> bytes:

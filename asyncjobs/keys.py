@@ -6,8 +6,10 @@ share the same Redis with asyncjobs:
 ==================================  ======  ===========================================  ==========================
 key                                 type    holds                                        lifetime
 ==================================  ======  ===========================================  ==========================
-``arq:queue`` / ``arq:queue:<q>``    zset    job ids scored by run-at epoch ms; a running  until the job finishes
-                                            job is re-scored to its lease expiry
+``arq:queue`` / ``arq:queue:<q>``    zset    job ids scored by run-at epoch ms, less       until the job finishes
+                                            ``priority * PRIORITY_STEP_MS`` for a job due
+                                            now (:func:`priority_score`); a running job
+                                            is re-scored to its lease expiry
 ``arq:job:<id>``                    string  the serialized job (function, args, kwargs)   until done, or expiry
 ``arq:in-progress:<id>``            string  claim marker; a lease renewed while it runs   lease (seconds)
 ``arq:retry:<id>``                  string  try counter                                  ~24 h
@@ -65,6 +67,45 @@ def queue(name: str) -> str:
     if name == DEFAULT_QUEUE:
         return default_queue_name
     return f"{default_queue_name}:{name}"
+
+
+# Priority: one level moves a job PRIORITY_STEP_MS (about 3.17 years) back in its queue. Queues
+# are read lowest score first (by the engine's claim and by plain arq's ZRANGEBYSCORE), so a due
+# job of priority p is taken before every due job of a lower priority, and jobs of one priority
+# keep their order. PRIORITY_MAX steps (9e11 ms) keep the score of any job enqueued after 1998
+# above zero.
+PRIORITY_MAX = 9
+PRIORITY_STEP_MS = 10**11
+
+
+def priority_score(now_ms: int, priority: int) -> int:
+    """The queue score of a job enqueued at ``now_ms``, due at once, with ``priority`` (0-9,
+    higher runs first; the caller checks the range). Only for a job due now: an offset on a
+    future run-at time would make it due early."""
+    return now_ms - priority * PRIORITY_STEP_MS
+
+
+def decode_score(score: float, now_ms: int) -> tuple[int, int]:
+    """``(run_at_ms, priority)`` of a queue score read at ``now_ms``: the inverse of
+    :func:`priority_score` (a future score is a deferred job or a lease: priority 0).
+
+    Bound: a job is told apart from a higher-priority one by how far its score lies behind
+    ``now_ms``, so a job that has been due for longer than one ``PRIORITY_STEP_MS`` (≈3 years,
+    far beyond the job key's expiry) is misread as one level higher and that much later.
+    """
+    s = int(score)
+    if s > now_ms:
+        return s, 0
+    priority = min((now_ms - s) // PRIORITY_STEP_MS, PRIORITY_MAX)
+    return s + priority * PRIORITY_STEP_MS, priority
+
+
+def priority_bands(now_ms: int) -> list[tuple[str, int]]:
+    """Score ranges ``(min, max)`` (Redis syntax) of the jobs due at ``now_ms``, one per
+    priority from 0 up: each band's lowest score is the longest-waiting job of that priority."""
+    step = PRIORITY_STEP_MS
+    bands = [(f"({now_ms - (p + 1) * step}", now_ms - p * step) for p in range(PRIORITY_MAX)]
+    return [*bands, ("-inf", now_ms - PRIORITY_MAX * step)]
 
 
 def queue_name_of(key: str) -> str:

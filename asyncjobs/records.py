@@ -6,6 +6,8 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from asyncjobs.errors import JobAborted, JobFailed
+
 
 class JobStatus(enum.StrEnum):
     """Where a job is in its life."""
@@ -25,7 +27,8 @@ class JobStatus(enum.StrEnum):
 
 @dataclass
 class JobRecord:
-    """Everything known about one job. Times are epoch milliseconds."""
+    """Everything known about one job. Times are epoch milliseconds. ``priority`` is known
+    while the job waits in its queue (0 for a deferred job), else ``None``."""
 
     job_id: str
     status: JobStatus
@@ -36,6 +39,7 @@ class JobRecord:
     tries: int = 0
     enqueue_ms: int | None = None
     scheduled_ms: int | None = None
+    priority: int | None = None
     start_ms: int | None = None
     finish_ms: int | None = None
     progress: float | None = None
@@ -49,10 +53,19 @@ class JobRecord:
         d["status"] = self.status.value
         return d
 
+    def outcome(self) -> Any:
+        """The result of a complete job; for a failed (aborted) one, raise its error as
+        :class:`JobFailed` (:class:`JobAborted`)."""
+        if self.status is JobStatus.COMPLETE:
+            return self.result
+        err = self.error or {}
+        cls = JobAborted if self.status is JobStatus.ABORTED else JobFailed
+        raise cls(self.job_id, self.function or "?", err.get("type", "?"), err.get("message", ""), err.get("traceback"))
+
 
 @dataclass
 class QueueStats:
-    """Counts for one queue."""
+    """Counts for one queue. ``oldest_queued_ms``: when the longest-waiting due job was due."""
 
     name: str
     queued: int

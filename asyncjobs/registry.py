@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
-from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction
+from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
+from asyncjobs.keys import PRIORITY_MAX
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,14 +28,41 @@ def to_seconds(value: Seconds | None, what: str) -> float | None:
     return float(s)
 
 
+def check_priority(priority: object, *, deferred: bool = False) -> int:
+    """``priority`` if it is a whole number from 0 to ``PRIORITY_MAX``, not given with a
+    deferral (``deferred``) unless it is 0; else :class:`ConfigError` saying why."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= PRIORITY_MAX:
+        raise ConfigError(
+            f"priority {truncate(repr(priority))} is not valid: give a whole number from 0 (the default) "
+            f"to {PRIORITY_MAX} (runs first)",
+            key="priority",
+        )
+    if priority and deferred:
+        raise ConfigError(
+            f"priority {priority} cannot be combined with defer_by or defer_until: priority orders jobs "
+            "that are due now; drop the deferral or the priority",
+            key="priority",
+        )
+    return priority
+
+
 @dataclass(frozen=True)
 class EnqueueOptions:
-    """How one enqueue places a job; given separately from the job's own arguments."""
+    """How one enqueue places a job; given separately from the job's own arguments.
+
+    ``priority`` (0-9, higher first) orders jobs that are due now; it cannot be combined with
+    ``defer_by`` / ``defer_until`` (:class:`ConfigError`).
+    """
 
     job_id: str | None = None
     queue: str | None = None
     defer_by: float | None = None
     defer_until: datetime | None = None
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        if self.priority.__class__ is not int or self.priority:  # nothing more to check for 0
+            check_priority(self.priority, deferred=self.defer_by is not None or self.defer_until is not None)
 
     def merged(self, other: EnqueueOptions) -> EnqueueOptions:
         return EnqueueOptions(
@@ -42,6 +70,7 @@ class EnqueueOptions:
             queue=other.queue or self.queue,
             defer_by=other.defer_by if other.defer_by is not None else self.defer_by,
             defer_until=other.defer_until or self.defer_until,
+            priority=other.priority or self.priority,
         )
 
 
@@ -62,8 +91,8 @@ class JobFunction(Generic[P, R]):
     """A registered job. Call it like the original coroutine (``await f(ctx, ...)``) or
     enqueue it with ``client.enqueue(f, ...)``, checked against its parameters.
 
-    ``f.options(job_id=..., queue=..., defer_by=..., defer_until=...)`` returns a copy that
-    enqueues with those options: they never mix with the function's own arguments.
+    ``f.options(job_id=..., queue=..., defer_by=..., defer_until=..., priority=...)`` returns
+    a copy that enqueues with those options: they never mix with the function's own arguments.
     """
 
     def __init__(
@@ -99,9 +128,11 @@ class JobFunction(Generic[P, R]):
         queue: str | None = None,
         defer_by: Seconds | None = None,
         defer_until: datetime | None = None,
+        priority: int = 0,
     ) -> JobFunction[P, R]:
-        """A copy of this job that enqueues with the given placement options."""
-        extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until)
+        """A copy of this job that enqueues with the given placement options. ``priority``
+        (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``."""
+        extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
         return JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
 
     def with_settings(self, **changes: Any) -> JobFunction[P, R]:

@@ -50,6 +50,7 @@ class _Outcome:
     done: bool = True
     success: bool = False
     incr_score: int | None = None
+    keep_place: bool = False  # re-queue at the job's original score (cancelled: shutdown, RetryJob)
 
 
 async def run_job(w: Worker, c: Claimed) -> None:
@@ -150,7 +151,7 @@ async def _execute(w: Worker, job: _Job) -> None:
             done=out.done,
             result=data,
             result_px=0 if forever else int(keep_s * 1000),
-            retry_score=c.score + out.incr_score if out.incr_score else timestamp_ms(),
+            retry_score=_retry_score(c.score, out),
             keep_in_progress_ms=keep_cronjob_progress * 1000 if cron else None,
             event=event,
             count=(keys.stats(keys.queue_name_of(c.queue_key)), str(outcome)) if event is not None else None,
@@ -180,6 +181,17 @@ async def _call(w: Worker, job: _Job, ctx: dict[str, Any]) -> _Outcome:
     return _Outcome(result, done=True, success=True)
 
 
+def _retry_score(score: int, out: _Outcome) -> int:
+    """Where a job that will run again goes back in its queue. ``Retry(defer=...)`` and the
+    runtime's backoff: an absolute time (a priority is lost). A cancelled job (shutdown): its
+    original score, as plain arq leaves it, so it keeps its place and priority; the claim took
+    it only once that score was due, so it is due at once."""
+    now = timestamp_ms()
+    if out.incr_score:
+        return score + out.incr_score
+    return min(score, now) if out.keep_place else now
+
+
 def _on_error(w: Worker, job: _Job, e: BaseException) -> _Outcome:
     job_id = job.c.job_id
     if w.retry_jobs and isinstance(e, Retry):
@@ -194,7 +206,7 @@ def _on_error(w: Worker, job: _Job, e: BaseException) -> _Outcome:
     if w.retry_jobs and isinstance(e, asyncio.CancelledError | RetryJob):
         logger.info("job %s (%s) cancelled; it will run again", job_id, job.name)
         w.jobs_retried += 1
-        return _Outcome(done=False)
+        return _Outcome(done=False, keep_place=True)
     logger.exception("job %s (%s) failed: %s: %s", job_id, job.name, type(e).__name__, str(e)[:80])
     w.jobs_failed += 1
     return _Outcome(e)

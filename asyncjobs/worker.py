@@ -215,9 +215,10 @@ class Worker(ArqWorker):
 
     # --- shutdown ---------------------------------------------------------------------------
     # SIGTERM/SIGINT with a grace period (arq's ``job_completion_wait``, asyncjobs'
-    # ``shutdown_grace``): stop claiming, let running jobs finish, then cancel the rest (arq's
-    # run_job re-queues a cancelled job, due at once) and wake the other workers. A second
-    # signal cancels and re-queues at once; a third exits without waiting for Redis.
+    # ``shutdown_grace``): stop claiming, let running jobs finish, then cancel the rest (re-queued
+    # at their original score, as arq does: due at once, place and priority kept) and wake the
+    # other workers. A second signal cancels and re-queues at once; a third exits without
+    # waiting for Redis.
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         self._signals = getattr(self, "_signals", 0) + 1
         sig = signal.Signals(signum)

@@ -86,6 +86,20 @@ def test_unknown_function_and_bad_arguments_exit_2(cli_env):
     assert_one_line_error(p, "invalid arguments for count_words")
 
 
+async def test_enqueue_with_priority(cli_env, client):
+    p = run(cli_env, "enqueue", "count_words", "--args", '["a b"]', "--priority", "7", "--job-id", "cli-p")
+    assert p.returncode == 0, p.stderr
+    info = await client.job("cli-p").info()
+    assert info.status is asyncjobs.JobStatus.QUEUED and info.priority == 7
+    p = run(cli_env, "enqueue", "count_words", "--args", '["a"]', "--priority", "10")
+    assert p.returncode == 2
+    assert "--priority" in p.stderr and "0<=x<=9" in p.stderr and "Traceback" not in p.stderr
+    p = run(cli_env, "enqueue", "count_words", "--args", '["a"]', "--priority", "3", "--defer-by", "5")
+    assert p.returncode == 2
+    assert_one_line_error(p, "priority 3 cannot be combined with defer_by")
+    assert await client.redis.zcard(asyncjobs.keys.queue("default")) == 1  # only the first
+
+
 async def test_enqueue_status_result_and_dead_letters(cli_env, client, start_worker):
     p = run(cli_env, "enqueue", "count_words", "--args", '["a b"]', "--job-id", "cli-1", "--defer-by", "60")
     assert p.returncode == 0, p.stderr

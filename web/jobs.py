@@ -50,6 +50,7 @@ async def enqueue(request: web.Request) -> web.Response:
             queue=queue,
             defer_by=req.defer_by,
             defer_until=req.defer_until,
+            priority=req.priority,
         )
     except DuplicateJob as e:
         return await _existing(client.job(e.job_id), req)
@@ -72,6 +73,7 @@ def _new_record(handle: JobHandle[Any], req: EnqueueRequest, queue: str) -> JobR
         queue=queue,
         enqueue_ms=now,
         scheduled_ms=scheduled,
+        priority=req.priority,
     )
 
 

@@ -160,6 +160,7 @@ def _components(schemas: Schemas) -> dict[str, Any]:
         tries={"type": "integer"},
         enqueue_ms=_nullable("integer"),
         scheduled_ms=_nullable("integer"),
+        priority=_nullable("integer"),
         start_ms=_nullable("integer"),
         finish_ms=_nullable("integer"),
         progress=_nullable("number"),

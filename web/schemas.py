@@ -14,10 +14,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, create_model
 
 from asyncjobs.client import ID_RE, QUEUE_RE
 from asyncjobs.errors import InvalidArguments
+from asyncjobs.keys import PRIORITY_MAX
 from asyncjobs.registry import JobFunction, Registry
 from web.responses import ApiError, dumps
 
@@ -36,6 +37,9 @@ class EnqueueRequest(BaseModel):
     queue: Annotated[str | None, Field(pattern=QUEUE_RE.pattern)] = None
     defer_by: Annotated[float | None, Field(ge=0, le=MAX_DEFER_S, description="seconds")] = None
     defer_until: datetime | None = None
+    priority: Annotated[
+        StrictInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
+    ] = 0
 
 
 def pydantic_errors(e: ValidationError) -> list[dict[str, Any]]:
@@ -59,6 +63,14 @@ def parse_enqueue(body: Any) -> EnqueueRequest:
         raise ApiError(422, "invalid_request", f"{where}: {errors[0]['msg']}", errors) from None
     if req.defer_by is not None and req.defer_until is not None:
         raise ApiError(422, "invalid_request", "give defer_by or defer_until, not both", None)
+    if req.priority and (req.defer_by is not None or req.defer_until is not None):
+        raise ApiError(
+            422,
+            "invalid_request",
+            "priority: cannot be combined with defer_by or defer_until (priority orders jobs that are due now); "
+            "drop the deferral or the priority",
+            [{"loc": ["priority"], "msg": "not allowed with defer_by or defer_until", "type": "priority_with_defer"}],
+        )
     return req
 
 

@@ -65,6 +65,21 @@ async def test_deferred_job(make_api: Any) -> None:
     assert (await r.json())["status"] == "deferred"
 
 
+async def test_priority_job_is_queued_with_a_decoded_time(make_api: Any) -> None:
+    api = await make_api()  # no worker: the jobs stay queued
+    first = await enqueue(api, {"function": "count_words", "args": ["a"]})
+    job = await enqueue(api, {"function": "count_words", "args": ["b"], "priority": 9})
+    assert job["status"] == "queued" and job["priority"] == 9
+    r = await api.get(f"/api/jobs/{job['job_id']}")
+    body = await r.json()
+    assert body["status"] == "queued" and body["priority"] == 9
+    assert body["scheduled_ms"] == body["enqueue_ms"]  # not the score, 9 priority steps earlier
+    first = await (await api.get(f"/api/jobs/{first['job_id']}")).json()
+    queues = (await (await api.get("/api/queues")).json())["queues"]
+    assert queues[0]["queued"] == 2
+    assert queues[0]["oldest_queued_ms"] == first["scheduled_ms"]  # the longest-waiting, not the first in line
+
+
 async def test_failed_job_result(api: Any) -> None:
     job = await enqueue(api, {"function": "send_email", "args": ["not-an-address", "s", "b"], "job_id": "mail-1"})
     r = await api.get("/api/jobs/mail-1/result?timeout=10")

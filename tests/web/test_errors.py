@@ -59,6 +59,17 @@ async def test_404_unknown_job(make_api: Any) -> None:
         ({"function": "count_words", "args": ["a"], "job_id": "bad id!"}, "invalid_request", "job_id"),
         ({"function": "count_words", "args": ["a"], "queue": "elsewhere"}, "unknown_queue", "elsewhere"),
         ({"function": "count_words", "args": ["a"], "defer_by": -1}, "invalid_request", "defer_by"),
+        ({"function": "count_words", "args": ["a"], "priority": 10}, "invalid_request", "priority"),
+        ({"function": "count_words", "args": ["a"], "priority": -1}, "invalid_request", "priority"),
+        ({"function": "count_words", "args": ["a"], "priority": "5"}, "invalid_request", "priority"),
+        ({"function": "count_words", "args": ["a"], "priority": True}, "invalid_request", "priority"),
+        ({"function": "count_words", "args": ["a"], "priority": 2.5}, "invalid_request", "priority"),
+        ({"function": "count_words", "args": ["a"], "priority": 3, "defer_by": 5}, "invalid_request", "priority"),
+        (
+            {"function": "count_words", "args": ["a"], "priority": 3, "defer_until": "2099-01-01T00:00:00Z"},
+            "invalid_request",
+            "priority",
+        ),
         (["count_words"], "invalid_request", "JSON object"),
     ],
 )
