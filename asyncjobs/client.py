@@ -202,15 +202,7 @@ class Client:
 
     async def _enqueue_calls(self, calls: list[JobCall], *, strict: bool) -> list[Any]:
         prepared = [self._prepare(c) for c in calls]
-        if len(prepared) == 1:
-            _, _, k, a = prepared[0]
-            created = [await self.redis.evalsha_enqueue(k, a)]
-        else:
-            script = self.redis._enqueue_script
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for _, _, k, a in prepared:
-                    await script(keys=k, args=a, client=pipe)
-                created = await pipe.execute()
+        created = await self.redis.evalsha_enqueue_many([(k, a) for _, _, k, a in prepared])
         out: list[Any] = []
         for (job_id, queue, _, _), ok in zip(prepared, created, strict=True):
             if not ok and strict:

@@ -136,30 +136,56 @@ class Broker(ArqRedis):
         return [queue_key], [job_id, payload, score, ttl, wake_channel]
 
     async def evalsha_enqueue(self, key_list: list[str], argv: list[Any]) -> bool:
-        """Run the enqueue script (EVALSHA, loading it once if Redis does not know it yet), on
-        the :class:`EnqueueLine` when it is free, else through the pool."""
+        """Run the enqueue script for one job: True if it was enqueued, False if its id is taken."""
+        return (await self.evalsha_enqueue_many([(key_list, argv)]))[0]
+
+    async def evalsha_enqueue_many(self, calls: list[tuple[list[str], list[Any]]]) -> list[bool]:
+        """Run the enqueue script once per (keys, argv) in one round trip: on the
+        :class:`EnqueueLine` when it is free, else pipelined through the pool. A script Redis
+        does not know yet (a restart, SCRIPT FLUSH) is loaded and the refused calls sent again."""
         line = self._line
         if line is None or line.busy:
-            return await self._evalsha_pool(key_list, argv)
+            return await self._evalsha_pool(calls)
         script = self._enqueue_script
         try:
+            replies = await line.evalsha(script.sha, calls)
+            unknown = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if unknown:
+                script.sha = await self.script_load(script.script)
+                again = await line.evalsha(script.sha, [calls[i] for i in unknown])
+                for i, r in zip(unknown, again, strict=True):
+                    replies[i] = r
+        except LineFailed:
+            return await self._after_line_failed(calls)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return [bool(r) for r in replies]
+
+    async def _after_line_failed(self, calls: list[tuple[list[str], list[Any]]]) -> list[bool]:
+        """Send ``calls`` again through the pool (which reconnects). The failed try may have
+        reached Redis: a job found there with this very payload is this one, not a duplicate."""
+        created = await self._evalsha_pool(calls)
+        taken = [i for i, ok in enumerate(created) if not ok]
+        if taken:
+            stored = await self.mget([keys.job(calls[i][1][0]) for i in taken])
+            for i, payload in zip(taken, stored, strict=True):
+                created[i] = payload is not None and payload == calls[i][1][1]
+        return created
+
+    async def _evalsha_pool(self, calls: list[tuple[list[str], list[Any]]]) -> list[bool]:
+        script = self._enqueue_script
+        if len(calls) == 1:
+            (key_list, argv), evalsha = calls[0], cast("Callable[..., Awaitable[Any]]", self.evalsha)
             try:
-                return bool(await line.evalsha(script.sha, key_list, argv))
+                return [bool(await evalsha(script.sha, len(key_list), *key_list, *argv))]
             except NoScriptError:
                 script.sha = await self.script_load(script.script)
-                return bool(await line.evalsha(script.sha, key_list, argv))
-        except LineFailed:
-            created = await self._evalsha_pool(key_list, argv)
-            # the failed try may have reached Redis: then the job there is this one, not a duplicate
-            return created or await self.get(keys.job(argv[0])) == argv[1]
-
-    async def _evalsha_pool(self, key_list: list[str], argv: list[Any]) -> bool:
-        script = self._enqueue_script
-        try:
-            return bool(await cast("Awaitable[Any]", self.evalsha(script.sha, len(key_list), *key_list, *argv)))
-        except NoScriptError:
-            script.sha = await self.script_load(script.script)
-            return bool(await cast("Awaitable[Any]", self.evalsha(script.sha, len(key_list), *key_list, *argv)))
+                return [bool(await evalsha(script.sha, len(key_list), *key_list, *argv))]
+        async with self.pipeline(transaction=False) as pipe:
+            for key_list, argv in calls:
+                await script(keys=key_list, args=argv, client=pipe)  # loads the script if needed
+            return [bool(r) for r in await pipe.execute()]
 
     @property
     def _enqueue_script(self) -> Any:

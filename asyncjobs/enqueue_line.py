@@ -5,7 +5,8 @@ and packs its arguments through redis-py's generic encoder: about as much client
 round trip itself. :class:`EnqueueLine` holds one connection of its own and writes the
 enqueue script's EVALSHA to it directly (the constant head of the command packed once). It is
 used while it is free; an enqueue that finds it busy (another task is mid-call) goes through
-the pool as before, so concurrent enqueues still run in parallel.
+the pool as before, so concurrent enqueues still run in parallel. ``enqueue_many`` writes a
+whole batch of EVALSHAs at once and reads the replies in order.
 
 If the line's connection fails, the call is handed back to the pool's path (which reconnects
 and retries); a job whose enqueue may have reached Redis before the failure is recognised by
@@ -18,7 +19,7 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
@@ -42,31 +43,39 @@ class EnqueueLine:
         self._conn: AbstractConnection | None = None
         self._head = b""
         self._sha = ""
+        self._nargs = -1
         self.busy = False
 
-    async def evalsha(self, sha: str, key_list: list[str], argv: list[Any]) -> Any:
-        """EVALSHA ``sha`` with one round trip on the line. Raises :class:`NoScriptError` as
-        Redis does, :class:`LineFailed` if the connection failed (it reconnects next time)."""
+    def _pack(self, sha: str, key_list: list[str], argv: list[Any]) -> bytes:
         if sha != self._sha or len(key_list) + len(argv) != self._nargs:
             self._sha, self._nargs = sha, len(key_list) + len(argv)
             self._head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + self._nargs, _bulk(sha), _bulk(len(key_list)))
-        packed = b"".join([self._head, *map(_bulk, key_list), *map(_bulk, argv)])
+        return b"".join([self._head, *map(_bulk, key_list), *map(_bulk, argv)])
+
+    async def evalsha(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA ``sha`` once per (keys, argv) in ``calls``, all in one write and one round
+        trip. Each reply is the script's answer or, where Redis refused it, the error (a
+        :class:`NoScriptError` if Redis does not know the script). Raises :class:`LineFailed`
+        if the connection failed (it reconnects next time)."""
+        packed = b"".join([self._pack(sha, k, a) for k, a in calls])
         if self._conn is None:
             self._conn = self._pool.make_connection()
         conn = self._conn
         self.busy = True
         try:
             await conn.send_packed_command(packed, check_health=False)
-            return await conn.read_response()
-        except NoScriptError:
-            raise
+            replies: list[Any] = []
+            for _ in calls:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as e:
+                    replies.append(e)
+            return replies
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             # redis-py has already closed the connection; the next call reconnects
             raise LineFailed(str(e)) from e
         finally:
             self.busy = False
-
-    _nargs = -1
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+import asyncjobs
 from asyncjobs import DuplicateJob, keys
 from asyncjobs.examples import count_words
 
@@ -73,3 +74,35 @@ async def test_a_cancelled_enqueue_leaves_no_stale_reply(client: Any) -> None:
     # were the cancelled call's reply (1, created) left on the connection, this would read it
     with pytest.raises(DuplicateJob):
         await client.enqueue(count_words.options(job_id=taken.id), "x")
+
+
+async def test_a_batch_on_the_line_survives_a_flushed_script_and_reports_taken_ids(client: Any) -> None:
+    taken = await client.enqueue(count_words.options(job_id="taken-in-batch"), "x")
+    await client.redis.script_flush()
+    calls = [asyncjobs.call(count_words, str(i)) for i in range(50)]
+    calls.insert(25, asyncjobs.call(count_words.options(job_id=taken.id), "again"))
+    handles = await client.enqueue_many(calls)
+    assert handles[25] is None
+    assert all(h is not None for i, h in enumerate(handles) if i != 25)
+    assert await client.redis.zcard(keys.queue("default")) == 51
+
+
+async def test_a_batch_cut_off_mid_reply_is_neither_lost_nor_reported_duplicate(client: Any, monkeypatch: Any) -> None:
+    await client.enqueue(count_words, "warm up")
+    conn = client.redis._line._conn
+    real_read = conn.read_response
+    reads = []
+
+    async def fail_on_the_fourth(*a: Any, **kw: Any) -> Any:
+        reads.append(1)
+        if len(reads) == 4:  # Redis ran the whole batch; the 4th reply onwards are lost
+            await conn.disconnect()
+            raise RedisConnectionError("connection lost mid-batch")
+        return await real_read(*a, **kw)
+
+    monkeypatch.setattr(conn, "read_response", fail_on_the_fourth)
+    handles = await client.enqueue_many(asyncjobs.call(count_words, str(i)) for i in range(10))
+    monkeypatch.undo()
+    assert len(reads) == 4 and all(h is not None for h in handles)
+    queued = await client.redis.zrange(keys.queue("default"), 0, -1)
+    assert len(queued) == 11 and {h.id for h in handles} <= {i.decode() for i in queued}
