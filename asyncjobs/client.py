@@ -310,8 +310,9 @@ class JobHandle(Generic[R]):
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        async with self.client.hub.subscribe(keys.events(self.id)) as queue:
+        async with self.client.hub.finished(self.id) as done:
             while True:
+                done.clear()
                 rec = await self.info()
                 if rec.status.finished:
                     return cast(R, rec.outcome())
@@ -324,7 +325,7 @@ class JobHandle(Generic[R]):
                         raise TimeoutError(
                             f"job {self.id} did not finish within {timeout}s (status {rec.status.value})"
                         )
-                await events.next_terminal(queue, wait)
+                await events.wait_set(done, wait)
 
     async def events(self, *, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Yield the job's events (started, progress, retrying, ...) as they happen, ending with

@@ -14,6 +14,7 @@ from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from asyncjobs import keys
 from asyncjobs.records import JobRecord, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -43,14 +44,13 @@ async def next_event(queue: asyncio.Queue[dict[str, Any]], timeout: float) -> di
         return None
 
 
-async def next_terminal(queue: asyncio.Queue[dict[str, Any]], wait: float) -> None:
-    """Wait up to ``wait`` s for a terminal event on ``queue`` (earlier ones are skipped)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + wait
-    while (left := end - loop.time()) > 0:
-        event = await next_event(queue, left)
-        if event is None or event.get("event") in TERMINAL:
-            return
+async def wait_set(ev: asyncio.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``ev``; True if it is set (``asyncio.timeout``, not
+    ``wait_for``: see :func:`next_event`)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await ev.wait()
+    return ev.is_set()
 
 
 def terminal_event(rec: JobRecord) -> dict[str, Any]:
@@ -85,6 +85,8 @@ class EventHub:
         self._pattern_queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pongs: list[asyncio.Future[None]] = []
+        self._done_waiters: dict[str, set[asyncio.Event]] = {}
+        self._done_subscribed = False
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.connected = False
@@ -99,6 +101,7 @@ class EventHub:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
             self._pubsub = None
+        self._done_subscribed = False
 
     def _ensure_reader(self) -> Any:
         if self._pubsub is None:
@@ -138,6 +141,50 @@ class EventHub:
                     self._confirmed.pop(channel, None)
                     with contextlib.suppress(RedisError, OSError, RuntimeError):
                         await (pubsub.punsubscribe(channel) if pattern else pubsub.unsubscribe(channel))
+
+    @contextlib.asynccontextmanager
+    async def finished(self, job_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set when ``job_id`` ends (a message on ``asyncjobs:done`` names it). Clear
+        it before each check of the job, then wait on it.
+
+        The first call subscribes the hub to the done channel for good (one round trip); after
+        that, waiting for a job costs no subscribe or unsubscribe at all.
+        """
+        ev = asyncio.Event()
+        self._done_waiters.setdefault(job_id, set()).add(ev)
+        try:
+            await self._subscribe_done()
+            yield ev
+        finally:
+            waiters = self._done_waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(ev)
+                if not waiters:
+                    del self._done_waiters[job_id]
+
+    async def _subscribe_done(self) -> None:
+        channel = keys.DONE_CHANNEL
+        if not self._done_subscribed:
+            async with self._lock:
+                if not self._done_subscribed:
+                    pubsub = self._ensure_reader()
+                    self._confirmed[channel] = asyncio.Event()
+                    await pubsub.subscribe(channel)
+                    self._done_subscribed = True
+        confirmed = self._confirmed.get(channel)
+        if confirmed is not None and not confirmed.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):  # not wait_for: see next_event()
+                    await confirmed.wait()
+
+    def _mark_done(self, raw: bytes) -> None:
+        try:
+            ids = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        for job_id in ids if isinstance(ids, list) else ():
+            for ev in self._done_waiters.get(str(job_id), ()):
+                ev.set()
 
     async def barrier(self, timeout: float = 2.0) -> None:
         """Return once every message published before this call has reached the local queues.
@@ -179,22 +226,29 @@ class EventHub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("type")
-        channel = msg.get("channel")
-        channel = channel.decode() if isinstance(channel, bytes) else channel
+    def _control(self, kind: str, channel: Any) -> None:
+        """A pong (see :meth:`barrier`) or a subscription confirmed."""
         if kind == "pong":
             if self._pongs:
                 fut = self._pongs.pop(0)
                 if not fut.done():
                     fut.set_result(None)
             return
-        if kind in ("subscribe", "psubscribe"):
-            event = self._confirmed.get(str(channel))
-            if event is not None:
-                event.set()
+        event = self._confirmed.get(str(channel))
+        if event is not None:
+            event.set()
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        channel = msg.get("channel")
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        if kind in ("pong", "subscribe", "psubscribe"):
+            self._control(kind, channel)
             return
         if not isinstance(channel, str):
+            return
+        if kind == "message" and channel == keys.DONE_CHANNEL:
+            self._mark_done(msg["data"])
             return
         if kind == "message":
             targets = self._queues.get(channel, ())

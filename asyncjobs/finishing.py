@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.serialization import RemoteError, deserialize
 
@@ -121,4 +123,7 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
             error=error,
             raw=raw if undecodable else None,
         )
-    await worker.pool.publish(keys.events(job_id), events.encode(job_id, event, function=info.get("f")))
+    async with worker.pool.pipeline(transaction=False) as pipe:
+        pipe.publish(keys.events(job_id), events.encode(job_id, event, function=info.get("f")))
+        pipe.publish(keys.DONE_CHANNEL, orjson.dumps([job_id]))
+        await pipe.execute()

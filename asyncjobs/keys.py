@@ -19,6 +19,10 @@ key                                 type    holds                               
 ``asyncjobs:state:<id>``            hash    start time, worker, progress, message, meta   ``STATE_TTL_S``
 ``asyncjobs:events:<id>``           pubsub  lifecycle and progress events of one job      (channel)
 ``asyncjobs:wake:<queue>``          pubsub  "work is due" signal published on enqueue     (channel)
+``asyncjobs:done``                  pubsub  JSON list of ids of jobs that just ended     (channel)
+                                            (complete, failed, aborted): one shared
+                                            subscription per client process, so awaiting
+                                            a result costs no subscribe round trip
 ``asyncjobs:abort``                 pubsub  abort requests, so running jobs stop at once  (channel)
 ``asyncjobs:dead``                  zset    dead-lettered job ids scored by time          capped (``DEAD_MAX``)
 ``asyncjobs:dead:<id>``             string  JSON: payload, error, tries, queue, time      ``DEAD_TTL_S``
@@ -54,6 +58,7 @@ DEAD = PREFIX + "dead"
 WORKERS = PREFIX + "workers"
 RECENT = PREFIX + "recent"
 ABORT_CHANNEL = PREFIX + "abort"
+DONE_CHANNEL = PREFIX + "done"
 EVENTS_PATTERN = PREFIX + "events:*"
 
 STATE_TTL_S = 7 * 24 * 3600

@@ -112,6 +112,7 @@ class Runtime:
             pipe.publish(keys.events(job_id), events.encode(job_id, outcome, function=ctx.get("asyncjobs_function")))
             if outcome in events.TERMINAL:
                 pipe.hincrby(keys.stats(current_queue.get(self.default_queue)), outcome, 1)
+                pipe.publish(keys.DONE_CHANNEL, orjson.dumps([job_id]))
             await pipe.execute()
 
     # --- per job ---------------------------------------------------------------------------

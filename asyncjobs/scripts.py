@@ -127,13 +127,16 @@ return {out, earliest and tostring(earliest) or false}
 )
 
 # Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
-# event once the result is stored, and the batch's outcome counts). KEYS[1]: the arq abort zset.
+# event once the result is stored, the batch's outcome counts, and one message on the done
+# channel naming the jobs that ended). KEYS[1]: the arq abort zset.
 # ARGV: key prefixes in-progress, job, retry, result, events; m, then m counts (stats hash,
 #   outcome, n); then 8 fields per job:
 #   id, queue zset, keep in-progress ms ('' = delete), 'f' finish | 'r' retry,
 #   result payload ('' = none), result ttl ms ('0' = forever), retry score, event ('' = none)
-FINISH = """
+FINISH = _with_constants(
+    """
 local p_ip, p_job, p_retry, p_result, p_events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ended = {}
 local m = tonumber(ARGV[6])
 for c = 7, 6 + 3 * m, 3 do redis.call('HINCRBY', ARGV[c], ARGV[c + 1], ARGV[c + 2]) end
 local first = 7 + 3 * m
@@ -148,13 +151,19 @@ for i = first, #ARGV, 8 do
     redis.call('DEL', p_retry .. id, p_job .. id)
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', q, id)
-    if ARGV[i + 7] ~= '' then redis.call('PUBLISH', p_events .. id, ARGV[i + 7]) end
+    if ARGV[i + 7] ~= '' then
+      redis.call('PUBLISH', p_events .. id, ARGV[i + 7])
+      ended[#ended + 1] = id
+    end
   else
     redis.call('ZADD', q, 'XX', ARGV[i + 6], id)
   end
 end
+if #ended > 0 then redis.call('PUBLISH', $DONE, cjson.encode(ended)) end
 return (#ARGV - first + 1) / 8
-"""
+""",
+    DONE=keys.DONE_CHANNEL,
+)
 
 # Renew the leases of running jobs. KEYS: in-progress keys; ARGV[1]: lease (ms), ARGV[2]: now (ms),
 # then for each key its queue zset and job id. A job whose marker is gone (finished) is skipped.
@@ -188,8 +197,10 @@ else
   redis.call('SET', KEYS[4], ARGV[2])
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call('PUBLISH', $DONE, cjson.encode({ARGV[1]}))
 return 'aborted'
 """,
+    DONE=keys.DONE_CHANNEL,
     RECENT=keys.RECENT,
     RECENT_MAX=keys.RECENT_MAX,
 )
