@@ -34,14 +34,25 @@ async def read_queue_stats(redis: Any, names: list[str]) -> list[QueueStats]:
     width = 3 + len(bands)
     per_queue = [raw[width * i : width * (i + 1)] for i in range(len(names))]
     async with redis.pipeline(transaction=False) as pipe:
-        for _, _, future_ids, *_ in per_queue:
+        for q, (_, _, future_ids, *_) in zip(names, per_queue, strict=True):
             if future_ids:
                 pipe.exists(*[keys.in_progress(i.decode()) for i in future_ids])
             else:
                 pipe.echo("0")
-        running = [int(x) for x in await pipe.execute()]
+            pipe.hgetall(keys.stats(q))
+        second = await pipe.execute()
     out = []
-    for name, (due, future, _, *firsts), run in zip(names, per_queue, running, strict=True):
+    for i, (name, (due, future, _, *firsts)) in enumerate(zip(names, per_queue, strict=True)):
+        run, ended = int(second[2 * i]), {k.decode(): int(v) for k, v in second[2 * i + 1].items()}
         oldest = min((keys.decode_score(first[0][1], now)[0] for first in firsts if first), default=None)
-        out.append(QueueStats(name, queued=due, deferred=future - run, in_progress=run, oldest_queued_ms=oldest))
+        out.append(
+            QueueStats(
+                name,
+                queued=due,
+                deferred=future - run,
+                in_progress=run,
+                oldest_queued_ms=oldest,
+                **{k: ended.get(k, 0) for k in ("complete", "failed", "aborted")},
+            )
+        )
     return out

@@ -65,13 +65,17 @@ class JobRecord:
 
 @dataclass
 class QueueStats:
-    """Counts for one queue. ``oldest_queued_ms``: when the longest-waiting due job was due."""
+    """Counts for one queue. ``oldest_queued_ms``: when the longest-waiting due job was due.
+    ``complete``, ``failed``, ``aborted``: jobs that ended so, counted as they end."""
 
     name: str
     queued: int
     deferred: int
     in_progress: int
     oldest_queued_ms: int | None
+    complete: int = 0
+    failed: int = 0
+    aborted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

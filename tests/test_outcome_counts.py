@@ -33,6 +33,8 @@ async def test_each_outcome_is_counted_once_per_job(client: Any, start_worker: A
     with pytest.raises(JobAborted):
         await deferred.result(timeout=1)
     assert await totals(client) == {"complete": 5, "failed": 2, "aborted": 1}
+    (stats,) = await client.queue_stats(["default"])
+    assert (stats.complete, stats.failed, stats.aborted) == (5, 2, 1)
 
 
 async def test_counts_are_per_queue(client: Any, start_worker: Any) -> None:

@@ -192,26 +192,18 @@ def _locate(sections: list[_Section], pos: int) -> tuple[_Section, int]:
 
 async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
     """Per-queue counts, oldest-job age and totals of jobs that ended (complete, failed,
-    aborted: the queue's stats hash), workers online and dead letters."""
+    aborted), workers online and dead letters."""
     now = timestamp_ms()
     stats = await client.queue_stats(queues)
     workers = await client.workers()
     async with client.redis.pipeline(transaction=False) as pipe:
-        for q in stats:
-            pipe.hgetall(keys.stats(q.name))
         pipe.zcard(keys.DEAD)
         pipe.zcard(keys.RECENT)
-        *ended, dead, recent = await pipe.execute()
-    rows = []
-    for q, counts in zip(stats, ended, strict=True):
-        totals = {k.decode(): int(v) for k, v in counts.items()}
-        rows.append(
-            {
-                **q.as_dict(),
-                **{outcome: totals.get(outcome, 0) for outcome in ("complete", "failed", "aborted")},
-                "oldest_age_s": (now - q.oldest_queued_ms) / 1000 if q.oldest_queued_ms else None,
-            }
-        )
+        dead, recent = await pipe.execute()
+    rows = [
+        {**q.as_dict(), "oldest_age_s": (now - q.oldest_queued_ms) / 1000 if q.oldest_queued_ms else None}
+        for q in stats
+    ]
     return {
         "queues": rows,
         "workers_online": len(workers),

@@ -33,6 +33,12 @@ class Metrics:
         self.queued = Gauge("asyncjobs_queue_queued", "jobs due and waiting", ["queue"], registry=r)
         self.deferred = Gauge("asyncjobs_queue_deferred", "jobs scheduled for later", ["queue"], registry=r)
         self.in_progress = Gauge("asyncjobs_queue_in_progress", "jobs running", ["queue"], registry=r)
+        self.ended = Gauge(
+            "asyncjobs_queue_jobs_ended",
+            "jobs that ended, by outcome (a running total kept in Redis)",
+            ["queue", "outcome"],
+            registry=r,
+        )
         self.dead = Gauge("asyncjobs_dead_letters", "jobs in the dead-letter set", registry=r)
         self.workers = Gauge("asyncjobs_workers", "live workers", registry=r)
 
@@ -56,6 +62,8 @@ class Metrics:
             self.queued.labels(s.name).set(s.queued)
             self.deferred.labels(s.name).set(s.deferred)
             self.in_progress.labels(s.name).set(s.in_progress)
+            for outcome in ("complete", "failed", "aborted"):
+                self.ended.labels(s.name, outcome).set(getattr(s, outcome))
         self.dead.set(total)
         self.workers.set(len(workers))
 

@@ -179,6 +179,9 @@ def _components(schemas: Schemas) -> dict[str, Any]:
         deferred={"type": "integer"},
         in_progress={"type": "integer"},
         oldest_queued_ms=_nullable("integer"),
+        complete={"type": "integer"},
+        failed={"type": "integer"},
+        aborted={"type": "integer"},
     )
     function = _obj(
         name={"type": "string"},

@@ -105,7 +105,7 @@ async def test_queues_workers_functions(api: Any) -> None:
     await enqueue(api, {"function": "count_words", "args": ["a b"]})
     queues = (await (await api.get("/api/queues")).json())["queues"]
     assert [q["name"] for q in queues] == ["default"]
-    assert {"queued", "deferred", "in_progress"} <= set(queues[0])
+    assert {"queued", "deferred", "in_progress", "complete", "failed", "aborted"} <= set(queues[0])
     workers = (await (await api.get("/api/workers")).json())["workers"]
     assert len(workers) == 1 and workers[0]["queues"] == ["default"]
     functions = {f["name"]: f for f in (await (await api.get("/api/functions")).json())["functions"]}
@@ -143,8 +143,10 @@ async def test_health_ready_metrics_and_index(api: Any) -> None:
     assert (await (await api.get("/healthz")).json()) == {"status": "ok"}
     r = await api.get("/readyz")
     assert r.status == 200 and (await r.json())["checks"] == {"redis": "ok"}
-    await enqueue(api, {"function": "count_words", "args": ["a"]})
+    job = await enqueue(api, {"function": "count_words", "args": ["a"]})
+    assert (await api.get(f"/api/jobs/{job['job_id']}/result?timeout=10")).status == 200
     text = await (await api.get("/metrics")).text()
+    assert 'asyncjobs_queue_jobs_ended{outcome="complete",queue="default"} 1.0' in text
     assert 'asyncjobs_http_jobs_enqueued_total{function="count_words"} 1.0' in text
     assert 'asyncjobs_http_requests_total{method="POST",route="/api/jobs",status="202"} 1.0' in text
     assert "asyncjobs_redis_up 1.0" in text and "asyncjobs_workers 1.0" in text
