@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -15,6 +17,23 @@ from asyncjobs.serialization import RemoteError, deserialize
 
 if TYPE_CHECKING:
     from asyncjobs.worker import Worker
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def shielded(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """``asyncio.shield(coro)``, for a finish that must outlive a cancelled job task: if the
+    caller was cancelled meanwhile, nobody awaits the inner task, so its error is logged here
+    (at DEBUG: the job is recovered by its lease) instead of as "never retrieved"."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(_note_error)
+    return asyncio.shield(task)
+
+
+def _note_error(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("finishing a job failed: %r", task.exception())
 
 
 class Finisher:
@@ -69,7 +88,10 @@ class Finisher:
                     for w in waiters:
                         if not w.done():
                             w.set_exception(e if isinstance(e, Exception) else RuntimeError("finishing cancelled"))
-                    raise
+                    if not isinstance(e, Exception):
+                        raise
+                    # the waiters have the error; nobody awaits this task, so it must not end
+                    # with it too (asyncio would log "Task exception was never retrieved")
                 for w in waiters:
                     if not w.done():
                         w.set_result(None)

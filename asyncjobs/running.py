@@ -24,7 +24,7 @@ from arq.worker import JobExecutionFailed, Retry, RetryJob, no_result
 from asyncjobs import events, keys
 from asyncjobs.claiming import Claimed
 from asyncjobs.context import CTX_OUTCOME
-from asyncjobs.finishing import finish_failed
+from asyncjobs.finishing import finish_failed, shielded
 
 if TYPE_CHECKING:
     from asyncjobs.worker import Worker
@@ -61,7 +61,7 @@ async def run_job(w: Worker, c: Claimed) -> None:
     if failure is not None:
         w.jobs_failed += 1
         data = _result_data(w, job, False, failure, start_ms, timestamp_ms())
-        await asyncio.shield(finish_failed(w, c.job_id, c.queue_key, data))
+        await shielded(finish_failed(w, c.job_id, c.queue_key, data))
         return
     await _execute(w, job)
 
@@ -144,7 +144,7 @@ async def _execute(w: Worker, job: _Job) -> None:
     if out.done and outcome in (events.COMPLETE, events.FAILED):
         event = events.encode(c.job_id, outcome, function=ctx.get("asyncjobs_function"))
     cron = hasattr(fn, "next_run")
-    await asyncio.shield(
+    await shielded(
         w.finisher.finish(
             c.job_id,
             c.queue_key,
