@@ -136,7 +136,9 @@ class _Section:
 
 
 async def _sections(client: Client, queues: list[str], flt: JobFilter) -> list[_Section]:
-    names = [flt.queue] if flt.queue else queues
+    # only the deployment's queues are read as queues: a filter is user input, and a key
+    # under arq's prefix may be something else (arq:queue:health-check is a string)
+    names = [q for q in queues if q == flt.queue] if flt.queue else queues
     use_queues = not flt.state or flt.state in WAITING
     use_recent = not flt.state or flt.state not in WAITING
     wanted = [(keys.queue(n), True) for n in names if use_queues] + ([(keys.RECENT, False)] if use_recent else [])

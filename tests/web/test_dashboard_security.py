@@ -112,6 +112,9 @@ async def test_jobs_list_shows_waiting_jobs_from_the_queues_then_history(make_ap
     assert [j["job_id"] for j in complete["jobs"]] == list(reversed(done))
     waiting = await (await client.get("/api/dashboard/jobs?state=deferred")).json()
     assert [j["job_id"] for j in waiting["jobs"]] == [deferred]
+    # a queue filter reads only the deployment's queues (arq's health-check key is a string)
+    odd = await client.get("/api/dashboard/jobs?queue=health-check")
+    assert odd.status == 200 and (await odd.json())["jobs"] == []
     paged = await (await client.get("/api/dashboard/jobs?limit=2&cursor=1")).json()
     assert [j["job_id"] for j in paged["jobs"]] == [running, done[-1]]
     overview = await (await client.get("/api/dashboard/overview")).json()
