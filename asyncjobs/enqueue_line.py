@@ -28,10 +28,14 @@ class LineFailed(Exception):
 
 
 def _bulk(value: Any) -> bytes:
+    """One RESP bulk string: bytes as they are, str as UTF-8, ints as digits, anything else
+    (a float) as its ``str``, like redis-py's encoder."""
     if isinstance(value, str):
         value = value.encode()
     elif isinstance(value, int):
         value = b"%d" % value
+    elif not isinstance(value, bytes | bytearray | memoryview):
+        value = str(value).encode()
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 

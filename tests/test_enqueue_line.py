@@ -106,3 +106,14 @@ async def test_a_batch_cut_off_mid_reply_is_neither_lost_nor_reported_duplicate(
     assert len(reads) == 4 and all(h is not None for h in handles)
     queued = await client.redis.zrange(keys.queue("default"), 0, -1)
     assert len(queued) == 11 and {h.id for h in handles} <= {i.decode() for i in queued}
+
+
+def test_arguments_are_packed_as_redis_py_packs_them() -> None:
+    from redis.asyncio.connection import Connection
+
+    from asyncjobs.enqueue_line import EnqueueLine
+
+    args = ["arq:queue", "id-1", b"\x00\xffpayload", 1_800_000_000_000, 86_400_000.5, "wake:é"]
+    ours = EnqueueLine(pool=None)._pack("a" * 40, args[:1], args[1:])
+    theirs = b"".join(Connection().pack_command("EVALSHA", "a" * 40, 1, *args))
+    assert ours == theirs
