@@ -43,7 +43,7 @@ class Finisher:
         self._script = redis.register_script(scripts.FINISH)
         self._head = [keys.in_progress(""), keys.job(""), keys.retry(""), keys.result(""), keys.events("")]
         self._argv: list[Any] = []
-        self._counts: dict[tuple[str, str], int] = {}
+        self._targets: dict[tuple[str, str], int] = {}  # (stats hash, outcome) -> index, per batch
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -63,9 +63,18 @@ class Finisher:
         """Queue one job's finish for the next batch and wait until it is written. ``count``:
         (stats hash, outcome) to count the job in."""
         keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
-        self._argv += [job_id, queue_key, keep, "f" if done else "r", result or "", result_px, retry_score, event or ""]
-        if count is not None:
-            self._counts[count] = self._counts.get(count, 0) + 1
+        target = "" if count is None else self._targets.setdefault(count, len(self._targets) + 1)
+        self._argv += [
+            job_id,
+            queue_key,
+            keep,
+            "f" if done else "r",
+            result or "",
+            result_px,
+            retry_score,
+            event or "",
+            target,
+        ]
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._waiters.append(fut)
@@ -77,11 +86,11 @@ class Finisher:
         try:
             await asyncio.sleep(0)  # let the jobs ending in this loop turn join the batch
             while self._waiters:
-                argv, waiters, counts = self._argv, self._waiters, self._counts
-                self._argv, self._waiters, self._counts = [], [], {}
-                head = [*self._head, len(counts)]
-                for (stats_key, outcome), n in counts.items():
-                    head += [stats_key, outcome, n]
+                argv, waiters, targets = self._argv, self._waiters, self._targets
+                self._argv, self._waiters, self._targets = [], [], {}
+                head = [*self._head, len(targets)]
+                for stats_key, outcome in targets:  # in index order (dicts keep insertion order)
+                    head += [stats_key, outcome]
                 try:
                     await self._script(keys=[keys.ARQ_ABORT], args=head + argv)
                 except BaseException as e:

@@ -127,20 +127,22 @@ return {out, earliest and tostring(earliest) or false}
 )
 
 # Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
-# event once the result is stored, the batch's outcome counts, and one message on the done
-# channel naming the jobs that ended). KEYS[1]: the arq abort zset.
-# ARGV: key prefixes in-progress, job, retry, result, events; m, then m counts (stats hash,
-#   outcome, n); then 8 fields per job:
+# event once the result is stored, the outcome counts, and one message on the done channel
+# naming the jobs that ended). KEYS[1]: the arq abort zset.
+# ARGV: key prefixes in-progress, job, retry, result, events; m, then m count targets (stats
+#   hash, outcome); then 9 fields per job:
 #   id, queue zset, keep in-progress ms ('' = delete), 'f' finish | 'r' retry,
-#   result payload ('' = none), result ttl ms ('0' = forever), retry score, event ('' = none)
+#   result payload ('' = none), result ttl ms ('0' = forever), retry score, event ('' = none),
+#   count target index ('' = none)
+# A job is counted only if this call removed it from its queue, so a call sent again after a
+# lost reply (the client reconnects and retries) counts nothing twice.
 FINISH = _with_constants(
     """
 local p_ip, p_job, p_retry, p_result, p_events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local ended = {}
+local ended, tally = {}, {}
 local m = tonumber(ARGV[6])
-for c = 7, 6 + 3 * m, 3 do redis.call('HINCRBY', ARGV[c], ARGV[c + 1], ARGV[c + 2]) end
-local first = 7 + 3 * m
-for i = first, #ARGV, 8 do
+local first = 7 + 2 * m
+for i = first, #ARGV, 9 do
   local id, q, keep, mode = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if keep == '' then redis.call('DEL', p_ip .. id) else redis.call('PEXPIRE', p_ip .. id, keep) end
   if mode == 'f' then
@@ -150,7 +152,9 @@ for i = first, #ARGV, 8 do
     end
     redis.call('DEL', p_retry .. id, p_job .. id)
     redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', q, id)
+    local removed = redis.call('ZREM', q, id)
+    local c = ARGV[i + 8]
+    if c ~= '' and removed == 1 then tally[c] = (tally[c] or 0) + 1 end
     if ARGV[i + 7] ~= '' then
       redis.call('PUBLISH', p_events .. id, ARGV[i + 7])
       ended[#ended + 1] = id
@@ -159,8 +163,12 @@ for i = first, #ARGV, 8 do
     redis.call('ZADD', q, 'XX', ARGV[i + 6], id)
   end
 end
+for c, n in pairs(tally) do
+  local at = 5 + 2 * tonumber(c)
+  redis.call('HINCRBY', ARGV[at], ARGV[at + 1], n)
+end
 if #ended > 0 then redis.call('PUBLISH', $DONE, cjson.encode(ended)) end
-return (#ARGV - first + 1) / 8
+return (#ARGV - first + 1) / 9
 """,
     DONE=keys.DONE_CHANNEL,
 )

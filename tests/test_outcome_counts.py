@@ -42,3 +42,22 @@ async def test_counts_are_per_queue(client: Any, start_worker: Any) -> None:
     await (await client.enqueue(count_words.options(queue="high"), "a b c")).result(timeout=10)
     assert await totals(client, "high") == {"complete": 1}
     assert await totals(client, "default") == {}
+
+
+async def test_a_finish_sent_again_counts_nothing_twice(client: Any) -> None:
+    """After a lost reply the client reconnects and sends the same FINISH again: the job is
+    counted only by the call that removed it from its queue."""
+    from asyncjobs.finishing import Finisher
+
+    handle = await client.enqueue(count_words, "x")
+    finisher = Finisher(client.redis)
+    for _ in range(2):
+        await finisher.finish(
+            handle.id,
+            keys.queue("default"),
+            done=True,
+            event=b'{"event": "complete"}',
+            count=(keys.stats("default"), "complete"),
+        )
+    assert await totals(client) == {"complete": 1}
+    assert await client.redis.zscore(keys.queue("default"), handle.id) is None
