@@ -65,6 +65,15 @@ def encode(job_id: str, event: str, **data: Any) -> bytes:
     return orjson.dumps({"job_id": job_id, "event": event, "ts": timestamp_ms(), **data}, default=str)
 
 
+def announce_end(pipe: Any, job_id: str, queue: str, outcome: str, function: str | None) -> None:
+    """Queue on ``pipe`` what a job that ended announces: its terminal event, one count in its
+    queue's totals (``asyncjobs:stats:<queue>``) and its id on the done channel. (The Lua
+    scripts FINISH and ABORT_QUEUED do the same for the jobs they end.)"""
+    pipe.publish(keys.events(job_id), encode(job_id, outcome, function=function))
+    pipe.hincrby(keys.stats(queue), outcome, 1)
+    pipe.publish(keys.DONE_CHANNEL, orjson.dumps([job_id]))
+
+
 def decode(raw: bytes | str) -> dict[str, Any]:
     value = orjson.loads(raw)
     return value if isinstance(value, dict) else {"event": "unknown", "data": value}
@@ -128,9 +137,7 @@ class EventHub:
             else:
                 confirmed = self._confirmed[channel]
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):  # not wait_for: see next_event()
-                    await confirmed.wait()
+            await wait_set(confirmed, 5)
             yield queue
         finally:
             subs = table.get(channel)
@@ -172,10 +179,8 @@ class EventHub:
                     await pubsub.subscribe(channel)
                     self._done_subscribed = True
         confirmed = self._confirmed.get(channel)
-        if confirmed is not None and not confirmed.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):  # not wait_for: see next_event()
-                    await confirmed.wait()
+        if confirmed is not None:
+            await wait_set(confirmed, 5)
 
     def _mark_done(self, raw: bytes) -> None:
         try:

@@ -10,8 +10,6 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
-
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.serialization import RemoteError, deserialize
 
@@ -138,7 +136,6 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
         keep, px = failed_result_retention(worker, result_data)
         if result_data is not None and keep:
             tr.set(keys.result(job_id), result_data, px=px)
-        tr.hincrby(keys.stats(keys.queue_name_of(queue_key)), event, 1)
         raw, tries, *_ = await tr.execute()
     if not aborted:
         undecodable = info.get("f") == "<unknown>" and raw is not None
@@ -155,6 +152,5 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
             raw=raw if undecodable else None,
         )
     async with worker.pool.pipeline(transaction=False) as pipe:
-        pipe.publish(keys.events(job_id), events.encode(job_id, event, function=info.get("f")))
-        pipe.publish(keys.DONE_CHANNEL, orjson.dumps([job_id]))
+        events.announce_end(pipe, job_id, keys.queue_name_of(queue_key), event, info.get("f"))
         await pipe.execute()

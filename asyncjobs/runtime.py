@@ -25,6 +25,7 @@ from arq.typing import WorkerCoroutine
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry
 from arq.worker import func as arq_func
+from redis.exceptions import NoScriptError
 
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.context import CTX_ENGINE, CTX_OUTCOME, CTX_RUNTIME, JobContext
@@ -108,11 +109,12 @@ class Runtime:
         redis = ctx["redis"]
         if outcome == "cancelled":  # aborted (a result was written) or shut down (re-queued)
             outcome = events.ABORTED if await redis.exists(keys.result(job_id)) else events.REQUEUED
+        function = ctx.get("asyncjobs_function")
+        if outcome not in events.TERMINAL:
+            await redis.publish(keys.events(job_id), events.encode(job_id, outcome, function=function))
+            return
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.publish(keys.events(job_id), events.encode(job_id, outcome, function=ctx.get("asyncjobs_function")))
-            if outcome in events.TERMINAL:
-                pipe.hincrby(keys.stats(current_queue.get(self.default_queue)), outcome, 1)
-                pipe.publish(keys.DONE_CHANNEL, orjson.dumps([job_id]))
+            events.announce_end(pipe, job_id, current_queue.get(self.default_queue), outcome, function)
             await pipe.execute()
 
     # --- per job ---------------------------------------------------------------------------
@@ -170,14 +172,20 @@ class Runtime:
             "worker": self.worker_label,
             "function": ctx.function,
         }
+        if self._index_script is None:
+            self._index_script = ctx.redis.register_script(scripts.INDEX_ONE)
+        index = self._index_script
         async with ctx.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.state(job_id), mapping=state)
             pipe.expire(keys.state(job_id), keys.STATE_TTL_S)
             pipe.publish(keys.events(job_id), events.encode(job_id, events.STARTED, **state))
-            if self._index_script is None:
-                self._index_script = ctx.redis.register_script(scripts.INDEX_ONE)
-            await self._index_script(args=[job_id], client=pipe)
-            await pipe.execute()
+            # EVALSHA itself, not index(client=pipe): a Script in a pipeline costs a SCRIPT
+            # EXISTS round trip on every execute
+            pipe.evalsha(index.sha, 0, job_id)
+            try:
+                await pipe.execute()
+            except NoScriptError:  # Redis restarted or flushed its scripts: the rest has run
+                await index(args=[job_id])
 
     async def _publish(self, ctx: JobContext, event: str, **data: Any) -> None:
         await ctx.redis.publish(keys.events(ctx.job_id), events.encode(ctx.job_id, event, **data))

@@ -95,6 +95,25 @@ async def test_our_client_awaits_a_job_run_by_plain_arq(client, plain_arq_worker
         await asyncio.sleep(0.01)
 
 
+async def test_plain_arq_start_indexes_jobs_in_its_one_round_trip(client, plain_arq_worker):
+    """The runtime's start hook indexes the job inside its pipeline, loading the script after a
+    SCRIPT FLUSH, and never asks SCRIPT EXISTS (what a Script object in a pipeline would do)."""
+
+    async def script_exists_calls() -> int:
+        stats = await client.redis.info("commandstats")
+        return int(stats.get("cmdstat_script|exists", {}).get("calls", 0))
+
+    await client.redis.script_flush()
+    before = await script_exists_calls()
+    await plain_arq_worker([count_words])
+    handles = [await client.enqueue(count_words, f"job {i}") for i in range(5)]
+    for h in handles:
+        assert await h.result(timeout=10) == 2
+    assert await script_exists_calls() == before
+    for h in handles:
+        assert await client.redis.zscore(keys.RECENT, h.id) is not None
+
+
 async def test_plain_arq_gets_our_retries_events_and_typed_errors(client, plain_arq_worker):
     tries: list[int] = []
 

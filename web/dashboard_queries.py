@@ -198,10 +198,7 @@ async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
     now = timestamp_ms()
     stats = await client.queue_stats(queues)
     workers = await client.workers()
-    async with client.redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.DEAD)
-        pipe.zcard(keys.RECENT)
-        dead, recent = await pipe.execute()
+    dead = await client.redis.zcard(keys.DEAD)
     rows = [
         {**q.as_dict(), "oldest_age_s": (now - q.oldest_queued_ms) / 1000 if q.oldest_queued_ms else None}
         for q in stats
@@ -210,7 +207,6 @@ async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
         "queues": rows,
         "workers_online": len(workers),
         "dead": int(dead),
-        "recent_total": int(recent),
         "now_ms": now,
     }
 
