@@ -283,6 +283,8 @@ class JobHandle(Generic[R]):
             _fill_from_job(rec, job_raw)
             score = next((s for s in scores if s is not None), None)
             rec.queue = rec.queue or next((q for q, s in zip(queues, scores, strict=True) if s is not None), None)
+            if score is None and not running:
+                score = await self._score_elsewhere(rec.queue, queues)
             rec.tries = int(retry or 0)
             if running:
                 rec.status = JobStatus.IN_PROGRESS
@@ -297,6 +299,14 @@ class JobHandle(Generic[R]):
             rec.message = st.get("message") or None
             rec.meta = orjson.loads(st["meta"]) if st.get("meta") else None
         return rec
+
+    async def _score_elsewhere(self, queue: str | None, searched: list[str]) -> float | None:
+        """The job's score in ``queue``, the queue its record names, when that is not one of the
+        queues already searched (a job enqueued on a queue this client was not given): one
+        more round trip, taken only then."""
+        if not queue or queue in searched or not QUEUE_RE.match(queue):
+            return None
+        return cast(float | None, await self.client.redis.zscore(keys.queue(queue), self.id))
 
     async def status(self) -> JobStatus:
         return (await self.info()).status
@@ -474,7 +484,8 @@ def connect(
     """A :class:`Client` for ``url``; use as ``async with connect(url) as client``.
 
     With ``registry`` (the deployment's functions), enqueue by name is checked before
-    anything is written. ``queues`` are the queues status lookups search. ``job_expiry``:
+    anything is written. ``queues`` are the queues lookups by id read first (a job on another
+    queue is found too, at one more round trip). ``job_expiry``:
     seconds a due job may wait for a worker before it expires (default arq's 1 day; use
     ``Settings.job_expiry``); an expired job is dead-lettered with reason "job expired".
     """

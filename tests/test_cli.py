@@ -173,3 +173,15 @@ def test_help_lists_the_commands():
     for cmd in ("enqueue", "status", "result", "abort", "queues", "workers", "dead", "worker"):
         assert cmd in p.stdout
     assert count_words.name == "count_words"
+
+
+async def test_status_result_and_abort_find_a_job_on_another_queue(cli_env, client):
+    await client.enqueue_call("count_words", ["a b"], job_id="cli-high", queue="high")
+    p = run(cli_env, "status", "cli-high")
+    assert p.returncode == 0, p.stdout
+    assert '"status":"queued"' in p.stdout and '"queue":"high"' in p.stdout
+    p = run(cli_env, "result", "cli-high")
+    assert p.returncode == 1
+    assert_one_line_error(p, "cli-high did not finish")
+    p = run(cli_env, "abort", "cli-high")
+    assert p.returncode == 0 and p.stdout.strip() == "aborted"

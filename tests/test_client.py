@@ -176,3 +176,19 @@ async def test_started_jobs_are_indexed_newest_first(client, start_worker):
         assert await h.result(timeout=10) == 1
     newest_first = [i.decode() for i in await client.redis.zrevrange(keys.RECENT, 0, -1)]
     assert newest_first == [h.id for h in reversed(handles)]
+
+
+async def test_a_job_on_a_queue_the_client_was_not_given_is_found_by_id(client, start_worker, redis_url):
+    other = await client.enqueue_call("count_words", ["a b"], job_id="elsewhere-1", queue="high")
+    assert client.queues == ["default"]
+    handle = client.job(other.id)  # no queue given: found through the queue its record names
+    info = await handle.info()
+    assert (info.status, info.queue) == (JobStatus.QUEUED, "high")
+    with pytest.raises(TimeoutError):
+        await handle.result(timeout=0.05)  # waiting, not "never enqueued"
+    assert await handle.abort() is True
+    assert await handle.status() is JobStatus.ABORTED
+
+    ran = await client.enqueue_call("count_words", ["a b c"], queue="high")
+    await start_worker([count_words], settings=asyncjobs.Settings(redis_url=redis_url, queues=("high",), lease=2.0))
+    assert await client.job(ran.id).result(timeout=10) == 3

@@ -175,3 +175,18 @@ async def test_many_apps_in_one_process(memory_url: str) -> None:
 
     apps = [create_app(Settings(redis_url=memory_url), Registry(FUNCTIONS)) for _ in range(3)]
     assert len({id(a) for a in apps}) == 3  # no duplicate-metric error from a shared registry
+
+
+async def test_job_on_a_queue_the_app_does_not_serve_is_found_and_aborted(make_api: Any, redis_url: str) -> None:
+    import asyncjobs
+
+    api = await make_api(url=redis_url, queues=("default",))
+    async with asyncjobs.connect(redis_url) as client:
+        await client.enqueue_call("count_words", ["a b"], job_id="api-high", queue="high")
+    r = await api.get("/api/jobs/api-high")
+    body = await r.json()
+    assert r.status == 200, body
+    assert (body["status"], body["queue"]) == ("queued", "high")
+    r = await api.post("/api/jobs/api-high/abort")
+    body = await r.json()
+    assert (r.status, body["aborted"], body["status"]) == (200, True, "aborted"), body
