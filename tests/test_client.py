@@ -6,6 +6,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis.asyncio
 
 import asyncjobs
 from asyncjobs import (
@@ -35,12 +36,34 @@ async def on_side(ctx, queue: str, job_id: str) -> str:
     return f"{queue}/{job_id}"
 
 
-async def test_enqueue_many_is_one_batch_and_runs(client, start_worker):
-    await start_worker([count_words])
-    handles = await client.enqueue_many([call(count_words, "a " * i) for i in range(1, 21)])
-    assert all(h is not None for h in handles)
-    assert len({h.id for h in handles}) == 20
-    assert [await h.result(timeout=10) for h in handles] == list(range(1, 21))
+async def round_trips(probe, action):
+    """``(n, result)``: the round trips ``action()`` made to Redis (reads Redis processed, less
+    those of the INFO calls around it, measured on one PING) and what it returned."""
+    counts, result = [], None
+    for act in (probe.ping, action):
+        before = (await probe.info("stats"))["total_reads_processed"]
+        result = await act()
+        counts.append((await probe.info("stats"))["total_reads_processed"] - before)
+    return counts[1] - counts[0] + 1, result
+
+
+async def test_enqueue_many_is_one_batch_and_runs(private_redis, start_worker):
+    server = private_redis()  # no other client: Redis's read count is this test's round trips
+    probe = redis.asyncio.Redis.from_url(server.url)
+    try:
+        async with asyncjobs.connect(server.url) as client:
+            await client.enqueue(count_words, "warm up")  # connects and loads the script
+            calls = [call(count_words, "a " * i) for i in range(1, 21)]
+            n, handles = await round_trips(probe, lambda: client.enqueue_many(calls))
+            assert n == 1
+            n, _ = await round_trips(probe, lambda: client.enqueue_many(calls[:10], batch_size=4))
+            assert n == 3
+            assert all(h is not None for h in handles)
+            assert len({h.id for h in handles}) == 20
+            await start_worker([count_words], settings=asyncjobs.Settings(redis_url=server.url, lease=2.0))
+            assert [await h.result(timeout=10) for h in handles] == list(range(1, 21))
+    finally:
+        await probe.aclose()
 
 
 async def test_enqueue_many_reports_taken_ids_as_none(client):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 from arq.worker import Worker as ArqWorker
 
@@ -12,9 +15,39 @@ from asyncjobs.examples import count_words
 
 
 def test_defaults():
+    """The defaults documented in settings.py and the README, as literals."""
     s = settings.load({})
+    assert dataclasses.asdict(s) == {
+        "redis_url": "redis://localhost:6379/0",
+        "api_token": None,
+        "queues": ("default",),
+        "concurrency": 100,
+        "job_timeout": 300,
+        "keep_result": 3600,
+        "lease": 5,
+        "poll_delay": 0.5,
+        "shutdown_grace": 25,
+        "job_expiry": 86400,
+        "max_body_bytes": 1048576,
+        "allow_public_without_token": False,
+    }
     assert s == Settings()
-    assert s.redis_url == "redis://localhost:6379/0" and s.queues == ("default",)
+
+
+def test_the_table_in_settings_py_documents_the_defaults():
+    rows = re.findall(r"^ASYNCJOBS_([A-Z_]+) +(\S+) ", settings.__doc__ or "", re.MULTILINE)
+    documented = {name.lower(): value for name, value in rows if not name.startswith("SMTP")}
+    assert len(documented) >= 10
+    defaults = dataclasses.asdict(Settings())
+    for name, value in documented.items():
+        actual = defaults[name]
+        if isinstance(actual, tuple):
+            actual = ",".join(actual)
+        elif isinstance(actual, bool):
+            actual = str(actual).lower()
+        elif actual is None:
+            actual = "(none)"
+        assert value == str(actual).removesuffix(".0"), name
 
 
 def test_values_are_cast():
