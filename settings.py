@@ -48,7 +48,8 @@ def _cast(name: str, raw: str, kind: type) -> Any:
     try:
         return kind(raw)
     except ValueError:
-        raise ConfigError(f"{PREFIX}{name} {raw!r} is not a {kind.__name__}", key=PREFIX + name) from None
+        what = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
+        raise ConfigError(f"{PREFIX}{name} {raw!r} is not {what}", key=PREFIX + name) from None
 
 
 def load(env: Mapping[str, str]) -> Settings:
@@ -92,7 +93,7 @@ REGISTRY = Registry(FUNCTIONS)
 SMTP = (
     {
         "host": os.environ[PREFIX + "SMTP_HOST"],
-        "port": int(os.environ.get(PREFIX + "SMTP_PORT", "25")),
+        "port": _cast("SMTP_PORT", os.environ.get(PREFIX + "SMTP_PORT", "25"), int),
         "sender": os.environ.get(PREFIX + "SMTP_SENDER", "asyncjobs@localhost"),
     }
     if os.environ.get(PREFIX + "SMTP_HOST")

@@ -114,9 +114,12 @@ def dumps(value: Any) -> str:
 @click.group()
 @click.option("--settings", "settings_module", default="settings", show_default=True, help="settings module")
 @click.option("--verbose", "-v", is_flag=True, help="debug logging and tracebacks")
+@click.version_option(package_name="asyncjobs", message="%(prog)s %(version)s")
 @click.pass_context
 def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
     """asyncjobs: background jobs on arq and Redis."""
+    if verbose:  # every command, so an error's traceback is logged whichever one failed
+        setup_logging(verbose)
     click_ctx.obj = Ctx(settings_module, verbose)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,39 @@ def test_unreachable_redis(cli_env):
     p = run({**cli_env, "REDIS_URL": url}, "queues")
     assert p.returncode == 1
     assert_one_line_error(p, "cannot reach Redis at " + url, "REDIS_URL")
+
+
+def test_version(cli_env):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert asyncjobs.__version__ == project["version"]
+    p = run(cli_env, "--version")
+    assert p.returncode == 0 and p.stdout == f"asyncjobs {project['version']}\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status", "x"], ["result", "x"], ["abort", "x"], ["queues"], ["workers"], ["dead", "list"], ["enqueue", "f"]],
+)
+def test_verbose_adds_the_traceback_to_every_command(cli_env, command):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    p = run({**cli_env, "REDIS_URL": url}, "--verbose", *command)
+    assert p.returncode == 1
+    assert "Traceback (most recent call last)" in p.stderr and "BrokerUnavailable" in p.stderr
+    assert p.stderr.splitlines()[-1].startswith(f"error: cannot reach Redis at {url}")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("ASYNCJOBS_SMTP_PORT", "smtp", "ASYNCJOBS_SMTP_PORT 'smtp' is not an integer"),
+        ("ASYNCJOBS_LEASE", "5s", "ASYNCJOBS_LEASE '5s' is not a number"),
+    ],
+)
+@pytest.mark.parametrize("command", [["queues"], ["worker", "--burst"], ["web", "--port", "1"]])
+def test_a_bad_setting_is_one_line_and_exit_2(cli_env, variable, value, needle, command):
+    p = run({**cli_env, "ASYNCJOBS_SMTP_HOST": "mail.example", variable: value}, *command)
+    assert p.returncode == 2
+    assert_one_line_error(p, needle)
 
 
 def test_unknown_setting_is_a_config_error(cli_env):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 from arq.worker import Worker as ArqWorker
@@ -12,6 +13,8 @@ import settings
 from asyncjobs import ConfigError, Registry, Settings, worker_settings
 from asyncjobs.config import settings_kwargs
 from asyncjobs.examples import count_words
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults():
@@ -34,9 +37,17 @@ def test_defaults():
     assert s == Settings()
 
 
-def test_the_table_in_settings_py_documents_the_defaults():
-    rows = re.findall(r"^ASYNCJOBS_([A-Z_]+) +(\S+) ", settings.__doc__ or "", re.MULTILINE)
-    documented = {name.lower(): value for name, value in rows if not name.startswith("SMTP")}
+@pytest.mark.parametrize(
+    ("doc", "row"),
+    [
+        (settings.__doc__ or "", r"^ASYNCJOBS_([A-Z_]+) +(\S+) "),
+        ((ROOT / "README.md").read_text(), r"^\| `ASYNCJOBS_([A-Z_]+)` \| `?([^`|]+?)`? \|"),
+    ],
+    ids=["settings.py", "README.md"],
+)
+def test_the_documented_defaults_are_the_defaults(doc, row):
+    rows = re.findall(row, doc, re.MULTILINE)
+    documented = {name.lower(): value.replace("—", "(none)") for name, value in rows if not name.startswith("SMTP")}
     assert len(documented) >= 10
     defaults = dataclasses.asdict(Settings())
     for name, value in documented.items():
@@ -79,7 +90,7 @@ def test_unknown_setting_is_rejected_with_a_suggestion():
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
-        ({"ASYNCJOBS_CONCURRENCY": "many"}, "ASYNCJOBS_CONCURRENCY 'many' is not a int"),
+        ({"ASYNCJOBS_CONCURRENCY": "many"}, "ASYNCJOBS_CONCURRENCY 'many' is not an integer"),
         ({"ASYNCJOBS_LEASE": "soon"}, "ASYNCJOBS_LEASE 'soon'"),
         ({"ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN": "maybe"}, "not a boolean"),
         ({"ASYNCJOBS_CONCURRENCY": "0"}, "ASYNCJOBS_CONCURRENCY"),
