@@ -207,3 +207,11 @@ def test_restart_shows_disconnected_then_recovers(page: Any, spawn: Any, env: di
     start_web(spawn, port, env)
     expect(conn).to_have_attribute("data-state", "live", timeout=15_000)
     expect(page.locator("[data-card='Queued']")).to_be_visible()
+
+
+def test_screenshots_go_to_an_ignored_folder_not_docs() -> None:
+    """Running the suite leaves the tracked docs/*.png alone; `make screenshots` refreshes them."""
+    assert ROOT / "docs" not in SHOTS.parents
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(SHOTS / "dashboard-job.png")], cwd=ROOT)
+    assert ignored.returncode == 0, f"{SHOTS} is not ignored by git"
+    assert "\nscreenshots:" in (ROOT / "Makefile").read_text()
