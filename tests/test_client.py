@@ -215,3 +215,19 @@ async def test_a_job_on_a_queue_the_client_was_not_given_is_found_by_id(client, 
     ran = await client.enqueue_call("count_words", ["a b c"], queue="high")
     await start_worker([count_words], settings=asyncjobs.Settings(redis_url=redis_url, queues=("high",), lease=2.0))
     assert await client.job(ran.id).result(timeout=10) == 3
+
+
+async def test_a_lookup_by_id_costs_one_round_trip_on_the_clients_own_queues(private_redis):
+    server = private_redis()
+    probe = redis.asyncio.Redis.from_url(server.url)
+    try:
+        async with asyncjobs.connect(server.url) as client:
+            home = await client.enqueue(count_words, "a")
+            away = await client.enqueue_call("count_words", ["a"], queue="high")
+            assert await client.job(home.id).status() is JobStatus.QUEUED  # connects
+            n, rec = await round_trips(probe, client.job(home.id).info)
+            assert (n, rec.status) == (1, JobStatus.QUEUED)
+            n, rec = await round_trips(probe, client.job(away.id).info)
+            assert (n, rec.status) == (2, JobStatus.QUEUED)  # the queue its record names, read next
+    finally:
+        await probe.aclose()
