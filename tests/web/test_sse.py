@@ -137,6 +137,15 @@ async def test_dropped_streams_release_their_subscription(own_redis: Any, start_
             return not await event_channels(r) and await r.pubsub_numpat() == 0
 
         await wait_for(released, "the streams' subscriptions released after their clients left")
+        # and at shutdown every stream still open is ended: the server stops at once
+        kept = ["/dashboard/events", f"/dashboard/events?job={ids[0]}", f"/api/jobs/{ids[1]}/events"]
+        conns = [await open_raw("127.0.0.1", server.port, p) for p in kept]
+        server.proc.terminate()
+        async with asyncio.timeout(10):
+            for reader, writer in conns:
+                await reader.read()
+                writer.close()
+            assert await asyncio.to_thread(server.proc.wait, 10) == 0
 
 
 async def test_dashboard_stream_of_an_ended_or_unknown_job_sends_its_state_and_closes(
