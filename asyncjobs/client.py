@@ -339,51 +339,55 @@ class JobHandle(Generic[R]):
 
     async def events(self, *, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Yield the job's events (started, progress, retrying, ...) as they happen, ending with
-        its terminal event (complete, failed or aborted). A finished job yields just that."""
+        its terminal event (complete, failed or aborted). A finished job yields just that; a
+        job that does not exist yields ``{"event": "not_found"}``.
+
+        Events come from the client's one shared subscription (:meth:`EventHub.job_events`):
+        an idle stream costs Redis nothing but its share of one slow safety poll."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        async with self.client.hub.subscribe(keys.events(self.id)) as queue:
+        async with self.client.hub.job_events(self.id) as queue:
             rec = await self.info()
             if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
-                # it may have run while we subscribed: yield what was published meanwhile
-                await self.client.hub.barrier()
-                while not queue.empty():
-                    early = queue.get_nowait()
-                    if early.get("event") in events.TERMINAL:
-                        break
+                async for early in self._ended_meanwhile(queue, rec):
                     yield early
-                yield events.terminal_event(rec)
                 return
             started_try = None
             if rec.status is JobStatus.IN_PROGRESS and rec.start_ms is not None:
                 # the engine publishes "started" as it claims, often before anyone subscribed
                 started_try = rec.tries
-                yield {
-                    "job_id": self.id,
-                    "event": events.STARTED,
-                    "ts": rec.start_ms,
-                    "started_ms": rec.start_ms,
-                    "try": rec.tries,
-                    "function": rec.function,
-                }
+                yield _started_event(rec)
             while True:
-                wait = self.client.poll_interval
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
-                event = await events.next_event(queue, wait)
+                wait = None if deadline is None else deadline - loop.time()
+                event = None if wait is not None and wait <= 0 else await events.next_event(queue, wait)
                 if event is None:
+                    raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
+                kind = event.get("event")
+                if kind == events.CHECK:  # the shared safety poll says the job may have ended
                     rec = await self.info()
                     if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
                         yield events.terminal_event(rec)
                         return
                     continue
-                if event.get("event") == events.STARTED and event.get("try") == started_try:
+                if kind == events.STARTED and event.get("try") == started_try:
                     continue  # already yielded from the job's state
                 yield event
-                if event.get("event") in events.TERMINAL:
+                if kind in events.TERMINAL:
                     return
+
+    async def _ended_meanwhile(
+        self, queue: asyncio.Queue[dict[str, Any]], rec: JobRecord
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The job ended (or never existed): it may have run while we subscribed, so yield what
+        was published meanwhile, then its terminal event rebuilt from the record."""
+        await self.client.hub.barrier()
+        while not queue.empty():
+            early = queue.get_nowait()
+            if early.get("event") in events.TERMINAL:
+                break
+            if early.get("event") != events.CHECK:
+                yield early
+        yield events.terminal_event(rec)
 
     async def abort(self, *, timeout: float = 10.0) -> bool:
         """Abort the job: a queued or deferred job is removed at once; a running one is
@@ -437,6 +441,17 @@ class JobHandle(Generic[R]):
             args=[self.id, payload, keys.events(self.id), event, 3_600_000],
         )
         return cast(bytes, outcome)
+
+
+def _started_event(rec: JobRecord) -> dict[str, Any]:
+    return {
+        "job_id": rec.job_id,
+        "event": events.STARTED,
+        "ts": rec.start_ms,
+        "started_ms": rec.start_ms,
+        "try": rec.tries,
+        "function": rec.function,
+    }
 
 
 def _fill_from_job(rec: JobRecord, raw: bytes) -> None:

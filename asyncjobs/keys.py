@@ -18,6 +18,9 @@ key                                 type    holds                               
 ``<queue>:health-check``            string  arq's worker health line                      health interval
 ``asyncjobs:state:<id>``            hash    start time, worker, progress, message, meta   ``STATE_TTL_S``
 ``asyncjobs:events:<id>``           pubsub  lifecycle and progress events of one job      (channel)
+                                            (JSON); followed through one shared
+                                            ``asyncjobs:events:*`` pattern subscription
+                                            per process (``EVENTS_PATTERN``)
 ``asyncjobs:wake:<queue>``          pubsub  "work is due" signal published on enqueue     (channel)
 ``asyncjobs:done``                  pubsub  JSON list of ids of jobs that just ended     (channel)
                                             (complete, failed, aborted): one shared
@@ -59,7 +62,7 @@ WORKERS = PREFIX + "workers"
 RECENT = PREFIX + "recent"
 ABORT_CHANNEL = PREFIX + "abort"
 DONE_CHANNEL = PREFIX + "done"
-EVENTS_PATTERN = PREFIX + "events:*"
+EVENTS_PATTERN = PREFIX + "events:*"  # every job's events: the one subscription event streams share
 
 STATE_TTL_S = 7 * 24 * 3600
 DEAD_TTL_S = 30 * 24 * 3600

@@ -24,7 +24,7 @@ from asyncjobs.config import Settings
 from asyncjobs.connections import Broker, create_broker, mask_url
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import Registry
-from web import middlewares
+from web import middlewares, sse
 from web.metrics import Metrics
 from web.routes import ROUTES
 from web.schemas import Schemas
@@ -74,6 +74,7 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
     app[SSE_STREAMS] = weakref.WeakSet()
     app[SSE_PING_S] = 10.0
     app.cleanup_ctx.append(_redis_context(broker))
+    app.cleanup_ctx.append(sse.streams_context)
     app.on_shutdown.append(_close_streams)
     app.add_routes(ROUTES)
     _setup_dashboard(app)
@@ -149,10 +150,9 @@ async def watch_redis(broker: Broker, url: str, timeout: float = 2.0) -> None:
 
 
 async def _close_streams(app: web.Application) -> None:
-    """Tell open event streams to end, so shutdown does not wait for jobs that never finish."""
-    streams = app[SSE_STREAMS]
-    for stream in list(streams):
-        stream.stop_streaming()
+    """End open event streams (the API's and the dashboard's), so shutdown does not wait for
+    jobs that never finish."""
+    sse.end_streams(app)
 
 
 def is_loopback(host: str) -> bool:
