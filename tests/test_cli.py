@@ -173,3 +173,10 @@ def test_help_lists_the_commands():
     for cmd in ("enqueue", "status", "result", "abort", "queues", "workers", "dead", "worker"):
         assert cmd in p.stdout
     assert count_words.name == "count_words"
+
+
+async def test_enqueue_refuses_a_cron_tick_id(cli_env, client):
+    p = run(cli_env, "enqueue", "count_words", "--args", '["a"]', "--job-id", "cron:cleanup:1893456000000")
+    assert p.returncode == 2
+    assert_one_line_error(p, "job_id 'cron:cleanup:1893456000000' is reserved", "cron")
+    assert await client.redis.zcard(asyncjobs.keys.queue("default")) == 0
