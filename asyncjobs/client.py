@@ -21,7 +21,7 @@ from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted
 from asyncjobs.events import EventHub
 from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
-from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_seconds
+from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, check_defer, to_seconds
 from asyncjobs.serialization import RemoteError, deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -201,6 +201,7 @@ class Client:
         o = c.options
         job_id = (check_job_id if internal else check_new_job_id)(o.job_id) if o.job_id else new_job_id()
         queue = check_queue(o.queue or c.default_queue or self.default_queue)
+        check_defer(o.defer_by, o.defer_until, timestamp_ms())
         key_list, argv = self.redis.encode_enqueue(
             c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
         )
