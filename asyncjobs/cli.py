@@ -368,6 +368,9 @@ def dev_command(ctx: Ctx, host: str, port: int) -> None:
     try:
         from web.server import run_dev
 
+        dev_mode = getattr(ctx.module, "dev_mode", None)
+        if dev_mode is not None:  # the settings module's demo set-up (settings.py: the example jobs)
+            dev_mode()
         settings = ctx.get("SETTINGS")
         url = getattr(ctx.module, "DEV_REDIS_URL", None) or settings.redis_url
         run_dev(settings, ctx.get("REGISTRY"), ctx.get("WorkerSettings"), url, host, port)

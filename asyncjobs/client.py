@@ -17,11 +17,11 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.connections import Broker, connect_broker, new_job_id
-from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
+from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound, truncate
 from asyncjobs.events import EventHub
 from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
-from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_seconds
+from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, check_defer, to_seconds
 from asyncjobs.serialization import RemoteError, deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,19 @@ QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 def check_job_id(job_id: str) -> str:
     if not isinstance(job_id, str) or not ID_RE.match(job_id):
         raise ConfigError(f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:-", key="job_id")
+    return job_id
+
+
+def check_new_job_id(job_id: str) -> str:
+    """A valid id a client may enqueue under: not in a namespace the scheduler owns."""
+    check_job_id(job_id)
+    for prefix in keys.RESERVED_ID_PREFIXES:
+        if job_id.startswith(prefix):
+            raise ConfigError(
+                f"job_id {truncate(job_id)!r} is reserved: ids starting with {prefix!r} belong to the cron "
+                "scheduler; pick another job_id",
+                key="job_id",
+            )
     return job_id
 
 
@@ -182,20 +195,22 @@ class Client:
             out.extend(await self._enqueue_calls(batch, strict=False))
         return out
 
-    def _prepare(self, c: JobCall) -> tuple[str, str, list[str], list[Any]]:
+    def _prepare(self, c: JobCall, *, internal: bool = False) -> tuple[str, str, list[str], list[Any]]:
         if self.registry is not None:
             self.registry.get(c.function).bind(c.args, c.kwargs)
         o = c.options
-        job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
+        job_id = (check_job_id if internal else check_new_job_id)(o.job_id) if o.job_id else new_job_id()
         queue = check_queue(o.queue or c.default_queue or self.default_queue)
+        check_defer(o.defer_by, o.defer_until, timestamp_ms())
         key_list, argv = self.redis.encode_enqueue(
             c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
         )
         return job_id, queue, key_list, argv
 
-    async def _enqueue_one(self, c: JobCall) -> JobHandle[Any]:
-        """Enqueue one job in one EVALSHA round trip; :class:`DuplicateJob` if its id is taken."""
-        job_id, queue, k, a = self._prepare(c)
+    async def _enqueue_one(self, c: JobCall, *, internal: bool = False) -> JobHandle[Any]:
+        """Enqueue one job in one EVALSHA round trip; :class:`DuplicateJob` if its id is taken.
+        ``internal``: our own re-enqueue (a dead letter's retry), which may use a cron tick's id."""
+        job_id, queue, k, a = self._prepare(c, internal=internal)
         if not await self.redis.evalsha_enqueue(k, a):
             raise DuplicateJob(job_id)
         return JobHandle(self, job_id, queue)
@@ -231,7 +246,8 @@ class Client:
                 job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried"
             )
         await self.redis.delete(keys.result(job_id), keys.retry(job_id), keys.state(job_id))
-        handle = await self.enqueue_call(entry.function, entry.args, entry.kwargs, job_id=job_id, queue=entry.queue)
+        retry = JobCall(entry.function, entry.args, entry.kwargs, EnqueueOptions(job_id=job_id, queue=entry.queue))
+        handle = await self._enqueue_one(retry, internal=True)
         await deadletter.remove(self.redis, job_id)
         return handle
 

@@ -16,7 +16,7 @@ from urllib.parse import urlparse, urlunparse
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
 from arq.jobs import Job
-from arq.utils import timestamp_ms, to_ms, to_unix_ms
+from arq.utils import timestamp_ms, to_ms
 from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from asyncjobs import keys, scripts
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, ConfigError
-from asyncjobs.registry import check_priority
+from asyncjobs.registry import check_priority, until_ms
 from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -121,10 +121,11 @@ class Broker(ArqRedis):
         if defer_until is not None and defer_by is not None:
             raise ConfigError("use either defer_until or defer_by, not both")
         now = timestamp_ms()
+        # a past time means now: a score below now would read as a priority (keys.decode_score)
         if defer_until is not None:
-            score = to_unix_ms(defer_until)
+            score = max(until_ms(defer_until), now)
         elif defer_by:
-            score = now + to_ms(defer_by)
+            score = now + max(to_ms(defer_by), 0)
         else:
             score = now
         if priority:

@@ -103,6 +103,21 @@ class DeadLetterNotFound(AsyncJobsError):
         self.job_id = job_id
 
 
+class PathNotAllowed(AsyncJobsError):
+    """A job was given a path that is not a readable file inside its data directory.
+
+    One error for every case (missing, outside the directory, a symlink leading out, not a
+    regular file), naming only the path the caller gave: it reveals nothing beyond the
+    directory, not even whether a file exists there."""
+
+    def __init__(self, path: object, reason: str | None = None) -> None:
+        super().__init__(
+            reason
+            or f"no readable file {truncate(path)!r} in the data directory: give a path relative to it (or inside it)"
+        )
+        self.path = truncate(path)
+
+
 class JobFailed(AsyncJobsError):
     """A job ended in failure. ``error_type``, ``error_message`` and ``traceback`` describe
     the exception raised inside the job (in the worker process)."""

@@ -64,6 +64,12 @@ ABORT_CHANNEL = PREFIX + "abort"
 DONE_CHANNEL = PREFIX + "done"
 EVENTS_PATTERN = PREFIX + "events:*"  # every job's events: the one subscription event streams share
 
+# Job ids the scheduler owns: each cron tick is enqueued as ``cron:<name>:<tick ms>``, unique by
+# id so it runs once however many workers compute it. Clients may not enqueue under these
+# prefixes (a job there would take the tick's place and suppress the run).
+CRON_ID_PREFIX = "cron:"
+RESERVED_ID_PREFIXES = (CRON_ID_PREFIX,)
+
 STATE_TTL_S = 7 * 24 * 3600
 DEAD_TTL_S = 30 * 24 * 3600
 DEAD_MAX = 10_000

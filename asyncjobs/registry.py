@@ -6,8 +6,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from arq.utils import to_unix_ms
 
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
@@ -15,6 +17,9 @@ from asyncjobs.keys import PRIORITY_MAX
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: the furthest ahead a job may be deferred (``defer_by`` or ``defer_until``): 366 days
+MAX_DEFER_S = 366 * 24 * 3600.0
 
 Seconds = float | int | timedelta
 
@@ -26,6 +31,29 @@ def to_seconds(value: Seconds | None, what: str) -> float | None:
     if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
         raise ConfigError(f"{what} {value!r} is not a duration: give seconds >= 0 or a timedelta", key=what)
     return float(s)
+
+
+def until_ms(when: datetime) -> int:
+    """Epoch ms of a ``defer_until`` (a naive time is local, as in arq; at the calendar's edge,
+    where the local conversion fails, it is read as UTC)."""
+    try:
+        return to_unix_ms(when)
+    except (ValueError, OverflowError):
+        return to_unix_ms(when.replace(tzinfo=UTC))
+
+
+def check_defer(defer_by: float | None, defer_until: datetime | None, now_ms: int) -> None:
+    """A deferral at most :data:`MAX_DEFER_S` ahead of ``now_ms``, the same bound for both forms
+    (a past ``defer_until`` is fine: it means now)."""
+    bound = f"at most {MAX_DEFER_S:.0f} s (366 days) ahead"
+    if defer_by is not None and defer_by > MAX_DEFER_S:
+        raise ConfigError(f"defer_by {defer_by:g} s is too far ahead: {bound}", key="defer_by")
+    if defer_until is None:
+        return
+    if not isinstance(defer_until, datetime):
+        raise ConfigError(f"defer_until {truncate(defer_until)} is not a datetime", key="defer_until")
+    if until_ms(defer_until) - now_ms > MAX_DEFER_S * 1000:
+        raise ConfigError(f"defer_until {defer_until.isoformat()} is too far ahead: {bound}", key="defer_until")
 
 
 def check_priority(priority: object, *, deferred: bool = False) -> int:

@@ -71,7 +71,12 @@ def run_worker(path: str, overrides: dict[str, Any]) -> None:
     url = getattr(settings_cls, "redis_url", None)
     if url is None:
         raise ConfigError(f"{path} has no redis_url: build it with asyncjobs.worker_settings()")
-    settings_kwargs(settings_cls)  # reject typos now, not after Redis answers
+    kwargs = settings_kwargs(settings_cls)  # reject typos now, not after Redis answers
+    if not kwargs.get("functions") and not kwargs.get("cron_jobs"):
+        raise ConfigError(
+            f"{path} registers no job functions or cron jobs: add yours (settings.py: JOBS), "
+            "or set ASYNCJOBS_EXAMPLES=1 to serve the example jobs"
+        )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pool = loop.run_until_complete(connect_with_retry(url, ""))

@@ -219,3 +219,10 @@ async def test_status_result_and_abort_find_a_job_on_another_queue(cli_env, clie
     assert_one_line_error(p, "cli-high did not finish")
     p = run(cli_env, "abort", "cli-high")
     assert p.returncode == 0 and p.stdout.strip() == "aborted"
+
+
+async def test_enqueue_refuses_a_cron_tick_id(cli_env, client):
+    p = run(cli_env, "enqueue", "count_words", "--args", '["a"]', "--job-id", "cron:cleanup:1893456000000")
+    assert p.returncode == 2
+    assert_one_line_error(p, "job_id 'cron:cleanup:1893456000000' is reserved", "cron")
+    assert await client.redis.zcard(asyncjobs.keys.queue("default")) == 0

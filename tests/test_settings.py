@@ -134,7 +134,7 @@ def test_worker_settings_passes_known_arq_options():
 
 
 def test_worker_settings_is_arq_compatible():
-    cls = settings.WorkerSettings
+    _, _, cls = settings.build(examples=True)
     assert {f.name for f in cls.functions} >= {"count_words", "send_email", "process_csv", "generate_report", "cleanup"}
     assert [c.name for c in cls.cron_jobs] == ["cron:cleanup"]
     assert cls.job_serializer is not None and cls.job_deserializer is not None
@@ -156,5 +156,12 @@ def test_settings_kwargs_rejects_typos_in_a_settings_class():
 
 
 def test_registry_of_examples():
-    assert isinstance(settings.REGISTRY, Registry)
-    assert settings.REGISTRY.names() == ["cleanup", "count_words", "generate_report", "process_csv", "send_email"]
+    registry, cron_jobs, _ = settings.build(examples=True)
+    assert isinstance(registry, Registry)
+    assert registry.names() == ["cleanup", "count_words", "generate_report", "process_csv", "send_email"]
+    assert [c.name for c in cron_jobs] == ["cron:cleanup"]
+
+
+def test_a_deployment_serves_no_example_job_unless_asked():
+    registry, cron_jobs, cls = settings.build(examples=False)
+    assert registry.names() == [] and cron_jobs == [] and list(cls.functions) == []

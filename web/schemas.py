@@ -14,15 +14,14 @@ from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any
 
+from arq.utils import timestamp_ms
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, create_model
 
 from asyncjobs.client import ID_RE, QUEUE_RE
-from asyncjobs.errors import InvalidArguments
+from asyncjobs.errors import ConfigError, InvalidArguments
 from asyncjobs.keys import PRIORITY_MAX
-from asyncjobs.registry import JobFunction, Registry
+from asyncjobs.registry import MAX_DEFER_S, JobFunction, Registry, check_defer
 from web.responses import ApiError, dumps
-
-MAX_DEFER_S = 366 * 24 * 3600.0
 
 
 class EnqueueRequest(BaseModel):
@@ -35,8 +34,11 @@ class EnqueueRequest(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
     job_id: Annotated[str | None, Field(pattern=ID_RE.pattern, description="idempotency key")] = None
     queue: Annotated[str | None, Field(pattern=QUEUE_RE.pattern)] = None
-    defer_by: Annotated[float | None, Field(ge=0, le=MAX_DEFER_S, description="seconds")] = None
-    defer_until: datetime | None = None
+    # the bound is checked with defer_until's (check_defer), so both give the same error
+    defer_by: Annotated[
+        float | None, Field(ge=0, description="seconds", json_schema_extra={"maximum": MAX_DEFER_S})
+    ] = None
+    defer_until: Annotated[datetime | None, Field(description="at most 366 days ahead; a past time means now")] = None
     priority: Annotated[
         StrictInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
     ] = 0
@@ -71,6 +73,12 @@ def parse_enqueue(body: Any) -> EnqueueRequest:
             "drop the deferral or the priority",
             [{"loc": ["priority"], "msg": "not allowed with defer_by or defer_until", "type": "priority_with_defer"}],
         )
+    try:
+        check_defer(req.defer_by, req.defer_until, timestamp_ms())
+    except ConfigError as e:
+        raise ApiError(
+            422, "invalid_request", str(e), [{"loc": [e.key], "msg": str(e), "type": "too_far_ahead"}]
+        ) from None
     return req
 
 

@@ -64,7 +64,7 @@ def _close_pipes() -> Iterator[None]:
 @pytest.fixture
 def env(tmp_path: Path, cli_env: dict[str, str]) -> dict[str, str]:
     write_settings(tmp_path)
-    return {"PYTHONPATH": os.pathsep.join([str(tmp_path), cli_env["PYTHONPATH"]])}
+    return {"PYTHONPATH": os.pathsep.join([str(tmp_path), cli_env["PYTHONPATH"]]), "ASYNCJOBS_DATA_DIR": str(tmp_path)}
 
 
 @pytest.fixture
