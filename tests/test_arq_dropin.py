@@ -348,3 +348,17 @@ async def test_a_job_enqueued_through_ctx_redis_uses_the_workers_serializer(cls,
     assert (w.jobs_complete, w.jobs_failed) == (2, 0)
     assert await p.result(timeout=1) == "child-1"
     assert await Job("child-1", pool).result(timeout=1) == 2
+
+
+async def test_the_cli_worker_in_burst_mode_waits_for_a_deferred_job(client, cli_env):
+    handle = await client.enqueue_call("count_words", ["one two"], defer_by=1)
+    p = subprocess.run(
+        [sys.executable, "-m", "asyncjobs", "worker", "--burst"],
+        cwd=ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert await handle.result(timeout=1) == 2
