@@ -36,6 +36,9 @@ key                                 type    holds                               
                                             from the queues; enqueue writes no entry)
 ==================================  ======  ===========================================  ==========================
 
+A worker given another arq queue key (``Worker(queue_name="custom_queue")``) uses that key as
+its queue; :func:`queue` and :func:`queue_name_of` map any key to a name and back.
+
 Nothing else in the package builds a key string.
 """
 
