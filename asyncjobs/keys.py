@@ -39,6 +39,9 @@ key                                 type    holds                               
                                             from the queues; enqueue writes no entry)
 ==================================  ======  ===========================================  ==========================
 
+A worker given another arq queue key (``Worker(queue_name="custom_queue")``) uses that key as
+its queue; :func:`queue` and :func:`queue_name_of` map any key to a name and back.
+
 Nothing else in the package builds a key string.
 """
 
@@ -77,10 +80,14 @@ RECENT_MAX = 100_000
 
 
 def queue(name: str) -> str:
-    """The arq sorted set behind queue ``name``: ``default`` is arq's own ``arq:queue``."""
+    """The arq sorted set behind queue ``name`` (inverse of :func:`queue_name_of`): ``default``
+    is arq's own ``arq:queue`` and a short name ``n`` is ``arq:queue:n``; a name that holds a
+    ``:`` is a queue key already and is used as it is (a leading ``:`` marks a key without one)."""
     if name == DEFAULT_QUEUE:
         return default_queue_name
-    return f"{default_queue_name}:{name}"
+    if ":" not in name:
+        return f"{default_queue_name}:{name}"
+    return name[1:] if name.startswith(":") else name
 
 
 # Priority: one level moves a job PRIORITY_STEP_MS (about 3.17 years) back in its queue. Queues
@@ -123,10 +130,15 @@ def priority_bands(now_ms: int) -> list[tuple[str, int]]:
 
 
 def queue_name_of(key: str) -> str:
-    """Inverse of :func:`queue`."""
+    """The queue name of arq queue key ``key`` (inverse of :func:`queue`): the short name for
+    ``arq:queue`` and ``arq:queue:<name>``, the key itself for any other key an arq worker may
+    listen on (``custom_queue`` becomes ``:custom_queue``, so it never reads as a short name)."""
     if key == default_queue_name:
         return DEFAULT_QUEUE
-    return key.removeprefix(default_queue_name + ":")
+    short = key.removeprefix(default_queue_name + ":")
+    if short != key and short and ":" not in short and short != DEFAULT_QUEUE:
+        return short
+    return key if ":" in key and not key.startswith(":") else ":" + key
 
 
 def job(job_id: str) -> str:

@@ -38,9 +38,12 @@ from asyncjobs.finishing import Finisher, finish_failed
 from asyncjobs.housekeeping import Housekeeper
 from asyncjobs.running import run_job
 from asyncjobs.runtime import current_queue
-from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
+
+# the loop's shortest wait while every slot is busy: a finishing job wakes it anyway, so
+# ``poll_delay=0`` must not turn that wait into a busy loop
+BUSY_WAIT_MIN_S = 0.05
 
 
 class Worker(ArqWorker):
@@ -52,7 +55,6 @@ class Worker(ArqWorker):
     """
 
     def __init__(self, *args: Any, queues: list[str] | None = None, lease: float = 5.0, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abort_jobs", True)
         super().__init__(*args, **kwargs)
         self.queue_names = list(queues or [keys.queue_name_of(self.queue_name)])
         self.queue_keys = [keys.queue(q) for q in self.queue_names]
@@ -60,6 +62,7 @@ class Worker(ArqWorker):
         self.lease_s = float(lease)
         self.running: dict[str, str] = {}  # job id -> queue key
         self._wake = asyncio.Event()
+        self._abort_check_due = 0.0  # loop time of the next read of arq's abort set
         self._background: list[asyncio.Task[Any]] = []
         self.housekeeper = Housekeeper(self)
 
@@ -77,8 +80,8 @@ class Worker(ArqWorker):
         if self._pool is None:
             self._pool = await create_pool(
                 self.redis_settings,
-                job_serializer=serialize,
-                job_deserializer=deserialize,
+                job_serializer=self.job_serializer,  # the worker's own codec (arq's default: pickle)
+                job_deserializer=self.job_deserializer,
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
@@ -109,6 +112,7 @@ class Worker(ArqWorker):
             self._wake.clear()
             claimed, earliest = await self._claim_and_start() if self.allow_pick_jobs else (0, None)
             self._reap()
+            await self._check_arq_aborts()
             await self.heart_beat()
             if self.burst and await self._burst_done():
                 return
@@ -149,19 +153,35 @@ class Worker(ArqWorker):
                 del self.tasks[job_id]
                 t.result()
 
+    async def _check_arq_aborts(self) -> None:
+        """Cancel running jobs named in ``arq:abort`` (what arq's ``Job.abort()`` writes: it
+        publishes nothing), as arq's worker does each poll: here at most once per poll interval,
+        and only while jobs run (a job aborted before it starts is caught by the claim)."""
+        if not (self.allow_abort_jobs and self.job_tasks):
+            return
+        now = self.loop.time()
+        if now < self._abort_check_due:
+            return
+        # (0.9: a timed wait may end a clock tick early; that must not skip a whole interval)
+        self._abort_check_due = now + 0.9 * max(self.poll_delay_s, BUSY_WAIT_MIN_S)
+        await self._cancel_aborted_jobs()
+
     def _next_wake(self, earliest: int | None, claimed: int) -> float:
         wait = self.poll_delay_s
-        if earliest is not None and self.job_counter < self.max_jobs:
+        room = self.job_counter < self.max_jobs
+        if earliest is not None and room:
             wait = min(wait, max(0.0, (earliest - timestamp_ms()) / 1000))
             if wait == 0.0 and not claimed:
                 wait = self.poll_delay_s  # due jobs held by plain arq workers: do not spin
         for cj in self.cron_jobs:
             if cj.next_run is not None:
                 wait = min(wait, max(0.0, (cj.next_run.timestamp() - 1.0) - timestamp_ms() / 1000))
-        return max(wait, 0.0)
+        # no room: a finishing job sets the wake-up, so poll_delay=0 must not spin here
+        return max(wait, 0.0 if room else BUSY_WAIT_MIN_S)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
+            await asyncio.sleep(0)  # poll_delay=0: still let the running jobs run
             return
         # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (shutdown) that
         # arrives as the wake-up fires
@@ -175,9 +195,8 @@ class Worker(ArqWorker):
                 await asyncio.gather(*self.tasks.values())
             if 0 <= self.max_burst_jobs <= self._jobs_started():
                 return True
-            now = timestamp_ms()
-            due = sum([int(await self.pool.zcount(k, "-inf", now)) for k in self.queue_keys])
-            return due == 0
+            # as arq: done when the queues are empty, deferred jobs and retries included
+            return sum([int(await self.pool.zcard(k)) for k in self.queue_keys]) == 0
         return False
 
     async def _listen(self, channel: str, *, abort: bool) -> None:
