@@ -36,6 +36,7 @@ from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, finish_failed
 from asyncjobs.housekeeping import Housekeeper
+from asyncjobs.leases import LeaseKeeper
 from asyncjobs.running import run_job
 from asyncjobs.runtime import current_queue
 from asyncjobs.serialization import deserialize, serialize
@@ -62,6 +63,7 @@ class Worker(ArqWorker):
         self._wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self.housekeeper = Housekeeper(self)
+        self.leases = LeaseKeeper(self.lease_s)  # renews running jobs' leases from a thread
 
     # arq picks settings by reading this signature; keep ours and arq's parameters visible
     __signature__ = inspect.Signature(
@@ -93,8 +95,11 @@ class Worker(ArqWorker):
         self.ctx[CTX_ENGINE] = True
         if self.on_startup:
             await self.on_startup(self.ctx)
-        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, f"{socket.gethostname()}:{os.getpid()}")
-        self.finisher = Finisher(self.pool)
+        owner = self.housekeeper.worker_id
+        label = f"{socket.gethostname()}:{os.getpid()}"
+        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner)
+        self.finisher = Finisher(self.pool, release=self.leases.discard)
+        self.leases.start(self.pool, owner)
         self._hub = EventHub(self.pool)
         loop = asyncio.get_running_loop()
         for q in self.queue_names:
@@ -137,10 +142,12 @@ class Worker(ArqWorker):
             current_queue.reset(token)
         task.add_done_callback(lambda _: self._job_done(c.job_id))
         self.tasks[c.job_id] = task
+        self.leases.add(c.job_id, c.queue_key, task)
 
     def _job_done(self, job_id: str) -> None:
         self.job_counter -= 1
         self.running.pop(job_id, None)
+        self.leases.discard(job_id)  # a job task that ended without finishing: let its lease lapse
         self._wake.set()
 
     def _reap(self) -> None:
@@ -282,6 +289,7 @@ class Worker(ArqWorker):
         if not self._pool:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.leases.stop()
         await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
