@@ -8,7 +8,8 @@ replaces only how jobs are found and claimed:
 * **claiming** — one Lua call claims every due job it has room for, across its queues in
   priority order, giving each an in-progress *lease* and re-scoring it to the lease expiry:
   running jobs leave every worker's due range (no starvation), and a dead worker's jobs are
-  due again as soon as the lease lapses (see :mod:`asyncjobs.housekeeping` for renewal);
+  due again as soon as the lease lapses, back at the scores they were claimed at (see
+  :mod:`asyncjobs.leases` for renewal);
 * **running** — :mod:`asyncjobs.running`, arq's ``run_job`` in small steps, fed by the claim;
 * **finishing** — :mod:`asyncjobs.finishing`: jobs ending together are finished in one call,
   with their terminal events; a retry is re-scored to an absolute time.
