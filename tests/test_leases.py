@@ -4,6 +4,7 @@ stops on close."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -14,6 +15,7 @@ from reliability_support import wait_for
 import asyncjobs
 from asyncjobs import keys
 from asyncjobs.connections import create_broker
+from asyncjobs.examples import count_words
 from asyncjobs.leases import LeaseKeeper
 
 LEASE_S = 2.0  # the fault workers' lease (reliability_support.Workers)
@@ -77,3 +79,27 @@ async def test_renewal_extends_only_live_markers_of_its_owner_and_never_resurrec
         r.delete(q, keys.leases(q), *(keys.in_progress(j) for j in (mine, finished, stolen)))
         r.close()
         await broker.aclose(close_connection_pool=True)
+
+
+def lease_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("asyncjobs-leases-")]
+
+
+async def test_every_way_a_job_ends_drops_its_lease_and_close_stops_the_thread(client, start_worker):
+    before = set(lease_threads())
+    worker = await start_worker([count_words])
+    await wait_for(lambda: set(lease_threads()) - before, "the lease thread to start")
+    done = await client.enqueue(count_words, "a b c")
+    unknown = await client.enqueue_call("no_such_function")  # fails before it runs
+    assert await done.result(timeout=10) == 3
+    await wait_for(lambda: _failed(unknown), "the early failure", timeout=10)
+    q = keys.queue(keys.DEFAULT_QUEUE)
+    assert await client.redis.zscore(keys.leases(q), done.id) is None
+    assert await client.redis.zscore(keys.leases(q), unknown.id) is None
+    assert not worker.leases._running_ids()
+    await worker.close()
+    assert set(lease_threads()) <= before
+
+
+async def _failed(handle) -> bool:
+    return (await handle.status()) is asyncjobs.JobStatus.FAILED
