@@ -8,6 +8,7 @@ import signal
 import statistics
 import time
 
+import pytest
 from reliability_app import read_runs, read_timeline, rel_kill_worker, rel_slow, rel_timed
 from reliability_support import WorkerProc, Workers, wait_for
 
@@ -18,8 +19,10 @@ from asyncjobs.runtime import CRASH_RERUNS
 LEASE_S = 2.0
 
 
-async def test_kill_9_mid_job_reruns_on_another_worker_within_the_lease(rel_workers):
-    a, b = rel_workers.start(), rel_workers.start()
+# a long fallback poll must not delay it: the idle survivor wakes when the lease lapses
+@pytest.mark.parametrize("poll_delay", ["0.2", "5"])
+async def test_kill_9_mid_job_reruns_on_another_worker_within_the_lease(rel_workers, poll_delay):
+    a, b = (rel_workers.start(ASYNCJOBS_POLL_DELAY=poll_delay) for _ in range(2))
     pids = {a.proc.pid: a, b.proc.pid: b}
     async with asyncjobs.connect(rel_workers.redis_url, default_queue=rel_workers.queue) as client:
         handle = await client.enqueue(rel_slow, 1.0)
@@ -36,7 +39,7 @@ async def test_kill_9_mid_job_reruns_on_another_worker_within_the_lease(rel_work
         info = await handle.info()
 
     survivor = next(p for pid, p in pids.items() if p is not victim)
-    print(f"\nkill -9 recovery: job re-started {recovery:.2f}s after the kill (lease {LEASE_S:g}s)")
+    print(f"\nkill -9 recovery: job re-started {recovery:.2f}s after the kill (lease {LEASE_S:g}s, poll {poll_delay}s)")
     assert runs[1][0] == handle.id and runs[1][1] == 2, runs  # the try count went up
     assert runs[1][2] == survivor.proc.pid
     assert result == f"done by {survivor.proc.pid}"
