@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncjobs import deadletter, events, keys, scripts
@@ -37,8 +37,9 @@ def _note_error(task: asyncio.Future[Any]) -> None:
 class Finisher:
     """Collects finished jobs and writes them in batches, one round trip per batch."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, release: Callable[[str], None] = lambda job_id: None) -> None:
         self._script = redis.register_script(scripts.FINISH)
+        self._release = release  # stops a job's lease renewal before its finish is sent
         self._head = [keys.in_progress(""), keys.job(""), keys.retry(""), keys.result(""), keys.events("")]
         self._argv: list[Any] = []
         self._targets: dict[tuple[str, str], int] = {}  # (stats hash, outcome) -> index, per batch
@@ -60,6 +61,7 @@ class Finisher:
     ) -> None:
         """Queue one job's finish for the next batch and wait until it is written. ``count``:
         (stats hash, outcome) to count the job in."""
+        self._release(job_id)
         keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
         target = "" if count is None else self._targets.setdefault(count, len(self._targets) + 1)
         self._argv += [
@@ -146,12 +148,14 @@ async def finish_failed(
     aborted = error["type"] == "CancelledError"
     event = events.ABORTED if aborted else events.FAILED
     function = str(info.get("f") or "<unknown>")
+    worker.leases.discard(job_id)
     async with worker.pool.pipeline(transaction=True) as tr:
         tr.get(keys.job(job_id))
         tr.get(keys.retry(job_id))
         tr.delete(keys.retry(job_id), keys.in_progress(job_id), keys.job(job_id))
         tr.zrem(keys.ARQ_ABORT, job_id)
         tr.zrem(queue_key, job_id)
+        tr.zrem(keys.leases(queue_key), job_id)
         keep, px = failed_result_retention(worker, function)
         if result_data is not None and keep:
             tr.set(keys.result(job_id), result_data, px=px)

@@ -12,11 +12,17 @@ key                                 type    holds                               
                                             is re-scored to its lease expiry
 ``arq:job:<id>``                    string  the serialized job (function, args, kwargs)   until done, or expiry
 ``arq:in-progress:<id>``            string  claim marker; a lease renewed while it runs   lease (seconds)
+                                            (the engine writes its worker id: only the
+                                            owner renews it)
 ``arq:retry:<id>``                  string  try counter                                  ~24 h
 ``arq:result:<id>``                 string  the serialized result or structured error     ``keep_result``
 ``arq:abort``                       zset    ids asked to abort, scored by request time   pruned after an hour
 ``<queue>:health-check``            string  arq's worker health line                      health interval
-``asyncjobs:state:<id>``            hash    start time, worker, progress, message, meta   ``STATE_TTL_S``
+``asyncjobs:state:<id>``            hash    start time, worker, progress, message, meta,  ``STATE_TTL_S``
+                                            and ``queue_score``: the score the job was
+                                            claimed at, restored if its lease lapses
+``asyncjobs:leases:<queue key>``    zset    engine-claimed job ids scored by lease        while leased
+                                            expiry (ms): where a lapsed lease is found
 ``asyncjobs:events:<id>``           pubsub  lifecycle and progress events of one job      (channel)
                                             (JSON); followed through one shared
                                             ``asyncjobs:events:*`` pattern subscription
@@ -155,6 +161,11 @@ def retry(job_id: str) -> str:
 
 def result(job_id: str) -> str:
     return result_key_prefix + job_id
+
+
+def leases(queue_key: str) -> str:
+    """Leases taken by the engine on the jobs of queue zset ``queue_key`` (``""``: the prefix)."""
+    return f"{PREFIX}leases:{queue_key}"
 
 
 def state(job_id: str) -> str:

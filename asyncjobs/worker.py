@@ -8,7 +8,8 @@ replaces only how jobs are found and claimed:
 * **claiming** — one Lua call claims every due job it has room for, across its queues in
   priority order, giving each an in-progress *lease* and re-scoring it to the lease expiry:
   running jobs leave every worker's due range (no starvation), and a dead worker's jobs are
-  due again as soon as the lease lapses (see :mod:`asyncjobs.housekeeping` for renewal);
+  due again as soon as the lease lapses, back at the scores they were claimed at (see
+  :mod:`asyncjobs.leases` for renewal);
 * **running** — :mod:`asyncjobs.running`, arq's ``run_job`` in small steps, fed by the claim;
 * **finishing** — :mod:`asyncjobs.finishing`: jobs ending together are finished in one call,
   with their terminal events; a retry is re-scored to an absolute time.
@@ -36,6 +37,7 @@ from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, finish_failed
 from asyncjobs.housekeeping import Housekeeper
+from asyncjobs.leases import LeaseKeeper
 from asyncjobs.running import run_job
 from asyncjobs.runtime import current_queue
 
@@ -65,6 +67,7 @@ class Worker(ArqWorker):
         self._abort_check_due = 0.0  # loop time of the next read of arq's abort set
         self._background: list[asyncio.Task[Any]] = []
         self.housekeeper = Housekeeper(self)
+        self.leases = LeaseKeeper(self.lease_s)  # renews running jobs' leases from a thread
 
     # arq picks settings by reading this signature; keep ours and arq's parameters visible
     __signature__ = inspect.Signature(
@@ -96,8 +99,11 @@ class Worker(ArqWorker):
         self.ctx[CTX_ENGINE] = True
         if self.on_startup:
             await self.on_startup(self.ctx)
-        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, f"{socket.gethostname()}:{os.getpid()}")
-        self.finisher = Finisher(self.pool)
+        owner = self.housekeeper.worker_id
+        label = f"{socket.gethostname()}:{os.getpid()}"
+        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner)
+        self.finisher = Finisher(self.pool, release=self.leases.discard)
+        self.leases.start(self.pool, owner)
         self._hub = EventHub(self.pool)
         loop = asyncio.get_running_loop()
         for q in self.queue_names:
@@ -141,10 +147,12 @@ class Worker(ArqWorker):
             current_queue.reset(token)
         task.add_done_callback(lambda _: self._job_done(c.job_id))
         self.tasks[c.job_id] = task
+        self.leases.add(c.job_id, c.queue_key, task)
 
     def _job_done(self, job_id: str) -> None:
         self.job_counter -= 1
         self.running.pop(job_id, None)
+        self.leases.discard(job_id)  # a job task that ended without finishing: let its lease lapse
         self._wake.set()
 
     def _reap(self) -> None:
@@ -301,6 +309,7 @@ class Worker(ArqWorker):
         if not self._pool:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.leases.stop()
         await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
