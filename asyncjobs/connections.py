@@ -234,10 +234,22 @@ class Reconnect(Retry):
         errors = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
         super().__init__(ExponentialBackoff(cap=1.0, base=0.05), retries, errors)  # type: ignore[arg-type]
         self.masked_url = mask_url(url)
+        self.give_up_at: float | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Reconnect:
+        # redis-py gives each connection a deep copy; share this one, so give_up() reaches all
+        return self
+
+    def give_up(self, after: float) -> None:
+        """Stop reconnecting ``after`` seconds from now: commands then fail at their next
+        connection error (a worker shutting down while Redis is away must not wait for it)."""
+        self.give_up_at = time.monotonic() + after
 
     async def call_with_retry(self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]) -> T:
         async def failed(error: RedisError) -> Any:
             global _last_reconnect_warning
+            if self.give_up_at is not None and time.monotonic() >= self.give_up_at:
+                raise error
             if time.monotonic() - _last_reconnect_warning > RECONNECT_WARNING_EVERY_S:
                 _last_reconnect_warning = time.monotonic()
                 logger.warning(
@@ -246,6 +258,14 @@ class Reconnect(Retry):
             return await fail(error)
 
         return await super().call_with_retry(do, failed)
+
+
+def give_up_reconnecting(redis: Any, after: float) -> None:
+    """Let ``redis``'s commands stop reconnecting ``after`` seconds from now (see
+    :meth:`Reconnect.give_up`); nothing to do for a client without :class:`Reconnect`."""
+    retry = redis.connection_pool.connection_kwargs.get("retry")
+    if isinstance(retry, Reconnect):
+        retry.give_up(after)
 
 
 def reconnect_retries(seconds: float | None) -> int:
