@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from asyncjobs import keys
+from asyncjobs.backoff import RECONNECT
 from asyncjobs.records import JobRecord, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ class EventHub:
                 self._pongs.remove(fut)
 
     async def _read(self) -> None:
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 if self._pubsub.connection is None:  # nothing subscribed yet
@@ -219,7 +220,7 @@ class EventHub:
                     continue
                 msg = await self._pubsub.get_message(timeout=1.0)
                 self.connected = True
-                delay = 0.1
+                failures = 0
                 if msg is not None:
                     self._dispatch(msg)
             except asyncio.CancelledError:
@@ -228,8 +229,8 @@ class EventHub:
                 if self.connected:
                     logger.warning("event listener lost Redis (%s); reconnecting", e)
                 self.connected = False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await asyncio.sleep(RECONNECT.delay(failures))
 
     def _control(self, kind: str, channel: Any) -> None:
         """A pong (see :meth:`barrier`) or a subscription confirmed."""

@@ -13,10 +13,9 @@ import time
 from typing import Any
 
 from arq.utils import import_string
-from redis.exceptions import RedisError
 
 from asyncjobs.config import settings_kwargs
-from asyncjobs.connections import Broker, create_broker, mask_url
+from asyncjobs.connections import Broker, create_broker, wait_until_reachable
 from asyncjobs.errors import ConfigError
 from asyncjobs.worker import Worker
 
@@ -34,27 +33,19 @@ def load_settings(path: str) -> Any:
 
 
 async def connect_with_retry(url: str, queue_key_name: str, *, attempts: int | None = None) -> Broker:
-    """Connect, retrying with backoff (logging the URL and the next attempt) until Redis answers."""
-    delay, n = 0.5, 0
-    while True:
-        broker = create_broker(url)
-        try:
-            await broker.ping()
-            if n:
-                logger.info("connected to Redis at %s", mask_url(url))
-            await broker.aclose(close_connection_pool=True)
-            # from now on a lost connection (a Redis restart) is re-established, never fatal
-            return create_broker(url, reconnect_for=None)
-        except (RedisError, OSError) as e:
-            await broker.aclose(close_connection_pool=True)
-            n += 1
-            if attempts is not None and n >= attempts:
-                from asyncjobs.errors import BrokerUnavailable
+    """Wait until Redis answers (:func:`~asyncjobs.connections.wait_until_reachable`), then
+    return a broker that re-establishes a lost connection for ever."""
 
-                raise BrokerUnavailable(mask_url(url), str(e)) from e
-            logger.warning("cannot reach Redis at %s (%s); next attempt in %.1fs", mask_url(url), e, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    async def ping() -> None:
+        probe = create_broker(url)
+        try:
+            await probe.ping()
+        finally:
+            await probe.aclose(close_connection_pool=True)
+
+    await wait_until_reachable(ping, url, attempts=attempts)
+    # from now on a lost connection (a Redis restart) is re-established, never fatal
+    return create_broker(url, reconnect_for=None)
 
 
 def build_worker(settings_cls: Any, overrides: dict[str, Any], pool: Broker) -> Worker:
