@@ -1,15 +1,12 @@
-"""Starting workers from the command line: settings loading, Redis connection with retries,
-and ``--processes N`` supervision (a dead child is restarted)."""
+"""Starting workers from the command line: settings loading and the Redis connection with
+retries (``--processes N`` supervision is :mod:`asyncjobs.supervisor`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from typing import Any
 
 from arq.utils import import_string
@@ -68,44 +65,3 @@ def run_worker(path: str, overrides: dict[str, Any]) -> None:
     pool = loop.run_until_complete(connect_with_retry(url, ""))
     worker = build_worker(settings_cls, overrides, pool)
     worker.run()
-
-
-def supervise(processes: int, argv: list[str]) -> int:
-    """Run ``processes`` copies of this command with ``--processes 1``; restart any that dies;
-    forward SIGTERM/SIGINT and wait for them to drain."""
-    child_argv = [sys.executable, "-m", "asyncjobs", *_strip_processes(argv[1:]), "--processes", "1"]
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    children = [subprocess.Popen(child_argv) for _ in range(processes)]
-    while not stopping:
-        for i, c in enumerate(children):
-            if c.poll() is not None and not stopping:
-                logger.warning("worker process %d exited with %s; restarting", c.pid, c.returncode)
-                children[i] = subprocess.Popen(child_argv)
-        time.sleep(0.5)
-    return max((c.wait() for c in children), default=0)
-
-
-def _strip_processes(args: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        if a == "--processes":
-            skip = True
-            continue
-        if a.startswith("--processes="):
-            continue
-        out.append(a)
-    return out
