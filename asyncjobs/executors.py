@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -88,6 +89,8 @@ class ProcessPool:
         self._idle: list[_PoolProcess] = []
         self._all: set[_PoolProcess] = set()
         self._slots: asyncio.Semaphore | None = None
+        # at interpreter exit, before multiprocessing joins its children (a busy one would hang it)
+        weakref.finalize(self, _kill_all, self._all)
 
     async def run(self, target: tuple[str, str], args: Any, kwargs: Any) -> Any:
         """Call the function ``target`` (module, qualified name) in a pool process."""
@@ -115,10 +118,15 @@ class ProcessPool:
         proc.kill()
 
     def shutdown(self) -> None:
-        """Kill every pool process (idle ones simply exit when their pipe closes)."""
-        for proc in list(self._all):
-            self._kill(proc)
+        """Kill every pool process."""
+        _kill_all(self._all)
         self._idle.clear()
+
+
+def _kill_all(procs: set[_PoolProcess]) -> None:
+    for proc in list(procs):
+        procs.discard(proc)
+        proc.kill()
 
 
 class _PoolProcess:
@@ -144,7 +152,7 @@ class _PoolProcess:
             loop.remove_reader(self.conn.fileno())
         try:
             return self.conn.recv()  # type: ignore[no-any-return]
-        except EOFError:
+        except (EOFError, OSError):
             self.process.join(1.0)
             raise ProcessDied(f"the process running the job exited with {self.process.exitcode}") from None
         except Exception as e:  # an exception class that cannot be rebuilt here
