@@ -330,8 +330,6 @@ def worker(
     from asyncjobs import runner, supervisor
 
     setup_logging(ctx.verbose)
-    if supervisor_fd is not None:
-        supervisor.attach(supervisor_fd)
     path = settings_path or f"{ctx.settings_module}.WorkerSettings"
     overrides: dict[str, Any] = {}
     if queues:
@@ -341,6 +339,8 @@ def worker(
     if burst:
         overrides["burst"] = True
     try:
+        if supervisor_fd is not None:
+            supervisor.attach(supervisor_fd)
         if processes > 1:
             raise SystemExit(supervisor.supervise(processes, sys.argv))
         runner.run_worker(path, overrides)

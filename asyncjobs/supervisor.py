@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncjobs.backoff import Exponential
-from asyncjobs.errors import WorkerStartFailed
+from asyncjobs.errors import ConfigError, WorkerStartFailed
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,10 @@ def attach(fd: int) -> None:
     """In a supervised worker process: stop (SIGTERM to itself) when the supervisor is gone,
     and keep the socket to report a start failure on (:func:`report_failure`)."""
     global _channel
-    _channel = socket.socket(fileno=fd)
+    try:
+        _channel = socket.socket(fileno=fd)
+    except OSError as e:
+        raise ConfigError(f"{FD_OPTION} {fd} is not a socket ({e}): --processes N sets it, not you") from None
     kernel_signals = die_with_parent() and os.getppid() == _peer_pid(_channel)  # not already gone
     watch = threading.Thread(target=_watch, args=(_channel, kernel_signals), name="asyncjobs-supervisor", daemon=True)
     watch.start()
