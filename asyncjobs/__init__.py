@@ -23,6 +23,7 @@ from asyncjobs.errors import (
     JobNotFound,
     UnknownFunction,
 )
+from asyncjobs.executors import cancel_event
 from asyncjobs.records import JobRecord, JobStatus
 from asyncjobs.registry import JobFunction, Registry, job
 from asyncjobs.worker import Worker
@@ -57,6 +58,7 @@ __all__ = [
     "UnknownFunction",
     "Worker",
     "call",
+    "cancel_event",
     "connect",
     "cron",
     "job",

@@ -23,6 +23,7 @@ from asyncjobs.errors import (
     JobFailed,
     JobNotFound,
     UnknownFunction,
+    WorkerStartFailed,
 )
 from asyncjobs.keys import PRIORITY_MAX
 
@@ -317,12 +318,19 @@ def dead_purge(ctx: Ctx) -> None:
 @click.option("--concurrency", type=int, help="jobs run at once")
 @click.option("--processes", type=int, default=1, show_default=True, help="worker processes to supervise")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@click.option("--supervisor-fd", type=int, default=None, hidden=True)  # set by --processes N for its children
 @click.pass_obj
 def worker(
-    ctx: Ctx, settings_path: str | None, queues: str | None, concurrency: int | None, processes: int, burst: bool
+    ctx: Ctx,
+    settings_path: str | None,
+    queues: str | None,
+    concurrency: int | None,
+    processes: int,
+    burst: bool,
+    supervisor_fd: int | None,
 ) -> None:
     """Run a worker (SETTINGS_PATH defaults to <settings>.WorkerSettings)."""
-    from asyncjobs import runner
+    from asyncjobs import runner, supervisor
 
     setup_logging(ctx.verbose)
     path = settings_path or f"{ctx.settings_module}.WorkerSettings"
@@ -334,12 +342,18 @@ def worker(
     if burst:
         overrides["burst"] = True
     try:
+        if supervisor_fd is not None:
+            supervisor.attach(supervisor_fd)
         if processes > 1:
-            raise SystemExit(runner.supervise(processes, sys.argv))
+            raise SystemExit(supervisor.supervise(processes, sys.argv))
         runner.run_worker(path, overrides)
+    except WorkerStartFailed as e:
+        _fail(ctx, e, e.exit_code)
     except (ConfigError, UnknownFunction) as e:
+        supervisor.report_failure(str(e))
         _fail(ctx, e, 2)
     except AsyncJobsError as e:
+        supervisor.report_failure(str(e))
         _fail(ctx, e, 1)
 
 

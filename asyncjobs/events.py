@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from asyncjobs import keys
+from asyncjobs.backoff import RECONNECT
 from asyncjobs.records import JobRecord, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ class EventHub:
                 self._pongs.remove(fut)
 
     async def _read(self) -> None:
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 if self._pubsub.connection is None:  # nothing subscribed yet
@@ -304,7 +305,7 @@ class EventHub:
                     self.connected = True
                     for channel in list(self._job_queues):  # events may have been lost meanwhile
                         self._nudge(channel)
-                delay = 0.1
+                failures = 0
                 if msg is not None:
                     self._dispatch(msg)
             except asyncio.CancelledError:
@@ -313,8 +314,8 @@ class EventHub:
                 if self.connected:
                     logger.warning("event listener lost Redis (%s); reconnecting", e)
                 self.connected = False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await asyncio.sleep(RECONNECT.delay(failures))
 
     def _control(self, kind: str, channel: Any) -> None:
         """A pong (see :meth:`barrier`) or a subscription confirmed."""

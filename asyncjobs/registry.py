@@ -287,8 +287,10 @@ def job(
     :param keep_result: seconds the result (or error) is kept, for success and failure alike
     :param executor: ``"thread"`` or ``"process"`` to run a plain (non-async) function, called
         with its arguments only (no ctx), in a thread or in the worker's process pool, so
-        blocking or CPU-heavy code cannot freeze the event loop. A timeout stops waiting for
-        it, but cannot stop the thread (a process job's pool is replaced on shutdown).
+        blocking or CPU-heavy code cannot freeze the event loop. A process job that times out
+        or is aborted is killed with its process (the pool starts a fresh one). A thread
+        cannot be killed: the job ends at once, its :func:`~asyncjobs.cancel_event` is set,
+        and the function should check that and return (see :mod:`asyncjobs.executors`).
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from asyncjobs import keys
 from asyncjobs.claiming import Claimed, Claimer
+from asyncjobs.connections import give_up_reconnecting
 from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, finish_failed
@@ -42,6 +43,9 @@ from asyncjobs.running import run_job
 from asyncjobs.runtime import current_queue
 
 logger = logging.getLogger(__name__)
+# at shutdown, how long Redis calls keep reconnecting (re-queueing cancelled jobs, unregistering)
+# before the worker exits without them; a job it could not re-queue re-runs when its lease lapses
+CLOSE_REDIS_WAIT_S = 2.0
 
 # the loop's shortest wait while every slot is busy: a finishing job wakes it anyway, so
 # ``poll_delay=0`` must not turn that wait into a busy loop
@@ -277,6 +281,7 @@ class Worker(ArqWorker):
         if pending and grace > 0:
             await asyncio.wait(pending, timeout=grace)
         pending = [t for t in self.tasks.values() if not t.done()]
+        give_up_reconnecting(self.pool, CLOSE_REDIS_WAIT_S if pending else 0.0)  # never wait for ever
         for t in pending:
             t.cancel()
         if pending:
@@ -291,6 +296,9 @@ class Worker(ArqWorker):
             self.on_stop(sig)
 
     async def close(self) -> None:
+        if self._pool is not None:  # Redis may be away: clean up what we can, then go
+            busy = any(not t.done() for t in self.tasks.values())  # cancelled jobs still re-queueing
+            give_up_reconnecting(self._pool, CLOSE_REDIS_WAIT_S if busy else 0.0)
         for t in self._background:
             t.cancel()
         if self._background:  # bounded: a listener that ignores its cancel must not hang shutdown
@@ -310,7 +318,8 @@ class Worker(ArqWorker):
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         self.leases.stop()
-        await self.pool.delete(self.health_check_key)
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)

@@ -105,6 +105,32 @@ def rel_cpu(n: int) -> int:
     return total
 
 
+def _spin(seconds: float, pidfile: str) -> int:
+    Path(pidfile).write_text(str(os.getpid()))
+    end, n = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+@job(executor="process", timeout=60)
+def rel_spin(seconds: float, pidfile: str) -> int:
+    """Burns CPU for ``seconds`` in a pool process, after writing that process's pid to ``pidfile``."""
+    return _spin(seconds, pidfile)
+
+
+@job(executor="process", timeout=1)
+def rel_spin_1s_timeout(seconds: float, pidfile: str) -> int:
+    """:func:`rel_spin` with a 1 s timeout."""
+    return _spin(seconds, pidfile)
+
+
+@job(executor="process", retries=0)
+def rel_fails_in_process(message: str) -> None:
+    """Raises ``ValueError(message)`` in a pool process."""
+    raise ValueError(message)
+
+
 @job(executor="thread")
 def rel_blocking_sleep(seconds: float) -> float:
     """Blocks its thread (``time.sleep``); the event loop stays free."""
@@ -119,5 +145,17 @@ def _settings() -> Any:
 
 
 SETTINGS = _settings()  # ``asyncjobs --settings reliability_app web`` reads SETTINGS and REGISTRY
-REGISTRY = Registry([rel_work, rel_timed, rel_block_loop, rel_kill_worker, rel_slow, rel_cpu, rel_blocking_sleep])
+REGISTRY = Registry(
+    [
+        rel_work,
+        rel_timed,
+        rel_block_loop,
+        rel_kill_worker,
+        rel_slow,
+        rel_cpu,
+        rel_blocking_sleep,
+        rel_spin,
+        rel_fails_in_process,
+    ]
+)
 WorkerSettings = worker_settings(REGISTRY, settings=SETTINGS)
