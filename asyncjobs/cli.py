@@ -390,3 +390,28 @@ def dev_command(ctx: Ctx, host: str, port: int) -> None:
         run_dev(settings, ctx.get("REGISTRY"), ctx.get("WorkerSettings"), url, host, port)
     except (ConfigError, UnknownFunction) as e:
         _fail(ctx, e, 2)
+
+
+@main.command("worker-health")
+@click.option("--any-host", is_flag=True, help="accept a live worker on any host, not only this one")
+@click.pass_obj
+def worker_health(ctx: Ctx, any_host: bool) -> None:
+    """Exit 0 if a worker on this host (by host name, as a container's) has a fresh heartbeat.
+
+    Meant for health checks: a worker's heartbeat lives about five housekeeping intervals, so a
+    hung or dead worker fails it within seconds; Redis unreachable fails it too."""
+    import socket
+
+    host = socket.gethostname()
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            live = [w for w in await client.workers() if any_host or w.get("host") == host]
+        if not live:
+            where = "any host" if any_host else f"host {host!r}"
+            click.echo(f"error: no worker on {where} has a fresh heartbeat", err=True)
+            raise SystemExit(1)
+        running = sum(int(w.get("running", 0)) for w in live)
+        click.echo(f"ok: {len(live)} live worker process(es), {running} job(s) running")
+
+    run(ctx, go)
