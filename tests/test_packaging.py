@@ -72,7 +72,7 @@ def web_url(installed: Path, tmp_path: Path, redis_url: str) -> Iterator[str]:
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCJOBS_", "PYTHON", "VIRTUAL_ENV"))}
-    env["REDIS_URL"] = redis_url
+    env.update(REDIS_URL=redis_url, ASYNCJOBS_EXAMPLES="1")  # the job page shows an example job
     port = free_port()
     proc = subprocess.Popen(
         [str(installed / "asyncjobs"), "web", "--port", str(port)],
