@@ -17,17 +17,24 @@ ASYNCJOBS_SHUTDOWN_GRACE       25                            seconds SIGTERM let
 ASYNCJOBS_JOB_EXPIRY           86400                         seconds a due job may wait before it expires
 ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body limit
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
+ASYNCJOBS_METRICS_PORT         (none)                        worker: serve Prometheus metrics on this port
 ASYNCJOBS_SMTP_HOST / _PORT    (none)                        send_email uses SMTP when set
 =============================  ============================  =====================================
 
-Any other ``ASYNCJOBS_*`` variable is an error (a typo must not be silently ignored).
+A ``.env`` file in the working directory is read too (the environment wins over it). Any other
+``ASYNCJOBS_*`` variable, in either, is an error (a typo must not be silently ignored).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from dotenv import dotenv_values
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from asyncjobs import Registry, Settings, cron, worker_settings
 from asyncjobs.config import reject_unknown
@@ -35,70 +42,87 @@ from asyncjobs.errors import ConfigError
 from asyncjobs.examples import FUNCTIONS, cleanup
 
 PREFIX = "ASYNCJOBS_"
-EXTRA = {"SMTP_HOST", "SMTP_PORT", "SMTP_SENDER"}
+NOT_A = {"int_parsing": "an integer", "float_parsing": "a number", "bool_parsing": "a boolean: use true or false"}
 
 
-def _cast(name: str, raw: str, kind: type) -> Any:
-    if kind is bool:
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(f"{PREFIX}{name} {raw!r} is not a boolean: use true or false", key=PREFIX + name)
+class Environment(BaseSettings):
+    """The variables read, as given (``None``: unset, so :class:`Settings`' default applies).
+    Each field ``x`` is the variable ``ASYNCJOBS_X``, except ``redis_url`` (``REDIS_URL``)."""
+
+    redis_url: str | None = None
+    api_token: str | None = None
+    queues: str | None = None
+    concurrency: int | None = None
+    job_timeout: float | None = None
+    keep_result: float | None = None
+    lease: float | None = None
+    poll_delay: float | None = None
+    shutdown_grace: float | None = None
+    job_expiry: float | None = None
+    max_body_bytes: int | None = None
+    allow_public_without_token: bool | None = None
+    metrics_port: int | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "asyncjobs@localhost"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # read() passes the variables in, once it has checked their names
+
+
+def variable(field: str) -> str:
+    """The environment variable behind an :class:`Environment` field."""
+    return "REDIS_URL" if field == "redis_url" else PREFIX + field.upper()
+
+
+def read(env: Mapping[str, str], env_file: str | Path | None = None) -> Environment:
+    """The variables in ``env``, over those in ``env_file`` (a ``.env`` file, if it exists).
+    Unknown ``ASYNCJOBS_*`` names in either are rejected: a typo must not be silently ignored."""
+    file = dotenv_values(env_file) if env_file is not None and Path(env_file).is_file() else {}
+    known = {variable(n) for n in Environment.model_fields}
+    reject_unknown([k for k in [*env, *file] if k.startswith(PREFIX)], known - {"REDIS_URL"}, "setting")
+    merged = {**file, **env}
+    given: dict[str, Any] = {n: merged.get(variable(n)) for n in Environment.model_fields}
     try:
-        return kind(raw)
-    except ValueError:
-        what = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
-        raise ConfigError(f"{PREFIX}{name} {raw!r} is not {what}", key=PREFIX + name) from None
+        return Environment(**{n: v for n, v in given.items() if v is not None})
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = variable(str(err["loc"][0]))
+        what = NOT_A.get(err["type"], f"valid ({err['msg']})")
+        raise ConfigError(f"{name} {str(err['input'])[:80]!r} is not {what}", key=name) from None
 
 
-def load(env: Mapping[str, str]) -> Settings:
-    """Settings from an environment mapping; unknown ``ASYNCJOBS_*`` names are rejected."""
-    names = {n.upper(): n for n in Settings.field_names() if n != "redis_url"}
-    given = [k for k in env if k.startswith(PREFIX)]
-    reject_unknown(given, {PREFIX + n for n in set(names) | EXTRA}, "setting")
-    kinds = {
-        "api_token": str,
-        "concurrency": int,
-        "job_timeout": float,
-        "keep_result": float,
-        "lease": float,
-        "poll_delay": float,
-        "shutdown_grace": float,
-        "job_expiry": float,
-        "max_body_bytes": int,
-        "allow_public_without_token": bool,
-    }
-    values: dict[str, Any] = {"redis_url": env.get("REDIS_URL") or "redis://localhost:6379/0"}
-    for upper, name in names.items():
-        raw = env.get(PREFIX + upper)
-        if raw is None:
-            continue
-        if name == "queues":
-            values[name] = tuple(q.strip() for q in raw.split(",") if q.strip())
-        else:
-            values[name] = _cast(upper, raw, kinds[name])
+def load(env: Mapping[str, str], env_file: str | Path | None = None) -> Settings:
+    """Settings from an environment mapping (and a ``.env`` file); unknown names are rejected."""
+    return settings_from(read(env, env_file))
+
+
+def settings_from(e: Environment) -> Settings:
+    values = {name: value for name in Settings.field_names() if (value := getattr(e, name)) is not None}
+    if e.queues is not None:
+        values["queues"] = tuple(q.strip() for q in e.queues.split(",") if q.strip())
     try:
         return Settings(**values)
-    except ConfigError as e:  # name the variable the user set, not the field behind it
-        if e.key in names.values():
-            raise ConfigError(f"{PREFIX}{e.key.upper()}: {e}", key=PREFIX + e.key.upper()) from None
+    except ConfigError as err:  # name the variable the user set, not the field behind it
+        if err.key in values:
+            raise ConfigError(f"{variable(err.key)}: {err}", key=variable(err.key)) from None
         raise
 
 
-SETTINGS = load(os.environ)
+ENV = read(os.environ, ".env")  # a .env file in the working directory; the environment wins
+SETTINGS = settings_from(ENV)
 # `asyncjobs dev` runs on the embedded in-memory broker unless REDIS_URL is set
-DEV_REDIS_URL = os.environ.get("REDIS_URL") or "memory://"
+DEV_REDIS_URL = ENV.redis_url or "memory://"
 REGISTRY = Registry(FUNCTIONS)
-SMTP = (
-    {
-        "host": os.environ[PREFIX + "SMTP_HOST"],
-        "port": _cast("SMTP_PORT", os.environ.get(PREFIX + "SMTP_PORT", "25"), int),
-        "sender": os.environ.get(PREFIX + "SMTP_SENDER", "asyncjobs@localhost"),
-    }
-    if os.environ.get(PREFIX + "SMTP_HOST")
-    else None
-)
+SMTP = {"host": ENV.smtp_host, "port": ENV.smtp_port, "sender": ENV.smtp_sender} if ENV.smtp_host else None
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -317,9 +317,16 @@ def dead_purge(ctx: Ctx) -> None:
 @click.option("--concurrency", type=int, help="jobs run at once")
 @click.option("--processes", type=int, default=1, show_default=True, help="worker processes to supervise")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="serve Prometheus metrics on this port")
 @click.pass_obj
 def worker(
-    ctx: Ctx, settings_path: str | None, queues: str | None, concurrency: int | None, processes: int, burst: bool
+    ctx: Ctx,
+    settings_path: str | None,
+    queues: str | None,
+    concurrency: int | None,
+    processes: int,
+    burst: bool,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker (SETTINGS_PATH defaults to <settings>.WorkerSettings)."""
     from asyncjobs import runner
@@ -333,6 +340,8 @@ def worker(
         overrides["max_jobs"] = concurrency
     if burst:
         overrides["burst"] = True
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
     try:
         if processes > 1:
             raise SystemExit(runner.supervise(processes, sys.argv))

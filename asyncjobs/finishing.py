@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs.context import CTX_RUNTIME
 from asyncjobs.serialization import RemoteError, deserialize
 
 if TYPE_CHECKING:
@@ -139,6 +140,9 @@ async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data
         raw, tries, *_ = await tr.execute()
     if not aborted:
         undecodable = info.get("f") == "<unknown>" and raw is not None
+        runtime = worker.ctx.get(CTX_RUNTIME) if worker.ctx else None
+        if runtime is not None:
+            runtime.metrics.dead_letter(str(info.get("f") or "<unknown>"), keys.queue_name_of(queue_key))
         await deadletter.record(
             worker.pool,
             job_id=job_id,

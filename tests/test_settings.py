@@ -33,6 +33,7 @@ def test_defaults():
         "job_expiry": 86400,
         "max_body_bytes": 1048576,
         "allow_public_without_token": False,
+        "metrics_port": None,
     }
     assert s == Settings()
 
@@ -143,7 +144,7 @@ def test_worker_settings_is_arq_compatible():
     arq_params = set(__import__("inspect").signature(ArqWorker.__init__).parameters)
     kwargs = {k: v for k, v in vars(cls).items() if not k.startswith("_")}
     extra = set(kwargs) - arq_params
-    assert extra <= {"queues", "lease", "redis_url", "registry", "runtime"}
+    assert extra <= {"queues", "lease", "redis_url", "registry", "runtime", "metrics_port"}
 
 
 def test_settings_kwargs_rejects_typos_in_a_settings_class():
