@@ -341,6 +341,8 @@ def worker(
     if burst:
         overrides["burst"] = True
     if metrics_port is not None:
+        if processes > 1:
+            raise click.UsageError("--metrics-port serves one process: run one worker per port instead of --processes")
         overrides["metrics_port"] = metrics_port
     try:
         if processes > 1:
