@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
+from urllib.parse import parse_qs, urlparse
 
 from arq.connections import RedisSettings
 from arq.cron import CronJob
@@ -100,11 +101,23 @@ def redis_settings(url: str) -> RedisSettings | None:
     if url.startswith("memory://"):
         return None
     rs = RedisSettings.from_dsn(url)
+    _tls_parameters(rs, url)
     # a plain arq worker rides out a Redis restart too (reconnecting with backoff, for ever)
     rs.retry = Reconnect(url, -1)
     # arq < 0.28 hints this as a list of exception instances; a cast holds on every version
     rs.retry_on_error = cast(Any, [RedisConnectionError, RedisTimeoutError])
     return rs
+
+
+#: the ``rediss://`` URL parameters (as redis-py reads them) that arq's ``from_dsn`` drops
+TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+
+
+def _tls_parameters(rs: RedisSettings, url: str) -> None:
+    for name, values in parse_qs(urlparse(url).query).items():
+        if name in TLS_PARAMETERS and values:
+            value = values[0]
+            setattr(rs, name, value.lower() in ("1", "true", "yes") if name == "ssl_check_hostname" else value)
 
 
 def worker_settings(
