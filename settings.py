@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from pydantic import AliasGenerator, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asyncjobs import Registry, Settings, cron, worker_settings
 from asyncjobs.config import reject_unknown
@@ -45,9 +45,20 @@ PREFIX = "ASYNCJOBS_"
 NOT_A = {"int_parsing": "an integer", "float_parsing": "a number", "bool_parsing": "a boolean: use true or false"}
 
 
+def variable(field: str) -> str:
+    """The environment variable behind an :class:`Environment` field."""
+    return "REDIS_URL" if field == "redis_url" else PREFIX + field.upper()
+
+
 class Environment(BaseSettings):
-    """The variables read, as given (``None``: unset, so :class:`Settings`' default applies).
-    Each field ``x`` is the variable ``ASYNCJOBS_X``, except ``redis_url`` (``REDIS_URL``)."""
+    """The variables, as given (``None``: unset, so :class:`Settings`' default applies). Each
+    field ``x`` is read from ``ASYNCJOBS_X`` (exact case), except ``redis_url`` (``REDIS_URL``).
+    pydantic-settings reads them from the process environment and a ``.env`` file, the
+    environment winning over the file."""
+
+    model_config = SettingsConfigDict(
+        alias_generator=AliasGenerator(validation_alias=variable), case_sensitive=True, extra="ignore"
+    )
 
     redis_url: str | None = None
     api_token: str | None = None
@@ -63,50 +74,44 @@ class Environment(BaseSettings):
     allow_public_without_token: bool | None = None
     metrics_port: int | None = None
     smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_sender: str = "asyncjobs@localhost"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # read() passes the variables in, once it has checked their names
+    smtp_port: int | None = None
+    smtp_sender: str | None = None
 
 
-def variable(field: str) -> str:
-    """The environment variable behind an :class:`Environment` field."""
-    return "REDIS_URL" if field == "redis_url" else PREFIX + field.upper()
+VARIABLES = [variable(n) for n in Environment.model_fields]
 
 
-def read(env: Mapping[str, str], env_file: str | Path | None = None) -> Environment:
-    """The variables in ``env``, over those in ``env_file`` (a ``.env`` file, if it exists).
-    Unknown ``ASYNCJOBS_*`` names in either are rejected: a typo must not be silently ignored."""
-    file = dotenv_values(env_file) if env_file is not None and Path(env_file).is_file() else {}
-    known = {variable(n) for n in Environment.model_fields}
-    reject_unknown([k for k in [*env, *file] if k.startswith(PREFIX)], known - {"REDIS_URL"}, "setting")
-    merged = {**file, **env}
-    given: dict[str, Any] = {n: merged.get(variable(n)) for n in Environment.model_fields}
+def read(env: Mapping[str, str] | None = None, env_file: str | Path | None = None) -> Environment:
+    """The variables of the process environment and ``env_file`` (a ``.env`` file, when it
+    exists), or of ``env`` alone when given. Unknown ``ASYNCJOBS_*`` names are rejected: a typo
+    must not be silently ignored."""
+    if env_file is not None and not Path(env_file).is_file():
+        env_file = None
+    file = dotenv_values(env_file) if env_file else {}
+    names = [*(os.environ if env is None else env), *file]
+    reject_unknown([n for n in names if n.startswith(PREFIX)], set(VARIABLES) - {"REDIS_URL"}, "setting")
     try:
-        return Environment(**{n: v for n, v in given.items() if v is not None})
+        if env is None:
+            return Environment(_env_file=env_file)
+        # every variable given (None: unset), so nothing is read from the process environment
+        given: dict[str, Any] = {v: env.get(v, file.get(v)) for v in VARIABLES}
+        return Environment(_env_file=None, **given)
     except ValidationError as e:
         err = e.errors()[0]
-        name = variable(str(err["loc"][0]))
+        name = str(err["loc"][0])
         what = NOT_A.get(err["type"], f"valid ({err['msg']})")
         raise ConfigError(f"{name} {str(err['input'])[:80]!r} is not {what}", key=name) from None
 
 
-def load(env: Mapping[str, str], env_file: str | Path | None = None) -> Settings:
-    """Settings from an environment mapping (and a ``.env`` file); unknown names are rejected."""
+def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = None) -> Settings:
+    """Settings from the environment (or ``env``) and a ``.env`` file; unknown names are rejected."""
     return settings_from(read(env, env_file))
 
 
 def settings_from(e: Environment) -> Settings:
     values = {name: value for name in Settings.field_names() if (value := getattr(e, name)) is not None}
+    if not e.redis_url:  # unset or empty: the default
+        values.pop("redis_url", None)
     if e.queues is not None:
         values["queues"] = tuple(q.strip() for q in e.queues.split(",") if q.strip())
     try:
@@ -117,12 +122,16 @@ def settings_from(e: Environment) -> Settings:
         raise
 
 
-ENV = read(os.environ, ".env")  # a .env file in the working directory; the environment wins
+ENV = read(env_file=".env")  # a .env file in the working directory; the environment wins
 SETTINGS = settings_from(ENV)
 # `asyncjobs dev` runs on the embedded in-memory broker unless REDIS_URL is set
 DEV_REDIS_URL = ENV.redis_url or "memory://"
 REGISTRY = Registry(FUNCTIONS)
-SMTP = {"host": ENV.smtp_host, "port": ENV.smtp_port, "sender": ENV.smtp_sender} if ENV.smtp_host else None
+SMTP = (
+    {"host": ENV.smtp_host, "port": ENV.smtp_port or 25, "sender": ENV.smtp_sender or "asyncjobs@localhost"}
+    if ENV.smtp_host
+    else None
+)
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ when the default Redis URL is in use. Real subprocesses, run from a directory of
 
 from __future__ import annotations
 
+import os
 import selectors
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import settings
+from asyncjobs import Settings
 from asyncjobs.testing import free_port
 
 CLI = str(Path(sys.executable).parent / "asyncjobs")
@@ -109,3 +112,20 @@ def test_the_start_up_line_names_a_set_url_without_its_password(tmp_path, bare_e
     env = {**bare_env, "REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"}
     line = start_up_line(tmp_path, env, ["worker"], "worker starting for Redis at ")
     assert "hunter2" not in line and "the default" not in line
+
+
+def test_load_reads_the_process_environment_over_the_dotenv_file(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("ASYNCJOBS_CONCURRENCY=7\nASYNCJOBS_LEASE=2.5\nREDIS_URL=redis://cache:6380/1\n")
+    for name in [n for n in os.environ if n.startswith("ASYNCJOBS_") or n == "REDIS_URL"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ASYNCJOBS_CONCURRENCY", "9")
+    s = settings.load(env_file=tmp_path / ".env")
+    assert (s.concurrency, s.lease, s.redis_url) == (9, 2.5, "redis://cache:6380/1")
+    assert settings.load(env_file=tmp_path / "missing.env").concurrency == 9
+
+
+def test_a_given_mapping_is_read_alone(monkeypatch):
+    monkeypatch.setenv("ASYNCJOBS_CONCURRENCY", "9")
+    monkeypatch.setenv("REDIS_URL", "redis://elsewhere:1/0")
+    assert settings.load({}) == Settings()
+    assert settings.load({"REDIS_URL": ""}).redis_url == "redis://localhost:6379/0"  # empty: the default
