@@ -19,19 +19,25 @@ ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body l
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
 ASYNCJOBS_EXAMPLES             false                         register the example jobs (asyncjobs dev always does)
 ASYNCJOBS_DATA_DIR             (none)                        the only directory jobs may read files from
+ASYNCJOBS_METRICS_PORT         (none)                        worker: serve Prometheus metrics on this port
 ASYNCJOBS_SMTP_HOST / _PORT    (none)                        send_email uses SMTP when set
 =============================  ============================  =====================================
 
-Any other ``ASYNCJOBS_*`` variable is an error (a typo must not be silently ignored).
+A ``.env`` file in the working directory is read too (the environment wins over it). Any other
+``ASYNCJOBS_*`` variable, in either, is an error (a typo must not be silently ignored).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from arq.cron import CronJob
+from dotenv import dotenv_values
+from pydantic import AliasGenerator, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asyncjobs import JobFunction, Registry, Settings, cron, worker_settings
 from asyncjobs.config import reject_unknown
@@ -41,8 +47,6 @@ from asyncjobs.examples import FUNCTIONS as EXAMPLE_FUNCTIONS
 from asyncjobs.examples import cleanup
 
 PREFIX = "ASYNCJOBS_"
-EXTRA = {"SMTP_HOST", "SMTP_PORT", "SMTP_SENDER", "EXAMPLES", "DATA_DIR"}
-
 # Your deployment's job functions and cron jobs: register them here.
 JOBS: list[JobFunction[Any, Any]] = []
 
@@ -52,67 +56,98 @@ def your_cron_jobs() -> list[CronJob]:
     return []
 
 
-def _cast(name: str, raw: str, kind: type) -> Any:
-    if kind is bool:
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(f"{PREFIX}{name} {raw!r} is not a boolean: use true or false", key=PREFIX + name)
+NOT_A = {"int_parsing": "an integer", "float_parsing": "a number", "bool_parsing": "a boolean: use true or false"}
+
+
+def variable(field: str) -> str:
+    """The environment variable behind an :class:`Environment` field."""
+    return "REDIS_URL" if field == "redis_url" else PREFIX + field.upper()
+
+
+class Environment(BaseSettings):
+    """The variables, as given (``None``: unset, so :class:`Settings`' default applies). Each
+    field ``x`` is read from ``ASYNCJOBS_X`` (exact case), except ``redis_url`` (``REDIS_URL``).
+    pydantic-settings reads them from the process environment and a ``.env`` file, the
+    environment winning over the file."""
+
+    model_config = SettingsConfigDict(
+        alias_generator=AliasGenerator(validation_alias=variable), case_sensitive=True, extra="ignore"
+    )
+
+    redis_url: str | None = None
+    api_token: str | None = None
+    queues: str | None = None
+    concurrency: int | None = None
+    job_timeout: float | None = None
+    keep_result: float | None = None
+    lease: float | None = None
+    poll_delay: float | None = None
+    shutdown_grace: float | None = None
+    job_expiry: float | None = None
+    max_body_bytes: int | None = None
+    allow_public_without_token: bool | None = None
+    metrics_port: int | None = None
+    examples: bool | None = None
+    data_dir: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_sender: str | None = None
+
+
+VARIABLES = [variable(n) for n in Environment.model_fields]
+
+
+def read(env: Mapping[str, str] | None = None, env_file: str | Path | None = None) -> Environment:
+    """The variables of the process environment and ``env_file`` (a ``.env`` file, when it
+    exists), or of ``env`` alone when given. Unknown ``ASYNCJOBS_*`` names are rejected: a typo
+    must not be silently ignored."""
+    if env_file is not None and not Path(env_file).is_file():
+        env_file = None
+    file = dotenv_values(env_file) if env_file else {}
+    names = [*(os.environ if env is None else env), *file]
+    reject_unknown([n for n in names if n.startswith(PREFIX)], set(VARIABLES) - {"REDIS_URL"}, "setting")
     try:
-        return kind(raw)
-    except ValueError:
-        what = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
-        raise ConfigError(f"{PREFIX}{name} {raw!r} is not {what}", key=PREFIX + name) from None
+        if env is None:
+            return Environment(_env_file=env_file)
+        # every variable given (None: unset), so nothing is read from the process environment
+        given: dict[str, Any] = {v: env.get(v, file.get(v)) for v in VARIABLES}
+        return Environment(_env_file=None, **given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0])
+        what = NOT_A.get(err["type"], f"valid ({err['msg']})")
+        raise ConfigError(f"{name} {str(err['input'])[:80]!r} is not {what}", key=name) from None
 
 
-def load(env: Mapping[str, str]) -> Settings:
-    """Settings from an environment mapping; unknown ``ASYNCJOBS_*`` names are rejected."""
-    names = {n.upper(): n for n in Settings.field_names() if n != "redis_url"}
-    given = [k for k in env if k.startswith(PREFIX)]
-    reject_unknown(given, {PREFIX + n for n in set(names) | EXTRA}, "setting")
-    kinds = {
-        "api_token": str,
-        "concurrency": int,
-        "job_timeout": float,
-        "keep_result": float,
-        "lease": float,
-        "poll_delay": float,
-        "shutdown_grace": float,
-        "job_expiry": float,
-        "max_body_bytes": int,
-        "allow_public_without_token": bool,
-    }
-    values: dict[str, Any] = {"redis_url": env.get("REDIS_URL") or "redis://localhost:6379/0"}
-    for upper, name in names.items():
-        raw = env.get(PREFIX + upper)
-        if raw is None:
-            continue
-        if name == "queues":
-            values[name] = tuple(q.strip() for q in raw.split(",") if q.strip())
-        else:
-            values[name] = _cast(upper, raw, kinds[name])
+def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = None) -> Settings:
+    """Settings from the environment (or ``env``) and a ``.env`` file; unknown names are rejected."""
+    return settings_from(read(env, env_file))
+
+
+def settings_from(e: Environment) -> Settings:
+    values = {name: value for name in Settings.field_names() if (value := getattr(e, name)) is not None}
+    if not e.redis_url:  # unset or empty: the default
+        values.pop("redis_url", None)
+    if e.queues is not None:
+        values["queues"] = tuple(q.strip() for q in e.queues.split(",") if q.strip())
     try:
         return Settings(**values)
-    except ConfigError as e:  # name the variable the user set, not the field behind it
-        if e.key in names.values():
-            raise ConfigError(f"{PREFIX}{e.key.upper()}: {e}", key=PREFIX + e.key.upper()) from None
+    except ConfigError as err:  # name the variable the user set, not the field behind it
+        if err.key in values:
+            raise ConfigError(f"{variable(err.key)}: {err}", key=variable(err.key)) from None
         raise
 
 
-SETTINGS = load(os.environ)
+ENV = read(env_file=".env")  # a .env file in the working directory; the environment wins
+SETTINGS = settings_from(ENV)
 # `asyncjobs dev` runs on the embedded in-memory broker unless REDIS_URL is set
-DEV_REDIS_URL = os.environ.get("REDIS_URL") or "memory://"
+DEV_REDIS_URL = ENV.redis_url or "memory://"
 # the example jobs are a demo: a deployment serves them only when asked to
-EXAMPLES = _cast("EXAMPLES", os.environ.get(PREFIX + "EXAMPLES", ""), bool)
-DATA_DIR = DataDir(os.environ[PREFIX + "DATA_DIR"]) if os.environ.get(PREFIX + "DATA_DIR") else None
+EXAMPLES = bool(ENV.examples)
+DATA_DIR = DataDir(ENV.data_dir) if ENV.data_dir else None
 SMTP = (
-    {
-        "host": os.environ[PREFIX + "SMTP_HOST"],
-        "port": _cast("SMTP_PORT", os.environ.get(PREFIX + "SMTP_PORT", "25"), int),
-        "sender": os.environ.get(PREFIX + "SMTP_SENDER", "asyncjobs@localhost"),
-    }
-    if os.environ.get(PREFIX + "SMTP_HOST")
+    {"host": ENV.smtp_host, "port": ENV.smtp_port or 25, "sender": ENV.smtp_sender or "asyncjobs@localhost"}
+    if ENV.smtp_host
     else None
 )
 

@@ -319,6 +319,7 @@ def dead_purge(ctx: Ctx) -> None:
 @click.option("--processes", type=int, default=1, show_default=True, help="worker processes to supervise")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 @click.option("--supervisor-fd", type=int, default=None, hidden=True)  # set by --processes N for its children
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="serve Prometheus metrics on this port")
 @click.pass_obj
 def worker(
     ctx: Ctx,
@@ -328,6 +329,7 @@ def worker(
     processes: int,
     burst: bool,
     supervisor_fd: int | None,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker (SETTINGS_PATH defaults to <settings>.WorkerSettings)."""
     from asyncjobs import runner, supervisor
@@ -341,6 +343,10 @@ def worker(
         overrides["max_jobs"] = concurrency
     if burst:
         overrides["burst"] = True
+    if metrics_port is not None:
+        if processes > 1:
+            raise click.UsageError("--metrics-port serves one process: run one worker per port instead of --processes")
+        overrides["metrics_port"] = metrics_port
     try:
         if supervisor_fd is not None:
             supervisor.attach(supervisor_fd)

@@ -10,7 +10,8 @@ import difflib
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
+from urllib.parse import parse_qs, urlparse
 
 from arq.connections import RedisSettings
 from arq.cron import CronJob
@@ -19,14 +20,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys
-from asyncjobs.connections import Reconnect, validate_url
+from asyncjobs.connections import Reconnect, mask_url, validate_url
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import JobFunction, Registry
 from asyncjobs.runtime import Hook, Runtime
 from asyncjobs.serialization import deserialize, serialize
 
 ARQ_OPTIONS = frozenset(inspect.signature(ArqWorker.__init__).parameters) - {"self", "functions"}
-ASYNCJOBS_OPTIONS = frozenset({"queues", "lease", "redis_url", "registry", "runtime"})
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+ASYNCJOBS_OPTIONS = frozenset({"queues", "lease", "redis_url", "registry", "runtime", "metrics_port"})
 
 
 def reject_unknown(given: Iterable[str], known: Iterable[str], what: str) -> None:
@@ -42,7 +44,7 @@ def reject_unknown(given: Iterable[str], known: Iterable[str], what: str) -> Non
 class Settings:
     """Deployment settings, built by ``settings.py`` from the environment."""
 
-    redis_url: str = "redis://localhost:6379/0"
+    redis_url: str = DEFAULT_REDIS_URL
     api_token: str | None = None
     queues: tuple[str, ...] = (keys.DEFAULT_QUEUE,)
     concurrency: int = 100
@@ -57,6 +59,8 @@ class Settings:
     job_expiry: float = 86400.0
     max_body_bytes: int = 1024 * 1024
     allow_public_without_token: bool = False
+    #: a worker serves Prometheus metrics on this port (all interfaces) when set
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         validate_url(self.redis_url)
@@ -69,6 +73,8 @@ class Settings:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", key=name)
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown_grace must be >= 0 seconds, got {self.shutdown_grace}", key="shutdown_grace")
+        if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
+            raise ConfigError(f"metrics_port must be a TCP port (1-65535), got {self.metrics_port}", key="metrics_port")
         for name in ("job_timeout", "lease", "poll_delay", "job_expiry"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}", key=name)
@@ -82,16 +88,36 @@ class Settings:
         return [f.name for f in fields(cls)]
 
 
+def redis_location(url: str) -> str:
+    """``url`` for a start-up log line: masked, and the default said plainly."""
+    if url == DEFAULT_REDIS_URL:
+        return f"{url} (the default URL: set REDIS_URL to use another Redis)"
+    return mask_url(url)
+
+
 def redis_settings(url: str) -> RedisSettings | None:
     """arq's ``RedisSettings`` for ``url`` (``None`` for the in-memory broker)."""
     validate_url(url)
     if url.startswith("memory://"):
         return None
     rs = RedisSettings.from_dsn(url)
+    _tls_parameters(rs, url)
     # a plain arq worker rides out a Redis restart too (reconnecting with backoff, for ever)
     rs.retry = Reconnect(url, -1)
-    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]  # type: ignore[list-item]  # arq's hint is wrong
+    # arq < 0.28 hints this as a list of exception instances; a cast holds on every version
+    rs.retry_on_error = cast(Any, [RedisConnectionError, RedisTimeoutError])
     return rs
+
+
+#: the ``rediss://`` URL parameters (as redis-py reads them) that arq's ``from_dsn`` drops
+TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+
+
+def _tls_parameters(rs: RedisSettings, url: str) -> None:
+    for name, values in parse_qs(urlparse(url).query).items():
+        if name in TLS_PARAMETERS and values:
+            value = values[0]
+            setattr(rs, name, value.lower() in ("1", "true", "yes") if name == "ssl_check_hostname" else value)
 
 
 def worker_settings(
@@ -118,6 +144,7 @@ def worker_settings(
         default_timeout=s.job_timeout,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        metrics_port=s.metrics_port,
     )
     arq_functions = runtime.arq_functions()
     wrapped = {f.name: f.coroutine for f in arq_functions}
@@ -146,6 +173,7 @@ def worker_settings(
         "redis_url": s.redis_url,
         "registry": registry,
         "runtime": runtime,
+        "metrics_port": s.metrics_port,
         **options,
     }
     attrs["__doc__"] = "arq-compatible worker settings built by asyncjobs.worker_settings()."

@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs.context import CTX_RUNTIME
 from asyncjobs.serialization import error_to_dict
 
 if TYPE_CHECKING:
@@ -162,6 +163,9 @@ async def finish_failed(
         raw, tries, *_ = await tr.execute()
     if not aborted:
         undecodable = function == "<unknown>" and raw is not None
+        runtime = worker.ctx.get(CTX_RUNTIME) if worker.ctx else None
+        if runtime is not None:
+            runtime.metrics.dead_letter(function, keys.queue_name_of(queue_key))
         await deadletter.record(
             worker.pool,
             job_id=job_id,

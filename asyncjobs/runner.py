@@ -11,13 +11,13 @@ from typing import Any
 
 from arq.utils import import_string
 
-from asyncjobs.config import settings_kwargs
+from asyncjobs.config import redis_location, settings_kwargs
 from asyncjobs.connections import Broker, create_broker, wait_until_reachable
 from asyncjobs.errors import ConfigError
 from asyncjobs.worker import Worker
 
 logger = logging.getLogger(__name__)
-ASYNCJOBS_ONLY = ("redis_url", "registry", "runtime")
+ASYNCJOBS_ONLY = ("redis_url", "registry", "runtime", "metrics_port")
 
 
 def load_settings(path: str) -> Any:
@@ -65,6 +65,12 @@ def run_worker(path: str, overrides: dict[str, Any]) -> None:
             f"{path} registers no job functions or cron jobs: add yours (settings.py: JOBS), "
             "or set ASYNCJOBS_EXAMPLES=1 to serve the example jobs"
         )
+    metrics_port = overrides.pop("metrics_port", None)
+    if metrics_port is not None:
+        if getattr(settings_cls, "runtime", None) is None:
+            raise ConfigError(f"{path} has no runtime for --metrics-port: build it with asyncjobs.worker_settings()")
+        settings_cls.runtime.metrics_port = metrics_port
+    logger.info("worker starting for Redis at %s", redis_location(url))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pool = loop.run_until_complete(connect_with_retry(url, ""))

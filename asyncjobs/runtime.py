@@ -14,6 +14,7 @@ import contextvars
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -26,7 +27,9 @@ from redis.exceptions import NoScriptError
 
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.context import CTX_ENGINE, CTX_OUTCOME, CTX_RUNTIME, JobContext
+from asyncjobs.errors import ConfigError
 from asyncjobs.executors import ProcessPool, run_in_thread
+from asyncjobs.metrics import WorkerMetrics
 from asyncjobs.registry import JobFunction, Registry
 
 logger = logging.getLogger(__name__)
@@ -59,8 +62,11 @@ class Runtime:
         default_timeout: float = DEFAULT_TIMEOUT_S,
         on_startup: Hook | None = None,
         on_shutdown: Hook | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = WorkerMetrics()
+        self.metrics_port = metrics_port
         self.default_queue = default_queue
         self.default_timeout = default_timeout
         self.user_startup = on_startup
@@ -86,6 +92,11 @@ class Runtime:
 
     async def on_startup(self, ctx: dict[str, Any]) -> None:
         ctx[CTX_RUNTIME] = self
+        if self.metrics_port is not None:
+            try:
+                self.metrics.serve(self.metrics_port)
+            except OSError as e:
+                raise ConfigError(f"cannot serve metrics on port {self.metrics_port}: {e}", key="metrics_port") from e
         if self.user_startup is not None:
             await self.user_startup(ctx)
 
@@ -95,6 +106,7 @@ class Runtime:
         if self._process_pool is not None:
             self._process_pool.shutdown()
             self._process_pool = None
+        self.metrics.stop()
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
         """Publish the terminal event once arq has stored the result."""
@@ -126,6 +138,8 @@ class Runtime:
             if not ctx.get(CTX_ENGINE):  # asyncjobs.Worker's claim already did this
                 await runtime._started(jc)
             deadline = asyncio.timeout(timeout)
+            queue = current_queue.get(runtime.default_queue)
+            started = time.perf_counter()
             try:
                 try:
                     async with deadline:
@@ -136,6 +150,7 @@ class Runtime:
                     raise JobTimeout(f"{jf.name} exceeded its {timeout:g}s timeout") from None
             except Retry as e:
                 ctx[CTX_OUTCOME] = events.RETRYING
+                runtime.metrics.retried(jf.name, queue)
                 await runtime._publish(jc, events.RETRYING, delay=(e.defer_score or 0) / 1000, error=None)
                 raise
             except asyncio.CancelledError:
@@ -144,8 +159,12 @@ class Runtime:
             except Exception as e:
                 await runtime._failed(ctx, jf, e, args, kwargs)
                 raise
-            ctx[CTX_OUTCOME] = events.COMPLETE
-            return result
+            else:
+                ctx[CTX_OUTCOME] = events.COMPLETE
+                return result
+            finally:  # in-process only: a histogram observation costs no round trip
+                outcome = str(ctx.get(CTX_OUTCOME, events.FAILED))
+                runtime.metrics.observe(jf.name, queue, outcome, time.perf_counter() - started)
 
         run.__name__ = run.__qualname__ = jf.name
         return run
@@ -196,12 +215,14 @@ class Runtime:
         if tries <= jf.opts.retries:
             delay = jf.opts.backoff.delay(tries)
             ctx[CTX_OUTCOME] = events.RETRYING
+            self.metrics.retried(jf.name, current_queue.get(self.default_queue))
             logger.info(
                 "job %s (%s) try %d failed (%s); retrying in %.2fs", jc.job_id, jf.name, tries, error["type"], delay
             )
             await self._publish(jc, events.RETRYING, delay=delay, error=error, **{"try": tries})
             raise Retry(defer=delay) from exc
         ctx[CTX_OUTCOME] = events.FAILED
+        self.metrics.dead_letter(jf.name, current_queue.get(self.default_queue))
         await deadletter.record(
             jc.redis,
             job_id=jc.job_id,

@@ -4,8 +4,11 @@ in one process, as in tests). Queue depths are read from Redis at scrape time.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from asyncjobs.client import Client
 
@@ -33,12 +36,8 @@ class Metrics:
         self.queued = Gauge("asyncjobs_queue_queued", "jobs due and waiting", ["queue"], registry=r)
         self.deferred = Gauge("asyncjobs_queue_deferred", "jobs scheduled for later", ["queue"], registry=r)
         self.in_progress = Gauge("asyncjobs_queue_in_progress", "jobs running", ["queue"], registry=r)
-        self.ended = Gauge(
-            "asyncjobs_queue_jobs_ended",
-            "jobs that ended, by outcome (a running total kept in Redis)",
-            ["queue", "outcome"],
-            registry=r,
-        )
+        self.ended = EndedTotals()
+        r.register(self.ended)
         self.dead = Gauge("asyncjobs_dead_letters", "jobs in the dead-letter set", registry=r)
         self.workers = Gauge("asyncjobs_workers", "live workers", registry=r)
 
@@ -58,15 +57,39 @@ class Metrics:
             self.redis_up.set(0)
             return
         self.redis_up.set(1)
+        self.ended.totals = {(s.name, o): getattr(s, o) for s in stats for o in EndedTotals.OUTCOMES}
         for s in stats:
             self.queued.labels(s.name).set(s.queued)
             self.deferred.labels(s.name).set(s.deferred)
             self.in_progress.labels(s.name).set(s.in_progress)
-            for outcome in ("complete", "failed", "aborted"):
-                self.ended.labels(s.name, outcome).set(getattr(s, outcome))
         self.dead.set(total)
         self.workers.set(len(workers))
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class EndedTotals(Collector):
+    """``asyncjobs_queue_jobs_ended_total{queue,outcome}``: a counter, though read from Redis
+    (the running totals every worker adds to), so ``rate()`` works across workers and restarts
+    of this app."""
+
+    OUTCOMES = ("complete", "failed", "aborted")
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, str], int] = {}
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "asyncjobs_queue_jobs_ended", "jobs that ended, by queue and outcome", labels=["queue", "outcome"]
+        )
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        for (queue, outcome), value in sorted(self.totals.items()):
+            family.add_metric([queue, outcome], value)
+        yield family

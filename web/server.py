@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from asyncjobs.config import Settings
-from asyncjobs.connections import create_broker, mask_url
+from asyncjobs.config import Settings, redis_location
+from asyncjobs.connections import create_broker
 from asyncjobs.registry import Registry
 from web.app import check_bind, create_app
 
@@ -32,7 +32,7 @@ def run_web(settings: Settings, registry: Registry, host: str, port: int) -> Non
     """Serve the API until SIGINT/SIGTERM."""
     check_bind(host, settings)
     app = create_app(settings, registry)
-    logger.info("serving the API for Redis at %s", mask_url(settings.redis_url))
+    logger.info("serving the API for Redis at %s", redis_location(settings.redis_url))
     web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
 
 

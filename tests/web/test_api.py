@@ -156,7 +156,7 @@ async def test_health_ready_metrics_and_index(api: Any) -> None:
     job = await enqueue(api, {"function": "count_words", "args": ["a"]})
     assert (await api.get(f"/api/jobs/{job['job_id']}/result?timeout=10")).status == 200
     text = await (await api.get("/metrics")).text()
-    assert 'asyncjobs_queue_jobs_ended{outcome="complete",queue="default"} 1.0' in text
+    assert 'asyncjobs_queue_jobs_ended_total{outcome="complete",queue="default"} 1.0' in text
     assert 'asyncjobs_http_jobs_enqueued_total{function="count_words"} 1.0' in text
     assert 'asyncjobs_http_requests_total{method="POST",route="/api/jobs",status="202"} 1.0' in text
     assert "asyncjobs_redis_up 1.0" in text and "asyncjobs_workers 1.0" in text
