@@ -58,13 +58,17 @@ class JobCall:
     kwargs: dict[str, Any] = field(default_factory=dict)
     options: EnqueueOptions = field(default_factory=EnqueueOptions)
     default_queue: str | None = None
+    #: the arguments were already checked and encoded against the function's signature
+    checked: bool = False
 
 
 def call(function: JobFunction[P, Any] | str, /, *args: Any, **kwargs: Any) -> JobCall:
-    """A :class:`JobCall` for ``function(*args, **kwargs)``, checked against its signature."""
+    """A :class:`JobCall` for ``function(*args, **kwargs)``, checked against its signature and
+    type hints (rich values such as pydantic models encoded). A name is checked by a client
+    that has a registry; a function this process does not know is sent unchecked."""
     if isinstance(function, JobFunction):
-        function.bind(args, kwargs)
-        return JobCall(function.name, args, kwargs, function.enqueue_options, function.opts.queue)
+        a, k = function.encode_arguments(args, kwargs)
+        return JobCall(function.name, a, k, function.enqueue_options, function.opts.queue, checked=True)
     return JobCall(function, args, kwargs)
 
 
@@ -147,7 +151,12 @@ class Client:
         ``function.options(job_id=..., queue=..., defer_by=..., defer_until=..., priority=...)``;
         for a function known by name only, use :meth:`enqueue_call`.
 
-        Raises :class:`DuplicateJob` if the job id is taken.
+        Arguments are checked against the function's signature and type hints
+        (:class:`InvalidArguments` naming the parameter), and rich values (pydantic models,
+        dataclasses, datetimes, UUIDs, decimals) are encoded; the worker hands them to the job
+        as the annotated types. A function given by name is checked only when the client has a
+        registry that knows it; otherwise (say, a job served by another code base) the
+        arguments are sent as given. Raises :class:`DuplicateJob` if the job id is taken.
         """
         return await self._enqueue_one(call(function, *args, **kwargs))
 
@@ -183,13 +192,14 @@ class Client:
         return out
 
     def _prepare(self, c: JobCall) -> tuple[str, str, list[str], list[Any]]:
-        if self.registry is not None:
-            self.registry.get(c.function).bind(c.args, c.kwargs)
+        args, kwargs = c.args, c.kwargs
+        if self.registry is not None and not c.checked:
+            args, kwargs = self.registry.get(c.function).encode_arguments(args, kwargs)
         o = c.options
         job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
         queue = check_queue(o.queue or c.default_queue or self.default_queue)
         key_list, argv = self.redis.encode_enqueue(
-            c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
+            c.function, args, kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
         )
         return job_id, queue, key_list, argv
 

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
-from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
+from asyncjobs.errors import ConfigError, UnknownFunction, truncate
 from asyncjobs.keys import PRIORITY_MAX
 
 P = ParamSpec("P")
@@ -133,25 +135,32 @@ class JobFunction(Generic[P, R]):
         """A copy of this job that enqueues with the given placement options. ``priority``
         (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``."""
         extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
-        return JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
+        placed = JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
+        if "arguments" in self.__dict__:  # same function and options: share what was built
+            placed.__dict__["arguments"] = self.__dict__["arguments"]
+        return placed
 
     def with_settings(self, **changes: Any) -> JobFunction[P, R]:
         """A copy with some :class:`JobOptions` changed (handy in tests)."""
         return JobFunction(self.func, replace(self.opts, **changes), self.enqueue_options)
 
-    def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
-        """Raise :class:`InvalidArguments` if ``args``/``kwargs`` cannot call this function."""
-        if not kwargs and self._positional is not None and isinstance(args, tuple):
-            low, high = self._positional  # fast path: what Signature.bind would accept
-            if low <= len(args) <= high:
-                return
-        try:
-            if self.opts.executor is None:
-                self.signature.bind(None, *args, **kwargs)
-            else:  # plain functions run in an executor take no ctx
-                self.signature.bind(*args, **kwargs)
-        except TypeError as e:
-            raise InvalidArguments(self.name, [{"loc": ["args"], "msg": str(e)}]) from None
+    @cached_property
+    def arguments(self) -> ArgumentSpec:
+        """How this function's arguments are checked, encoded at enqueue and decoded in the worker."""
+        return ArgumentSpec(self)
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Raise :class:`InvalidArguments` if ``args``/``kwargs`` cannot call this function:
+        wrong count, unknown names, or values that do not fit the type hints."""
+        self.encode_arguments(args, kwargs)
+
+    def encode_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
+        """``args``/``kwargs`` checked and made JSON-like for the payload (see :mod:`asyncjobs.arguments`)."""
+        if not kwargs and self._positional is not None and isinstance(args, tuple) and not args:
+            low, _ = self._positional  # fast path: a call without arguments
+            if low == 0:
+                return args, kwargs
+        return self.arguments.encode(args, kwargs)
 
 
 def positional_range(signature: inspect.Signature, *, skip_ctx: bool) -> tuple[int, float] | None:
