@@ -23,6 +23,7 @@ from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_seconds
 from asyncjobs.serialization import RemoteError, deserialize, serialize
+from asyncjobs.serving import ServedQueues, live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Client:
         self._hub: EventHub | None = None
         self._state = _State.NEW
         self._abort_script: Any = None
+        self._served = ServedQueues()
 
     # --- lifecycle ------------------------------------------------------------------------
     async def open(self) -> Client:
@@ -208,11 +210,14 @@ class Client:
         job_id, queue, k, a = self._prepare(c)
         if not await self.redis.evalsha_enqueue(k, a):
             raise DuplicateJob(job_id)
+        await self._served.check(self.redis, queue)
         return JobHandle(self, job_id, queue)
 
     async def _enqueue_calls(self, calls: list[JobCall], *, strict: bool) -> list[Any]:
         prepared = [self._prepare(c) for c in calls]
         created = await self.redis.evalsha_enqueue_many([(k, a) for _, _, k, a in prepared])
+        for queue in {q for _, q, _, _ in prepared}:
+            await self._served.check(self.redis, queue)
         out: list[Any] = []
         for (job_id, queue, _, _), ok in zip(prepared, created, strict=True):
             if not ok and strict:
@@ -241,20 +246,26 @@ class Client:
                 job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried"
             )
         await self.redis.delete(keys.result(job_id), keys.retry(job_id), keys.state(job_id))
-        handle = await self.enqueue_call(entry.function, entry.args, entry.kwargs, job_id=job_id, queue=entry.queue)
-        await deadletter.remove(self.redis, job_id)
-        return handle
+        # taken before the enqueue: a retry that fails again at once is dead-lettered anew
+        entry, blob = await deadletter.take(self.redis, job_id)
+        try:
+            return await self.enqueue_call(entry.function, entry.args, entry.kwargs, job_id=job_id, queue=entry.queue)
+        except BaseException:
+            await deadletter.put_back(self.redis, job_id, blob)
+            raise
 
     async def purge_dead(self) -> int:
         return await deadletter.purge(self.redis)
 
     async def workers(self) -> list[dict[str, Any]]:
-        now = timestamp_ms()
-        ids = await self.redis.zrangebyscore(keys.WORKERS, now - 60_000, "+inf")
-        if not ids:
-            return []
-        blobs = await self.redis.mget([keys.worker(i.decode()) for i in ids])
-        return [orjson.loads(b) for b in blobs if b]
+        """The live workers (seen in the last minute): id, host, pid, queues, concurrency, ..."""
+        return await live_workers(self.redis)
+
+    async def unserved(self, queue: str) -> str | None:
+        """A warning if no live worker serves ``queue`` (a job there would wait for ever), else
+        ``None``. Read at most once a minute per queue; enqueueing checks it too, logging the
+        warning once per queue."""
+        return await self._served.check(self.redis, check_queue(queue))
 
 
 class JobHandle(Generic[R]):
