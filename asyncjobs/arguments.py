@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -102,14 +103,20 @@ class ArgumentSpec:
         fields: dict[str, Any] = {}
         for p in self._params:
             fields[p.name] = (self.types[p.name], ... if p.default is EMPTY else p.default)
-        config = ConfigDict(extra="allow" if self.var_kwargs is not None else "forbid", arbitrary_types_allowed=True)
+        config = ConfigDict(
+            extra="allow" if self.var_kwargs is not None else "forbid",
+            arbitrary_types_allowed=True,
+            protected_namespaces=(),  # a parameter may be called model_name
+        )
         name = f"{self.function.name}_params"
-        try:
-            model: type[BaseModel] = create_model(name, __config__=config, **fields)
-            model.model_json_schema()
-        except Exception:  # hints pydantic cannot express: check names and arity only
-            loose = {n: (Any, default) for n, (_, default) in fields.items()}
-            model = create_model(name, __config__=config, **loose)  # type: ignore[call-overload]
+        with warnings.catch_warnings():  # a parameter may shadow a BaseModel attribute (json, copy)
+            warnings.simplefilter("ignore")
+            try:
+                model: type[BaseModel] = create_model(name, __config__=config, **fields)
+                model.model_json_schema()
+            except Exception:  # hints pydantic cannot express: check names and arity only
+                loose = {n: (Any, default) for n, (_, default) in fields.items()}
+                model = create_model(name, __config__=config, **loose)  # type: ignore[call-overload]
         return model
 
     @cached_property

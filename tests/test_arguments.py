@@ -109,3 +109,20 @@ def test_cli_checks_types_like_http(cli_env):
     p = run_cli(cli_env, "enqueue", "takes_uuid", "--kwargs", '{"u": "nope"}')
     assert p.returncode == 2
     assert p.stderr.startswith("error: invalid arguments for takes_uuid: u: ") and p.stderr.count("\n") == 1
+
+
+def test_parameter_names_pydantic_reserves_and_executor_functions_are_checked():
+    @asyncjobs.job
+    async def odd(ctx, model_name: str, json: int, copy: bool = False) -> None: ...
+
+    odd.bind(("a", 1), {})
+    with pytest.raises(InvalidArguments, match="odd: model_name: Input should be a valid string"):
+        odd.bind((1, 1), {})
+
+    @asyncjobs.job(executor="thread")
+    def blocking(n: int) -> int:  # no ctx: its first parameter is an argument
+        return n
+
+    blocking.bind((3,), {})
+    with pytest.raises(InvalidArguments, match="blocking: n: Input should be a valid integer"):
+        blocking.bind(("3",), {})
