@@ -108,7 +108,6 @@ class JobFunction(Generic[P, R]):
         self.opts = options
         self.enqueue_options = enqueue_options or EnqueueOptions()
         self.signature = inspect.signature(func)
-        self._positional = positional_range(self.signature, skip_ctx=options.executor is None)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", options.name)
         self.__wrapped__ = func
@@ -156,33 +155,7 @@ class JobFunction(Generic[P, R]):
 
     def encode_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
         """``args``/``kwargs`` checked and made JSON-like for the payload (see :mod:`asyncjobs.arguments`)."""
-        if not kwargs and self._positional is not None and isinstance(args, tuple) and not args:
-            low, _ = self._positional  # fast path: a call without arguments
-            if low == 0:
-                return args, kwargs
         return self.arguments.encode(args, kwargs)
-
-
-def positional_range(signature: inspect.Signature, *, skip_ctx: bool) -> tuple[int, float] | None:
-    """``(fewest, most)`` positional arguments (besides ``ctx`` when ``skip_ctx``) that bind to
-    ``signature`` with no keyword arguments, or ``None`` when that is not so simple (a required
-    keyword-only parameter, or no positional ``ctx`` parameter to skip)."""
-    params = list(signature.parameters.values())
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if skip_ctx:
-        if not params or params[0].kind not in positional:
-            return None
-        params = params[1:]
-    low, high = 0, 0.0
-    for p in params:
-        if p.kind in positional:
-            high += 1
-            low += p.default is inspect.Parameter.empty
-        elif p.kind is inspect.Parameter.VAR_POSITIONAL:
-            high = float("inf")
-        elif p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty:
-            return None
-    return low, high
 
 
 EXECUTORS = ("thread", "process")
