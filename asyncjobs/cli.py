@@ -10,11 +10,13 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 import orjson
 
+from asyncjobs.cli_wait import MODES, WaitState, follow
 from asyncjobs.errors import (
     AsyncJobsError,
     BrokerUnavailable,
@@ -139,7 +141,15 @@ def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
 )
 @click.option("--job-id", help="job id (enqueue is unique by id)")
 @click.option("--wait", is_flag=True, help="show progress, then print the result")
-@click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+@click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds (exit 1)")
+@click.option(
+    "--progress",
+    "progress_mode",
+    type=click.Choice(MODES),
+    default="bar",
+    show_default=True,
+    help="with --wait: a live bar, one line per change (plain), or nothing",
+)
 @click.pass_obj
 def enqueue(
     ctx: Ctx,
@@ -152,8 +162,10 @@ def enqueue(
     job_id: str | None,
     wait: bool,
     timeout: float | None,
+    progress_mode: str,
 ) -> None:
-    """Enqueue FUNCTION; prints the job id (with --wait, the result on the last line)."""
+    """Enqueue FUNCTION; prints the job id (with --wait, the result on the last line).
+    Warns on stderr when no live worker serves the job's queue."""
     args = _json_arg(args_json, list, "--args")
     kwargs = _json_arg(kwargs_json, dict, "--kwargs")
 
@@ -163,39 +175,19 @@ def enqueue(
                 function, args, kwargs, job_id=job_id, queue=queue, defer_by=defer_by, priority=priority
             )
             click.echo(handle.id, err=wait)
+            unserved = await client.unserved(handle.queue)
+            if unserved:
+                click.echo(f"warning: {unserved}", err=True)
             if wait:
-                await _follow(handle, timeout)
+                known = client.registry is not None and function in client.registry
+                tries = client.registry.get(function).opts.retries + 1 if known else None
+                limit = f" (up to {timeout:g}s)" if timeout is not None else " (Ctrl-C stops waiting; the job stays)"
+                click.echo(f"waiting for job {handle.id} ({function}) on queue {handle.queue}{limit}", err=True)
+                state = WaitState(handle.queue, tries)
+                result = await follow(handle, state, timeout=timeout, mode=progress_mode, unserved=unserved)
+                click.echo(dumps(result))
 
     run(ctx, go)
-
-
-async def _follow(handle: Any, timeout: float | None) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=_stderr_console(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"job {handle.id[:12]}", total=100)
-        async for event in handle.events(timeout=timeout):
-            if event.get("event") == "progress":
-                bar.update(
-                    task,
-                    completed=event.get("progress", 0),
-                    description=event.get("message") or f"job {handle.id[:12]}",
-                )
-    result = await handle.result(timeout=timeout)
-    click.echo(dumps(result))
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 @main.command()
@@ -270,6 +262,34 @@ def workers(ctx: Ctx) -> None:
     run(ctx, go)
 
 
+@main.command("cron")
+@click.option("--upcoming", type=click.IntRange(1, 20), default=3, show_default=True, help="next runs to show")
+@click.pass_obj
+def cron_command(ctx: Ctx, upcoming: int) -> None:
+    """List the cron jobs (the settings module's CRON_JOBS): schedule, next runs, last run."""
+    from asyncjobs.cron import cron_table
+
+    cron_jobs = list(getattr(ctx.module, "CRON_JOBS", []))
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            rows = await cron_table(client, cron_jobs, upcoming=upcoming)
+        for cj, row in zip(cron_jobs, rows, strict=True):
+            tz = getattr(cj, "tz", None) or UTC
+            nexts = ", ".join(_when(ms, tz) for ms in row["next_runs_ms"]) or "-"
+            last = row["last"]
+            ran = f"{_when(last['tick_ms'], tz)} {last['status']}" if last else "-"
+            click.echo(f"{row['name']}  {row['schedule']} ({row['tz']})  next: {nexts}  last: {ran}")
+        if not cron_jobs:
+            click.echo(f"no cron jobs: {ctx.settings_module}.CRON_JOBS is empty or missing", err=True)
+
+    run(ctx, go)
+
+
+def _when(ms: int, tz: Any) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
 @main.group()
 def dead() -> None:
     """Inspect, retry or purge dead-lettered jobs."""
@@ -291,15 +311,46 @@ def dead_list(ctx: Ctx, limit: int) -> None:
 
 
 @dead.command("retry")
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@click.option("--all", "retry_all", is_flag=True, help="retry every dead-lettered job")
 @click.pass_obj
-def dead_retry(ctx: Ctx, job_id: str) -> None:
+def dead_retry(ctx: Ctx, job_id: str | None, retry_all: bool) -> None:
+    """Re-enqueue JOB_ID (or every job, with --all) under its own id; prints the ids."""
+    if bool(job_id) == retry_all:
+        raise click.UsageError("give a JOB_ID or --all")
+
     async def go() -> None:
         async with ctx.client() as client:
-            handle = await client.retry_dead(job_id)
-            click.echo(handle.id)
+            if job_id:
+                click.echo((await client.retry_dead(job_id)).id)
+                return
+            retried, skipped = await _retry_every_dead(client)
+            click.echo(f"retried {retried}" + (f", {skipped} could not be retried" if skipped else ""), err=True)
+            if skipped:
+                raise SystemExit(1)
 
     run(ctx, go)
+
+
+async def _retry_every_dead(client: Any) -> tuple[int, int]:
+    """Retry each job dead-lettered now, once (the ids are read first: a retried job that fails
+    again at once is dead-lettered again, and must not be retried in a loop). One that cannot
+    be retried is reported and passed over."""
+    ids: list[str] = []
+    while True:
+        _, entries = await client.dead_letters(offset=len(ids), limit=500)
+        if not entries:
+            break
+        ids += [e.job_id for e in entries]
+    retried = skipped = 0
+    for job_id in dict.fromkeys(ids):
+        try:
+            click.echo((await client.retry_dead(job_id)).id)
+            retried += 1
+        except AsyncJobsError as err:
+            click.echo(f"warning: {job_id}: {err}", err=True)
+            skipped += 1
+    return retried, skipped
 
 
 @dead.command("purge")

@@ -23,6 +23,7 @@ from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, check_defer, to_seconds
 from asyncjobs.serialization import RemoteError, deserialize, serialize
+from asyncjobs.serving import ServedQueues, live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +72,17 @@ class JobCall:
     kwargs: dict[str, Any] = field(default_factory=dict)
     options: EnqueueOptions = field(default_factory=EnqueueOptions)
     default_queue: str | None = None
+    #: the arguments were already checked and encoded against the function's signature
+    checked: bool = False
 
 
 def call(function: JobFunction[P, Any] | str, /, *args: Any, **kwargs: Any) -> JobCall:
-    """A :class:`JobCall` for ``function(*args, **kwargs)``, checked against its signature."""
+    """A :class:`JobCall` for ``function(*args, **kwargs)``, checked against its signature and
+    type hints (rich values such as pydantic models encoded). A name is checked by a client
+    that has a registry; a function this process does not know is sent unchecked."""
     if isinstance(function, JobFunction):
-        function.bind(args, kwargs)
-        return JobCall(function.name, args, kwargs, function.enqueue_options, function.opts.queue)
+        a, k = function.encode_arguments(args, kwargs)
+        return JobCall(function.name, a, k, function.enqueue_options, function.opts.queue, checked=True)
     return JobCall(function, args, kwargs)
 
 
@@ -106,6 +111,7 @@ class Client:
         self._hub: EventHub | None = None
         self._state = _State.NEW
         self._abort_script: Any = None
+        self._served = ServedQueues()
 
     # --- lifecycle ------------------------------------------------------------------------
     async def open(self) -> Client:
@@ -160,7 +166,12 @@ class Client:
         ``function.options(job_id=..., queue=..., defer_by=..., defer_until=..., priority=...)``;
         for a function known by name only, use :meth:`enqueue_call`.
 
-        Raises :class:`DuplicateJob` if the job id is taken.
+        Arguments are checked against the function's signature and type hints
+        (:class:`InvalidArguments` naming the parameter), and rich values (pydantic models,
+        dataclasses, datetimes, UUIDs, decimals) are encoded; the worker hands them to the job
+        as the annotated types. A function given by name is checked only when the client has a
+        registry that knows it; otherwise (say, a job served by another code base) the
+        arguments are sent as given. Raises :class:`DuplicateJob` if the job id is taken.
         """
         return await self._enqueue_one(call(function, *args, **kwargs))
 
@@ -196,14 +207,15 @@ class Client:
         return out
 
     def _prepare(self, c: JobCall, *, internal: bool = False) -> tuple[str, str, list[str], list[Any]]:
-        if self.registry is not None:
-            self.registry.get(c.function).bind(c.args, c.kwargs)
+        args, kwargs = c.args, c.kwargs
+        if self.registry is not None and not c.checked:
+            args, kwargs = self.registry.get(c.function).encode_arguments(args, kwargs)
         o = c.options
         job_id = (check_job_id if internal else check_new_job_id)(o.job_id) if o.job_id else new_job_id()
         queue = check_queue(o.queue or c.default_queue or self.default_queue)
         check_defer(o.defer_by, o.defer_until, timestamp_ms())
         key_list, argv = self.redis.encode_enqueue(
-            c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
+            c.function, args, kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
         )
         return job_id, queue, key_list, argv
 
@@ -213,11 +225,14 @@ class Client:
         job_id, queue, k, a = self._prepare(c, internal=internal)
         if not await self.redis.evalsha_enqueue(k, a):
             raise DuplicateJob(job_id)
+        await self._served.check(self.redis, queue)
         return JobHandle(self, job_id, queue)
 
     async def _enqueue_calls(self, calls: list[JobCall], *, strict: bool) -> list[Any]:
         prepared = [self._prepare(c) for c in calls]
         created = await self.redis.evalsha_enqueue_many([(k, a) for _, _, k, a in prepared])
+        for queue in {q for _, q, _, _ in prepared}:
+            await self._served.check(self.redis, queue)
         out: list[Any] = []
         for (job_id, queue, _, _), ok in zip(prepared, created, strict=True):
             if not ok and strict:
@@ -246,21 +261,27 @@ class Client:
                 job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried"
             )
         await self.redis.delete(keys.result(job_id), keys.retry(job_id), keys.state(job_id))
-        retry = JobCall(entry.function, entry.args, entry.kwargs, EnqueueOptions(job_id=job_id, queue=entry.queue))
-        handle = await self._enqueue_one(retry, internal=True)
-        await deadletter.remove(self.redis, job_id)
-        return handle
+        # taken before the enqueue: a retry that fails again at once is dead-lettered anew
+        entry, blob = await deadletter.take(self.redis, job_id)
+        try:
+            retry = JobCall(entry.function, entry.args, entry.kwargs, EnqueueOptions(job_id=job_id, queue=entry.queue))
+            return await self._enqueue_one(retry, internal=True)
+        except BaseException:
+            await deadletter.put_back(self.redis, job_id, blob)
+            raise
 
     async def purge_dead(self) -> int:
         return await deadletter.purge(self.redis)
 
     async def workers(self) -> list[dict[str, Any]]:
-        now = timestamp_ms()
-        ids = await self.redis.zrangebyscore(keys.WORKERS, now - 60_000, "+inf")
-        if not ids:
-            return []
-        blobs = await self.redis.mget([keys.worker(i.decode()) for i in ids])
-        return [orjson.loads(b) for b in blobs if b]
+        """The live workers (seen in the last minute): id, host, pid, queues, concurrency, ..."""
+        return await live_workers(self.redis)
+
+    async def unserved(self, queue: str) -> str | None:
+        """A warning if no live worker serves ``queue`` (a job there would wait for ever), else
+        ``None``. Read at most once a minute per queue; enqueueing checks it too, logging the
+        warning once per queue."""
+        return await self._served.check(self.redis, check_queue(queue))
 
 
 class JobHandle(Generic[R]):

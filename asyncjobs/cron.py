@@ -8,9 +8,10 @@ there (:data:`asyncjobs.keys.RESERVED_ID_PREFIXES`), so no one can take a tick's
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from typing import Any
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from arq.cron import CronJob
@@ -20,6 +21,9 @@ from croniter import croniter
 from asyncjobs.errors import ConfigError
 from asyncjobs.keys import CRON_ID_PREFIX
 from asyncjobs.registry import JobFunction
+
+if TYPE_CHECKING:
+    from asyncjobs.client import Client
 
 
 @dataclass
@@ -98,3 +102,40 @@ def _crontab(
 def _placeholder(function: JobFunction[Any, Any]) -> Any:
     # arq checks for a coroutine function here; the runtime swaps in the wrapped one
     return function.func
+
+
+async def cron_table(client: Client, cron_jobs: Iterable[Any], *, upcoming: int = 3) -> list[dict[str, Any]]:
+    """Every periodic job with its schedule, time zone, next run (and the ``upcoming`` next
+    runs) and last run (the job of the previous tick, found by its deterministic id
+    ``<name>:<tick ms>``). The dashboard's Cron page and ``asyncjobs cron`` show this."""
+    now = datetime.now(UTC)
+    rows = []
+    for cj in cron_jobs:
+        schedule, tz = getattr(cj, "crontab", None), getattr(cj, "tz", None)
+        row: dict[str, Any] = {
+            "name": cj.name,
+            "function": getattr(cj, "asyncjobs_function", cj.name),
+            "tz": str(tz) if tz else "UTC",
+            "next_run_ms": None,
+            "next_runs_ms": [],
+            "last": None,
+        }
+        if schedule is not None:
+            it = croniter(schedule, now.astimezone(tz) if tz else now)
+            row["next_runs_ms"] = [int(it.get_next(datetime).timestamp() * 1000) for _ in range(max(upcoming, 1))]
+            row["next_run_ms"] = row["next_runs_ms"][0]
+            it = croniter(schedule, now.astimezone(tz) if tz else now)
+            prev_ms = int(it.get_prev(datetime).timestamp() * 1000)
+            rec = await client.job(f"{cj.name}:{prev_ms}").info()
+            row["last"] = {
+                "job_id": rec.job_id,
+                "tick_ms": prev_ms,
+                "status": rec.status.value,
+                "finish_ms": rec.finish_ms,
+            }
+        else:
+            fields = ("month", "day", "weekday", "hour", "minute", "second")
+            schedule = " ".join(f"{f}={getattr(cj, f)}" for f in fields if getattr(cj, f, None) is not None)
+        row["schedule"] = schedule
+        rows.append(row)
+    return rows

@@ -118,3 +118,23 @@ async def purge(redis: Redis) -> int:
         await redis.delete(*[keys.dead(i.decode()) for i in ids])
     await redis.delete(keys.DEAD)
     return len(ids)
+
+
+async def take(redis: Redis, job_id: str) -> tuple[DeadLetter, bytes]:
+    """Remove the dead letter and return it with its stored form (for :func:`put_back`)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(keys.dead(job_id))
+        pipe.zrem(keys.DEAD, job_id)
+        pipe.delete(keys.dead(job_id))
+        blob, _, _ = await pipe.execute()
+    if blob is None:
+        raise DeadLetterNotFound(job_id)
+    return _decode(blob), blob
+
+
+async def put_back(redis: Redis, job_id: str, blob: bytes) -> None:
+    """Undo :func:`take` (a retry that could not be enqueued)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
+        pipe.zadd(keys.DEAD, {job_id: timestamp_ms()})
+        await pipe.execute()

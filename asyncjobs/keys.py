@@ -190,3 +190,8 @@ def stats(queue_name: str) -> str:
 
 def worker(worker_id: str) -> str:
     return f"{PREFIX}worker:{worker_id}"
+
+
+def health_check(queue_name: str) -> str:
+    """arq's worker health line for a queue (written by every arq-based worker, plain arq too)."""
+    return queue(queue_name) + ":health-check"

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from arq.utils import to_unix_ms
 
+from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
-from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
+from asyncjobs.errors import ConfigError, UnknownFunction, truncate
 from asyncjobs.keys import PRIORITY_MAX
 
 P = ParamSpec("P")
@@ -134,7 +136,6 @@ class JobFunction(Generic[P, R]):
         self.opts = options
         self.enqueue_options = enqueue_options or EnqueueOptions()
         self.signature = inspect.signature(func)
-        self._positional = positional_range(self.signature, skip_ctx=options.executor is None)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", options.name)
         self.__wrapped__ = func
@@ -161,47 +162,28 @@ class JobFunction(Generic[P, R]):
         """A copy of this job that enqueues with the given placement options. ``priority``
         (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``."""
         extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
-        return JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
+        placed = JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
+        if "arguments" in self.__dict__:  # same function and options: share what was built
+            placed.__dict__["arguments"] = self.__dict__["arguments"]
+        return placed
 
     def with_settings(self, **changes: Any) -> JobFunction[P, R]:
         """A copy with some :class:`JobOptions` changed (handy in tests)."""
         return JobFunction(self.func, replace(self.opts, **changes), self.enqueue_options)
 
-    def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
-        """Raise :class:`InvalidArguments` if ``args``/``kwargs`` cannot call this function."""
-        if not kwargs and self._positional is not None and isinstance(args, tuple):
-            low, high = self._positional  # fast path: what Signature.bind would accept
-            if low <= len(args) <= high:
-                return
-        try:
-            if self.opts.executor is None:
-                self.signature.bind(None, *args, **kwargs)
-            else:  # plain functions run in an executor take no ctx
-                self.signature.bind(*args, **kwargs)
-        except TypeError as e:
-            raise InvalidArguments(self.name, [{"loc": ["args"], "msg": str(e)}]) from None
+    @cached_property
+    def arguments(self) -> ArgumentSpec:
+        """How this function's arguments are checked, encoded at enqueue and decoded in the worker."""
+        return ArgumentSpec(self)
 
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Raise :class:`InvalidArguments` if ``args``/``kwargs`` cannot call this function:
+        wrong count, unknown names, or values that do not fit the type hints."""
+        self.encode_arguments(args, kwargs)
 
-def positional_range(signature: inspect.Signature, *, skip_ctx: bool) -> tuple[int, float] | None:
-    """``(fewest, most)`` positional arguments (besides ``ctx`` when ``skip_ctx``) that bind to
-    ``signature`` with no keyword arguments, or ``None`` when that is not so simple (a required
-    keyword-only parameter, or no positional ``ctx`` parameter to skip)."""
-    params = list(signature.parameters.values())
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if skip_ctx:
-        if not params or params[0].kind not in positional:
-            return None
-        params = params[1:]
-    low, high = 0, 0.0
-    for p in params:
-        if p.kind in positional:
-            high += 1
-            low += p.default is inspect.Parameter.empty
-        elif p.kind is inspect.Parameter.VAR_POSITIONAL:
-            high = float("inf")
-        elif p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty:
-            return None
-    return low, high
+    def encode_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
+        """``args``/``kwargs`` checked and made JSON-like for the payload (see :mod:`asyncjobs.arguments`)."""
+        return self.arguments.encode(args, kwargs)
 
 
 EXECUTORS = ("thread", "process")

@@ -130,6 +130,8 @@ class Runtime:
     # --- per job ---------------------------------------------------------------------------
     def _wrap(self, jf: JobFunction[Any, Any], timeout: float) -> Callable[..., Awaitable[Any]]:
         runtime = self
+        # parameters with rich annotations (models, datetimes, ...) arrive encoded: decode them
+        decode = jf.arguments.decode if jf.arguments.adapters else None
 
         async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             ctx["asyncjobs_function"] = jf.name
@@ -143,7 +145,8 @@ class Runtime:
             try:
                 try:
                     async with deadline:
-                        result = await runtime._call(jf, jc, args, kwargs)
+                        call_args, call_kwargs = decode(args, kwargs) if decode is not None else (args, kwargs)
+                        result = await runtime._call(jf, jc, call_args, call_kwargs)
                 except TimeoutError:
                     if not deadline.expired():
                         raise

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import re
 import socket
 import subprocess
 import sys
@@ -226,3 +229,75 @@ async def test_enqueue_refuses_a_cron_tick_id(cli_env, client):
     assert p.returncode == 2
     assert_one_line_error(p, "job_id 'cron:cleanup:1893456000000' is reserved", "cron")
     assert await client.redis.zcard(asyncjobs.keys.queue("default")) == 0
+
+
+async def test_cron_lists_schedule_next_runs_and_last_run(cli_env, private_redis):
+    from datetime import UTC, datetime
+
+    from arq.connections import RedisSettings, create_pool
+    from croniter import croniter
+
+    from asyncjobs.serialization import serialize
+
+    server = private_redis()
+    now = datetime.now(UTC)
+    prev_ms = int(croniter("*/5 * * * *", now).get_prev(datetime).timestamp() * 1000)
+    # the last tick's job, by its deterministic id, as a worker's cron enqueues it (arq's own call)
+    pool = await create_pool(RedisSettings.from_dsn(server.url), job_serializer=serialize)
+    await pool.enqueue_job("cleanup", _job_id=f"cron:cleanup:{prev_ms}")
+    await pool.aclose()
+    p = run({**cli_env, "REDIS_URL": server.url}, "cron", "--upcoming", "3")
+    assert p.returncode == 0, p.stderr
+    [line] = p.stdout.splitlines()
+    m = re.fullmatch(r"cron:cleanup  \*/5 \* \* \* \* \(UTC\)  next: (.+)  last: (.+) queued", line)
+    assert m, line
+    nexts = [datetime.strptime(t, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) for t in m.group(1).split(", ")]
+    assert len(nexts) == 3 and nexts[0] > now and all(t.minute % 5 == 0 and t.second == 0 for t in nexts)
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(nexts)] == [300, 300]
+    assert datetime.strptime(m.group(2), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000 == prev_ms
+
+
+async def test_dead_retry_all(cli_env, private_redis, start_worker):
+    server = private_redis()
+
+    @job(name="send_email", retries=0)
+    async def broken_email(ctx, to: str, subject: str, body: str) -> None:
+        raise OSError("smtp down")
+
+    await start_worker([broken_email], settings=asyncjobs.Settings(redis_url=server.url, lease=2.0))
+    env = {**cli_env, "REDIS_URL": server.url}
+    async with asyncjobs.connect(server.url) as c:
+        handles = [await c.enqueue_call("send_email", ["a@b.c", "s", str(i)], job_id=f"m-{i}") for i in range(3)]
+        for h in handles:
+            with pytest.raises(asyncjobs.JobFailed):
+                await h.result(timeout=10)
+        assert (await c.dead_letters())[0] == 3
+        p = await asyncio.to_thread(run, env, "dead", "retry", "--all")
+        assert p.returncode == 0, p.stderr
+        assert sorted(p.stdout.split()) == ["m-0", "m-1", "m-2"] and p.stderr == "retried 3\n"
+        for h in handles:  # they ran again (and failed again)
+            with pytest.raises(asyncjobs.JobFailed):
+                await h.result(timeout=10)
+        assert (await c.dead_letters())[0] == 3
+    p = run(env, "dead", "retry")
+    assert p.returncode == 2 and "give a JOB_ID or --all" in p.stderr
+
+
+def test_ctrl_c_in_dev_says_it_was_interrupted(cli_env):
+    import signal
+
+    from asyncjobs.testing import free_port, stop_process
+
+    env = {k: v for k, v in cli_env.items() if k != "REDIS_URL"}  # the in-memory broker
+    cmd = [CLI, "dev", "--port", str(free_port())]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert b"listening on" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, err
+    assert b"asyncjobs dev interrupted (Ctrl-C): stopping the API and the worker" in err
+    assert b"SIGUSR1" not in err and b"Traceback" not in err

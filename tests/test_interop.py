@@ -166,3 +166,12 @@ async def test_arq_command_runs_jobs_and_cli_waits_for_the_result(spawn, redis_u
     out, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 0, err.decode()
     assert out.decode().strip().splitlines()[-1] == "3"
+
+
+async def test_plain_arq_delivers_rich_arguments_as_the_annotated_types(client, plain_arq_worker):
+    from arguments_support import CASES, FUNCTIONS
+
+    await plain_arq_worker(FUNCTIONS)
+    for function, value, _, expected in CASES:
+        handle = await client.enqueue(function, value)
+        assert await handle.result(timeout=10) == expected, function.name

@@ -7,15 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from arq.utils import timestamp_ms
-from croniter import croniter
 
 from asyncjobs import keys
 from asyncjobs.client import Client, _fill_from_job, _fill_from_result  # one decoder for job records
+from asyncjobs.cron import cron_table as cron_table  # the Cron page's table, shared with the CLI
 from asyncjobs.records import JobRecord, JobStatus
 
 CHUNK = 250  # ids read per round trip while filtering
@@ -209,37 +208,3 @@ async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
         "dead": int(dead),
         "now_ms": now,
     }
-
-
-async def cron_table(client: Client, cron_jobs: Iterable[Any]) -> list[dict[str, Any]]:
-    """Every periodic job with its schedule, time zone, next run and last run (the job of the
-    previous tick, found by its deterministic id ``<name>:<tick ms>``)."""
-    now = datetime.now(UTC)
-    rows = []
-    for cj in cron_jobs:
-        schedule, tz = getattr(cj, "crontab", None), getattr(cj, "tz", None)
-        row: dict[str, Any] = {
-            "name": cj.name,
-            "function": getattr(cj, "asyncjobs_function", cj.name),
-            "tz": str(tz) if tz else "UTC",
-            "next_run_ms": None,
-            "last": None,
-        }
-        if schedule is not None:
-            it = croniter(schedule, now.astimezone(tz) if tz else now)
-            row["next_run_ms"] = int(it.get_next(datetime).timestamp() * 1000)
-            it = croniter(schedule, now.astimezone(tz) if tz else now)
-            prev_ms = int(it.get_prev(datetime).timestamp() * 1000)
-            rec = await client.job(f"{cj.name}:{prev_ms}").info()
-            row["last"] = {
-                "job_id": rec.job_id,
-                "tick_ms": prev_ms,
-                "status": rec.status.value,
-                "finish_ms": rec.finish_ms,
-            }
-        else:
-            fields = ("month", "day", "weekday", "hour", "minute", "second")
-            schedule = " ".join(f"{f}={getattr(cj, f)}" for f in fields if getattr(cj, f, None) is not None)
-        row["schedule"] = schedule
-        rows.append(row)
-    return rows

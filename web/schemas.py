@@ -1,27 +1,23 @@
-"""Validation of HTTP input with pydantic: the enqueue envelope, and each job function's
-arguments checked against its signature and type hints before anything is written.
-
-For every function a pydantic model is built from ``inspect.signature`` (skipping the first,
-``ctx``, parameter); positional ``args`` are mapped onto parameter names first, so one
-model checks both. Validation is strict JSON validation: ``"5"`` is not an ``int``.
+"""Validation of HTTP input with pydantic: the enqueue envelope here, and each job
+function's arguments with :class:`asyncjobs.arguments.ArgumentSpec` (the check the Python
+client and the CLI run too), before anything is written. Validation is strict JSON
+validation: ``"5"`` is not an ``int``.
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
 from datetime import datetime
-from functools import cached_property
 from typing import Annotated, Any
 
 from arq.utils import timestamp_ms
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.client import ID_RE, QUEUE_RE
-from asyncjobs.errors import ConfigError, InvalidArguments
+from asyncjobs.errors import ConfigError
 from asyncjobs.keys import PRIORITY_MAX
-from asyncjobs.registry import MAX_DEFER_S, JobFunction, Registry, check_defer
-from web.responses import ApiError, dumps
+from asyncjobs.registry import MAX_DEFER_S, Registry, check_defer
+from web.responses import ApiError
 
 
 class EnqueueRequest(BaseModel):
@@ -82,80 +78,9 @@ def parse_enqueue(body: Any) -> EnqueueRequest:
     return req
 
 
-class FunctionSchema:
-    """The parameters of one job function as a pydantic model and a JSON Schema."""
-
-    def __init__(self, function: JobFunction[Any, Any]) -> None:
-        self.function = function
-        params = list(function.signature.parameters.values())[1:]  # the first is ctx
-        self.positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        self.var_args = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
-        self.var_kwargs = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
-        hints = _hints(function.func)
-        fields: dict[str, Any] = {}
-        for p in params:
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            default = ... if p.default is inspect.Parameter.empty else p.default
-            fields[p.name] = (hints.get(p.name, Any), default)
-        config = ConfigDict(extra="allow" if self.var_kwargs is not None else "forbid", arbitrary_types_allowed=True)
-        try:
-            self.model: type[BaseModel] = create_model(f"{function.name}_params", __config__=config, **fields)
-            self.model.model_json_schema()
-        except Exception:  # hints pydantic cannot express: check names and arity only
-            loose = {name: (Any, default) for name, (_, default) in fields.items()}
-            self.model = create_model(f"{function.name}_params", __config__=config, **loose)  # type: ignore[call-overload]
-
-    @cached_property
-    def json_schema(self) -> dict[str, Any]:
-        """JSON Schema of the keyword form of the arguments (``x-positional`` gives the order)."""
-        schema = self.model.model_json_schema()
-        schema.pop("title", None)
-        schema["x-positional"] = self.positional
-        if self.var_args is not None:
-            schema["x-var-positional"] = self.var_args.name
-        return schema
-
-    def validate(self, args: list[Any], kwargs: dict[str, Any]) -> None:
-        """Raise :class:`InvalidArguments` naming the failing parameter."""
-        named = self._named(args, kwargs)
-        try:
-            self.model.model_validate_json(dumps(named), strict=True)
-        except ValidationError as e:
-            errors = pydantic_errors(e)
-            for err in errors:
-                if err["type"] == "extra_forbidden":
-                    err["msg"] = f"unexpected keyword argument; parameters are {', '.join(self.model.model_fields)}"
-            raise InvalidArguments(self.function.name, errors) from None
-
-    def _named(self, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-        if len(args) > len(self.positional) and self.var_args is None:
-            raise InvalidArguments(
-                self.function.name,
-                [
-                    {
-                        "loc": ["args"],
-                        "type": "too_many_arguments",
-                        "msg": f"takes at most {len(self.positional)} positional argument(s), got {len(args)}",
-                    }
-                ],
-            )
-        named = dict(zip(self.positional, args, strict=False))
-        for name in kwargs:
-            if name in named:
-                raise InvalidArguments(
-                    self.function.name,
-                    [{"loc": [name], "type": "multiple_values", "msg": "given both in args and in kwargs"}],
-                )
-        named.update(kwargs)
-        return named
-
-
-def _hints(func: Any) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(func)
-    except Exception:  # unresolvable string annotations: validate those parameters as Any
-        return {}
+#: the parameters of one job function: the library's own checker, so HTTP, the CLI and the
+#: Python client accept and refuse the same arguments
+FunctionSchema = ArgumentSpec
 
 
 class Schemas:
@@ -163,7 +88,7 @@ class Schemas:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._by_name = {f.name: FunctionSchema(f) for f in registry}
+        self._by_name = {f.name: f.arguments for f in registry}
 
     def get(self, name: str) -> FunctionSchema:
         """The schema of ``name``; :class:`UnknownFunction` if nobody registered it."""

@@ -3,13 +3,16 @@ worker, on the embedded in-memory broker unless ``REDIS_URL`` is set)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_runner import GracefulExit
 
 from asyncjobs.config import Settings, redis_location
 from asyncjobs.connections import create_broker
@@ -44,6 +47,7 @@ def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_
         print(MEMORY_NOTE, file=sys.stderr, flush=True)
     broker = create_broker(redis_url)
     app = create_app(settings, registry, broker=broker)
+    app.on_startup.append(_say_why_it_stops)
     app.cleanup_ctx.append(_worker_context(worker_settings, redis_url))
     app.on_cleanup.append(lambda _: broker.aclose(close_connection_pool=True))
     web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
@@ -76,10 +80,36 @@ def _worker_context(worker_settings: Any, redis_url: str) -> Any:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             if worker is not None:
-                with contextlib.suppress(Exception):  # Redis may be gone by now; nothing left to save
-                    await worker.close()
+                arq_log = logging.getLogger("arq.worker")
+                arq_log.addFilter(_hide_close_signal)  # the stop was already logged with its cause
+                try:
+                    with contextlib.suppress(Exception):  # Redis may be gone by now; nothing left to save
+                        await worker.close()
+                finally:
+                    arq_log.removeFilter(_hide_close_signal)
 
     return worker_context
+
+
+async def _say_why_it_stops(app: web.Application) -> None:
+    """Log the signal that stops ``asyncjobs dev`` (Ctrl-C: "interrupted"), then stop as
+    aiohttp would; otherwise the only trace is the in-process worker's internal close signal."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop, sig)
+
+
+def _stop(sig: signal.Signals) -> None:
+    why = "interrupted (Ctrl-C)" if sig == signal.SIGINT else f"stopped by {sig.name}"
+    logger.info("asyncjobs dev %s: stopping the API and the worker (running jobs are re-queued)", why)
+    raise GracefulExit()
+
+
+def _hide_close_signal(record: logging.LogRecord) -> bool:
+    """Drop arq's "shutdown on SIGUSR1" line: SIGUSR1 is how ``Worker.close()`` stops it, not a
+    signal anyone sent."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not (str(record.msg).startswith("shutdown on") and args[:1] == ("SIGUSR1",))
 
 
 def _report_worker_exit(task: Any) -> None:
