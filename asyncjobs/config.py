@@ -18,7 +18,7 @@ from arq.worker import Worker as ArqWorker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from asyncjobs import keys
+from asyncjobs import keys, redis_url
 from asyncjobs.connections import Reconnect, validate_url
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import JobFunction, Registry
@@ -84,13 +84,13 @@ class Settings:
 
 def redis_settings(url: str) -> RedisSettings | None:
     """arq's ``RedisSettings`` for ``url`` (``None`` for the in-memory broker)."""
-    validate_url(url)
-    if url.startswith("memory://"):
+    target = redis_url.parse(url)
+    if target.scheme == "memory":
         return None
-    rs = RedisSettings.from_dsn(url)
+    rs = redis_url.arq_settings(target)
     # a plain arq worker rides out a Redis restart too (reconnecting with backoff, for ever)
     rs.retry = Reconnect(url, -1)
-    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]  # type: ignore[list-item]  # arq's hint is wrong
+    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]
     return rs
 
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar, cast
-from urllib.parse import urlparse, urlunparse
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
@@ -24,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from asyncjobs import keys, scripts
+from asyncjobs import keys, redis_url, scripts
 from asyncjobs.backoff import RECONNECT
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, ConfigError
@@ -33,7 +32,6 @@ from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("redis", "rediss", "unix", "memory")
 _memory_servers: dict[str, Any] = {}
 T = TypeVar("T")
 RECONNECT_WARNING_EVERY_S = 5.0
@@ -42,30 +40,13 @@ _last_reconnect_warning = 0.0
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs and messages."""
-    p = urlparse(url)
-    if p.password:
-        userinfo, _, hostport = p.netloc.rpartition("@")  # not p.port: it raises on a bad port
-        return urlunparse(p._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}"))
-    return url
+    return redis_url.mask(url)
 
 
 def validate_url(url: str) -> str:
-    """Return ``url`` if it is a usable Redis URL, else raise :class:`ConfigError` saying why."""
-    p = urlparse(url)
-    if p.scheme not in SCHEMES or (p.scheme in ("redis", "rediss") and not p.hostname):
-        raise ConfigError(
-            f"REDIS_URL {mask_url(url)!r} is not a Redis URL: expected redis://host:port/db, "
-            "rediss://… (TLS), unix:///path/to/socket or memory://",
-            key="REDIS_URL",
-        )
-    if p.scheme in ("redis", "rediss"):
-        try:
-            _ = p.port
-            db = p.path.lstrip("/")
-            if db and not db.isdigit():
-                raise ValueError(f"database {db!r} is not a number")
-        except ValueError as e:
-            raise ConfigError(f"REDIS_URL {mask_url(url)!r} is not valid: {e}", key="REDIS_URL") from None
+    """Return ``url`` if it is a usable Redis URL, else raise :class:`ConfigError` saying why
+    (:func:`asyncjobs.redis_url.parse` knows every form and parameter)."""
+    redis_url.parse(url)
     return url
 
 
@@ -82,6 +63,8 @@ class Broker(ArqRedis):
         if self._line is not None:
             await self._line.close()
         await super().aclose(close_connection_pool)
+        if close_connection_pool:
+            await redis_url.close_sentinels(self.connection_pool)
 
     async def enqueue_job(  # type: ignore[override]
         self,
@@ -331,7 +314,7 @@ def create_broker(
     ``reconnect_for``: seconds a command keeps reconnecting (with backoff) when the connection
     is lost before it raises; 0 raises at once (the web API answers 503), ``None`` never gives up.
     """
-    validate_url(url)
+    target = redis_url.parse(url)
     common: dict[str, Any] = {
         "job_serializer": serialize,
         "job_deserializer": deserialize,
@@ -348,8 +331,12 @@ def create_broker(
     else:
         retries = reconnect_retries(reconnect_for)
         retry = {"retry": Reconnect(url, retries), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
-        pool = ConnectionPool.from_url(
-            url, max_connections=max_connections, socket_connect_timeout=5, **(retry if retries else {})
+        connect_timeout = target.options.get("socket_connect_timeout", 5.0)
+        pool = redis_url.async_pool(
+            target,
+            max_connections=max_connections,
+            socket_connect_timeout=connect_timeout,
+            **(retry if retries else {}),
         )
         broker = Broker(pool, **common)
         broker._line = EnqueueLine(pool)
