@@ -57,6 +57,8 @@ class Settings:
     job_expiry: float = 86400.0
     max_body_bytes: int = 1024 * 1024
     allow_public_without_token: bool = False
+    #: seconds an enqueue waits for a Redis replica to confirm it (0: it does not wait)
+    durable_enqueue: float = 0.0
 
     def __post_init__(self) -> None:
         validate_url(self.redis_url)
@@ -67,6 +69,10 @@ class Settings:
         for name in ("concurrency", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", key=name)
+        if self.durable_enqueue < 0:
+            raise ConfigError(
+                f"durable_enqueue must be >= 0 seconds, got {self.durable_enqueue}", key="durable_enqueue"
+            )
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown_grace must be >= 0 seconds, got {self.shutdown_grace}", key="shutdown_grace")
         for name in ("job_timeout", "lease", "poll_delay", "job_expiry"):

@@ -72,7 +72,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
-        args += ["--daemonize", "no", "--loglevel", "warning"]
+        args += ["--daemonize", "no", "--loglevel", "warning", "--repl-diskless-sync-delay", "0"]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         if self.replica_of is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
+import redis.asyncio
 from redis.exceptions import RedisError
 from reliability_app import read_runs, rel_work
 from reliability_support import Workers, free_port, wait_for
@@ -22,7 +23,7 @@ from asyncjobs import JobStatus, connections, keys
 from asyncjobs.config import redis_settings
 from asyncjobs.errors import ConfigError
 from asyncjobs.leases import close_sync, sync_client
-from asyncjobs.testing import RedisSentinels
+from asyncjobs.testing import RedisSentinels, RedisServer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -151,3 +152,39 @@ async def test_every_process_follows_a_failover(tmp_path):
     assert line_port == group.replica.port  # the client's enqueue line follows the failover too
     assert leases_port == group.replica.port  # and so does the lease thread's synchronous client
     assert statuses <= {JobStatus.NOT_FOUND}  # a lost job is gone, not stuck
+
+
+async def test_durable_enqueue_waits_for_a_replica(tmp_path):
+    primary = RedisServer(tmp_path / "p", appendonly=False)
+    replica = RedisServer(tmp_path / "r", appendonly=False, replica_of=primary.port)
+    for server in (primary, replica):
+        server.dir.mkdir()
+        server.start()
+    try:
+        on_replica = redis.asyncio.Redis(port=replica.port)
+        await wait_for(lambda: _in_sync(on_replica), "the replica to sync")
+        async with asyncjobs.connect(primary.url, durable=2.0) as client:
+            handles = [await client.enqueue(rel_work, 0.0) for _ in range(20)]
+            # acknowledged means on the replica too: read there, with no wait at all
+            assert await on_replica.exists(*[keys.job(h.id) for h in handles]) == 20
+            many = await client.enqueue_many(asyncjobs.call(rel_work, 0.0) for _ in range(50))
+            assert await on_replica.exists(*[keys.job(h.id) for h in many if h]) == 50
+
+            replica.stop()  # no replica left: a durable enqueue cannot be confirmed
+            started = time.monotonic()
+            with pytest.raises(asyncjobs.NotReplicated, match="within 2s") as caught:
+                await client.enqueue(rel_work, 0.0)
+            assert 1.5 < time.monotonic() - started < 10
+            assert len(caught.value.job_ids) == 1
+        async with asyncjobs.connect(primary.url) as plain:  # not durable: no wait, no error
+            await plain.enqueue(rel_work, 0.0)
+        await on_replica.aclose()
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+async def _in_sync(replica: redis.asyncio.Redis) -> bool:
+    with contextlib.suppress(RedisError):
+        return (await replica.info("replication")).get("master_link_status") == "up"
+    return False
