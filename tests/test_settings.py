@@ -33,6 +33,7 @@ def test_defaults():
         "job_expiry": 86400,
         "max_body_bytes": 1048576,
         "allow_public_without_token": False,
+        "durable_enqueue": 0,
     }
     assert s == Settings()
 
