@@ -23,7 +23,9 @@ from reliability_support import Workers
 
 import asyncjobs
 from asyncjobs.config import redis_settings
+from asyncjobs.connections import create_broker
 from asyncjobs.errors import BrokerUnavailable, ConfigError
+from asyncjobs.leases import close_sync, sync_client
 from asyncjobs.testing import free_port, stop_process
 
 pytestmark = pytest.mark.timeout(90)
@@ -111,6 +113,17 @@ async def test_client_and_both_workers_run_jobs_over_tls(tls_redis, tmp_path):
         workers.close()
     assert pids["asyncjobs"][0] == pids["asyncjobs"][1]  # each job ran on the worker started for it
     assert pids["arq"][0] == pids["arq"][1]
+
+
+async def test_the_lease_threads_client_speaks_tls(tls_redis):
+    port, certs = tls_redis
+    broker = create_broker(tls_url(port, certs))
+    try:
+        sync = sync_client(broker, socket_timeout=1.0)  # what a worker's lease thread uses
+        assert sync.ping()
+        close_sync(sync)
+    finally:
+        await broker.aclose(close_connection_pool=True)
 
 
 async def test_without_a_client_certificate_the_server_refuses(tls_redis):
