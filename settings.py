@@ -5,7 +5,7 @@
 Environment variables (all optional):
 
 =============================  ============================  =====================================
-REDIS_URL                      redis://localhost:6379/0      redis://, rediss://, unix://, memory://
+REDIS_URL                      redis://localhost:6379/0      redis://, rediss://, unix://, redis+sentinel://, memory://
 ASYNCJOBS_API_TOKEN            (none)                        bearer token for the HTTP API
 ASYNCJOBS_QUEUES               default                       comma-separated, highest priority first
 ASYNCJOBS_CONCURRENCY          100                           jobs run at once per worker process
@@ -17,6 +17,7 @@ ASYNCJOBS_SHUTDOWN_GRACE       25                            seconds SIGTERM let
 ASYNCJOBS_JOB_EXPIRY           86400                         seconds a due job may wait before it expires
 ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body limit
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
+ASYNCJOBS_DURABLE_ENQUEUE      0                             seconds an enqueue waits for a replica (WAIT 1)
 ASYNCJOBS_EXAMPLES             false                         register the example jobs (asyncjobs dev always does)
 ASYNCJOBS_DATA_DIR             (none)                        the only directory jobs may read files from
 ASYNCJOBS_METRICS_PORT         (none)                        worker: serve Prometheus metrics on this port
@@ -87,6 +88,7 @@ class Environment(BaseSettings):
     max_body_bytes: int | None = None
     allow_public_without_token: bool | None = None
     metrics_port: int | None = None
+    durable_enqueue: float | None = None
     examples: bool | None = None
     data_dir: str | None = None
     smtp_host: str | None = None

@@ -21,6 +21,7 @@ from asyncjobs.errors import (
     JobAborted,
     JobFailed,
     JobNotFound,
+    NotReplicated,
     UnknownFunction,
 )
 from asyncjobs.executors import cancel_event
@@ -53,6 +54,7 @@ __all__ = [
     "JobNotFound",
     "JobRecord",
     "JobStatus",
+    "NotReplicated",
     "Registry",
     "Settings",
     "UnknownFunction",

@@ -68,7 +68,11 @@ class Ctx:
 
         s = self.get("SETTINGS")
         return connect(
-            s.redis_url, registry=getattr(self.module, "REGISTRY", None), queues=s.queues, default_queue=s.queues[0]
+            s.redis_url,
+            registry=getattr(self.module, "REGISTRY", None),
+            queues=s.queues,
+            default_queue=s.queues[0],
+            durable=s.durable_enqueue,
         )
 
 

@@ -99,8 +99,10 @@ class Client:
         poll_interval: float = 0.5,
         broker: Broker | None = None,
         job_expiry: float | None = None,
+        durable: bool | float = False,
     ) -> None:
         self.url = url
+        self.durable = durable_seconds(durable)
         self.registry = registry
         self.default_queue = check_queue(default_queue)
         self.queues = [check_queue(q) for q in dict.fromkeys([default_queue, *queues])]
@@ -120,7 +122,7 @@ class Client:
         if self._state is _State.OPEN:
             return self
         if self._broker is None:
-            self._broker = await connect_broker(self.url, job_expiry=self.job_expiry)
+            self._broker = await connect_broker(self.url, job_expiry=self.job_expiry, durable=self.durable)
         self._hub = EventHub(self._broker)
         self._abort_script = self._broker.register_script(scripts.ABORT_QUEUED)
         self._state = _State.OPEN
@@ -524,6 +526,14 @@ def _fill_from_result(rec: JobRecord, raw: bytes) -> None:
     rec.status = JobStatus.ABORTED if rec.error["type"] == "CancelledError" else JobStatus.FAILED
 
 
+def durable_seconds(durable: bool | float) -> float:
+    """Seconds a durable enqueue waits for a replica: ``True`` 1 s, ``False`` 0 (off)."""
+    seconds = (1.0 if durable else 0.0) if isinstance(durable, bool) else float(durable)
+    if seconds < 0:
+        raise ConfigError(f"durable must be True, False or seconds >= 0, got {durable!r}", key="durable")
+    return seconds
+
+
 def connect(
     url: str = "redis://localhost:6379/0",
     *,
@@ -532,6 +542,7 @@ def connect(
     default_queue: str = keys.DEFAULT_QUEUE,
     poll_interval: float = 0.5,
     job_expiry: float | None = None,
+    durable: bool | float = False,
 ) -> Client:
     """A :class:`Client` for ``url``; use as ``async with connect(url) as client``.
 
@@ -540,6 +551,9 @@ def connect(
     queue is found too, at one more round trip). ``job_expiry``:
     seconds a due job may wait for a worker before it expires (default arq's 1 day; use
     ``Settings.job_expiry``); an expired job is dead-lettered with reason "job expired".
+    ``durable``: an enqueue returns once a replica has the job too (``WAIT 1``), so a Sentinel
+    failover cannot lose it; ``True`` waits up to 1 s, a number that many seconds, and
+    :class:`NotReplicated` is raised if no replica confirms in time.
     """
     reg = registry if registry is None or isinstance(registry, Registry) else Registry(registry)
     return Client(
@@ -549,4 +563,5 @@ def connect(
         default_queue=default_queue,
         poll_interval=poll_interval,
         job_expiry=job_expiry,
+        durable=durable,
     )

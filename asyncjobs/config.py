@@ -11,7 +11,6 @@ import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
-from urllib.parse import parse_qs, urlparse
 
 from arq.connections import RedisSettings
 from arq.cron import CronJob
@@ -19,7 +18,7 @@ from arq.worker import Worker as ArqWorker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from asyncjobs import keys
+from asyncjobs import keys, redis_url
 from asyncjobs.connections import Reconnect, mask_url, validate_url
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import JobFunction, Registry
@@ -61,6 +60,8 @@ class Settings:
     allow_public_without_token: bool = False
     #: a worker serves Prometheus metrics on this port (all interfaces) when set
     metrics_port: int | None = None
+    #: seconds an enqueue waits for a Redis replica to confirm it (0: it does not wait)
+    durable_enqueue: float = 0.0
 
     def __post_init__(self) -> None:
         validate_url(self.redis_url)
@@ -71,6 +72,10 @@ class Settings:
         for name in ("concurrency", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", key=name)
+        if self.durable_enqueue < 0:
+            raise ConfigError(
+                f"durable_enqueue must be >= 0 seconds, got {self.durable_enqueue}", key="durable_enqueue"
+            )
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown_grace must be >= 0 seconds, got {self.shutdown_grace}", key="shutdown_grace")
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
@@ -97,27 +102,15 @@ def redis_location(url: str) -> str:
 
 def redis_settings(url: str) -> RedisSettings | None:
     """arq's ``RedisSettings`` for ``url`` (``None`` for the in-memory broker)."""
-    validate_url(url)
-    if url.startswith("memory://"):
+    target = redis_url.parse(url)
+    if target.scheme == "memory":
         return None
-    rs = RedisSettings.from_dsn(url)
-    _tls_parameters(rs, url)
+    rs = redis_url.arq_settings(target)
     # a plain arq worker rides out a Redis restart too (reconnecting with backoff, for ever)
     rs.retry = Reconnect(url, -1)
     # arq < 0.28 hints this as a list of exception instances; a cast holds on every version
     rs.retry_on_error = cast(Any, [RedisConnectionError, RedisTimeoutError])
     return rs
-
-
-#: the ``rediss://`` URL parameters (as redis-py reads them) that arq's ``from_dsn`` drops
-TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
-
-
-def _tls_parameters(rs: RedisSettings, url: str) -> None:
-    for name, values in parse_qs(urlparse(url).query).items():
-        if name in TLS_PARAMETERS and values:
-            value = values[0]
-            setattr(rs, name, value.lower() in ("1", "true", "yes") if name == "ssl_check_hostname" else value)
 
 
 def worker_settings(

@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar, cast
-from urllib.parse import urlparse, urlunparse
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
@@ -24,16 +23,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from asyncjobs import keys, scripts
+from asyncjobs import keys, redis_url, scripts
 from asyncjobs.backoff import RECONNECT
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
-from asyncjobs.errors import BrokerUnavailable, ConfigError
+from asyncjobs.errors import BrokerUnavailable, ConfigError, NotReplicated
 from asyncjobs.registry import check_priority, until_ms
 from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("redis", "rediss", "unix", "memory")
 _memory_servers: dict[str, Any] = {}
 T = TypeVar("T")
 RECONNECT_WARNING_EVERY_S = 5.0
@@ -42,30 +40,13 @@ _last_reconnect_warning = 0.0
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs and messages."""
-    p = urlparse(url)
-    if p.password:
-        userinfo, _, hostport = p.netloc.rpartition("@")  # not p.port: it raises on a bad port
-        return urlunparse(p._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}"))
-    return url
+    return redis_url.mask(url)
 
 
 def validate_url(url: str) -> str:
-    """Return ``url`` if it is a usable Redis URL, else raise :class:`ConfigError` saying why."""
-    p = urlparse(url)
-    if p.scheme not in SCHEMES or (p.scheme in ("redis", "rediss") and not p.hostname):
-        raise ConfigError(
-            f"REDIS_URL {mask_url(url)!r} is not a Redis URL: expected redis://host:port/db, "
-            "rediss://… (TLS), unix:///path/to/socket or memory://",
-            key="REDIS_URL",
-        )
-    if p.scheme in ("redis", "rediss"):
-        try:
-            _ = p.port
-            db = p.path.lstrip("/")
-            if db and not db.isdigit():
-                raise ValueError(f"database {db!r} is not a number")
-        except ValueError as e:
-            raise ConfigError(f"REDIS_URL {mask_url(url)!r} is not valid: {e}", key="REDIS_URL") from None
+    """Return ``url`` if it is a usable Redis URL, else raise :class:`ConfigError` saying why
+    (:func:`asyncjobs.redis_url.parse` knows every form and parameter)."""
+    redis_url.parse(url)
     return url
 
 
@@ -76,12 +57,16 @@ class Broker(ArqRedis):
     """
 
     url: str = ""
+    #: seconds an enqueue waits for a replica to confirm it (``WAIT 1``); 0: it does not wait
+    durable: float = 0.0
     _line: EnqueueLine | None = None
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         if self._line is not None:
             await self._line.close()
         await super().aclose(close_connection_pool)
+        if close_connection_pool:
+            await redis_url.close_sentinels(self.connection_pool)
 
     async def enqueue_job(  # type: ignore[override]
         self,
@@ -145,6 +130,8 @@ class Broker(ArqRedis):
         """Run the enqueue script once per (keys, argv) in one round trip: on the
         :class:`EnqueueLine` when it is free, else pipelined through the pool. A script Redis
         does not know yet (a restart, SCRIPT FLUSH) is loaded and the refused calls sent again."""
+        if self.durable:
+            return await self._evalsha_durable(calls)
         line = self._line
         if line is None or line.busy:
             return await self._evalsha_pool(calls)
@@ -167,13 +154,31 @@ class Broker(ArqRedis):
     async def _after_line_failed(self, calls: list[tuple[list[str], list[Any]]]) -> list[bool]:
         """Send ``calls`` again through the pool (which reconnects). The failed try may have
         reached Redis: a job found there with this very payload is this one, not a duplicate."""
-        created = await self._evalsha_pool(calls)
+        return await self._taken_by_this(calls, await self._evalsha_pool(calls))
+
+    async def _taken_by_this(self, calls: list[tuple[list[str], list[Any]]], created: list[bool]) -> list[bool]:
+        """``created``, with a refused call counted as created when the job under its id has
+        its very payload (an earlier try of this call reached Redis before the reply was lost)."""
         taken = [i for i, ok in enumerate(created) if not ok]
         if taken:
             stored = await self.mget([keys.job(calls[i][1][0]) for i in taken])
             for i, payload in zip(taken, stored, strict=True):
                 created[i] = payload is not None and payload == calls[i][1][1]
         return created
+
+    async def _evalsha_durable(self, calls: list[tuple[list[str], list[Any]]]) -> list[bool]:
+        """The enqueue scripts, then ``WAIT 1`` on the same connection, in one round trip: the
+        jobs are acknowledged once a replica has them too, so a failover cannot lose them
+        (:class:`NotReplicated` if none confirms within :attr:`durable` seconds)."""
+        script = self._enqueue_script
+        async with self.pipeline(transaction=False) as pipe:
+            for key_list, argv in calls:
+                await script(keys=key_list, args=argv, client=pipe)  # loads the script if needed
+            pipe.execute_command("WAIT", 1, max(1, int(self.durable * 1000)))
+            *replies, replicas = await pipe.execute()
+        if int(replicas) < 1:
+            raise NotReplicated(mask_url(self.url), self.durable, [argv[0] for _, argv in calls])
+        return await self._taken_by_this(calls, [bool(r) for r in replies])
 
     async def _evalsha_pool(self, calls: list[tuple[list[str], list[Any]]]) -> list[bool]:
         script = self._enqueue_script
@@ -324,14 +329,16 @@ def create_broker(
     max_connections: int | None = None,
     job_expiry: float | None = None,
     reconnect_for: float | None = 0.0,
+    durable: float = 0.0,
 ) -> Broker:
     """A :class:`Broker` for ``url`` (not yet connected). ``memory://[name]`` gives the embedded
     in-memory broker: one per name and process, nothing persists.
 
     ``reconnect_for``: seconds a command keeps reconnecting (with backoff) when the connection
     is lost before it raises; 0 raises at once (the web API answers 503), ``None`` never gives up.
+    ``durable``: seconds each enqueue waits for a replica to confirm it (0: it does not wait).
     """
-    validate_url(url)
+    target = redis_url.parse(url)
     common: dict[str, Any] = {
         "job_serializer": serialize,
         "job_deserializer": deserialize,
@@ -348,17 +355,27 @@ def create_broker(
     else:
         retries = reconnect_retries(reconnect_for)
         retry = {"retry": Reconnect(url, retries), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
-        pool = ConnectionPool.from_url(
-            url, max_connections=max_connections, socket_connect_timeout=5, **(retry if retries else {})
+        connect_timeout = target.options.get("socket_connect_timeout", 5.0)
+        pool = redis_url.async_pool(
+            target,
+            max_connections=max_connections,
+            socket_connect_timeout=connect_timeout,
+            **(retry if retries else {}),
         )
         broker = Broker(pool, **common)
         broker._line = EnqueueLine(pool)
     broker.url = url
+    broker.durable = durable
     return broker
 
 
 async def connect_broker(
-    url: str, *, queue: str = keys.DEFAULT_QUEUE, job_expiry: float | None = None, reconnect_for: float | None = 10.0
+    url: str,
+    *,
+    queue: str = keys.DEFAULT_QUEUE,
+    job_expiry: float | None = None,
+    reconnect_for: float | None = 10.0,
+    durable: float = 0.0,
 ) -> Broker:
     """Create a broker for ``url`` and check it answers (at once: :class:`BrokerUnavailable`
     if not); afterwards a lost connection is re-established for ``reconnect_for`` seconds."""
@@ -369,4 +386,4 @@ async def connect_broker(
         raise BrokerUnavailable(mask_url(url), str(e) or type(e).__name__) from e
     finally:
         await probe.aclose(close_connection_pool=True)
-    return create_broker(url, queue=queue, job_expiry=job_expiry, reconnect_for=reconnect_for)
+    return create_broker(url, queue=queue, job_expiry=job_expiry, reconnect_for=reconnect_for, durable=durable)

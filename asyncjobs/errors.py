@@ -5,6 +5,7 @@
     AsyncJobsError
     ├── ConfigError            bad settings or options (names the key and the bad value)
     ├── BrokerUnavailable      Redis cannot be reached (names the URL, never its password)
+    │   └── NotReplicated      a durable enqueue no replica confirmed in time
     ├── ClientClosed           a client used outside ``async with`` / after ``close()``
     ├── SerializationError     a payload that cannot be encoded or decoded
     ├── UnknownFunction        a job names a function nobody registered
@@ -50,6 +51,21 @@ class BrokerUnavailable(AsyncJobsError):
         )
         self.url = url
         self.reason = reason
+
+
+class NotReplicated(BrokerUnavailable):
+    """A durable enqueue (``connect(durable=...)``) that no replica confirmed within
+    ``timeout`` seconds: the job is on the primary only, and a failover now would lose it."""
+
+    def __init__(self, url: str, timeout: float, job_ids: list[str]) -> None:
+        AsyncJobsError.__init__(
+            self,
+            f"no replica of Redis at {url} confirmed {len(job_ids)} enqueued job(s) within {timeout:g}s: "
+            "they are on the primary only. Check the replicas (INFO replication), or raise the timeout",
+        )
+        self.url, self.reason = url, "not replicated"
+        self.timeout = timeout
+        self.job_ids = job_ids
 
 
 class ClientClosed(AsyncJobsError):

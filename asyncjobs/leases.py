@@ -22,6 +22,8 @@ import time
 from typing import Any
 
 import redis
+import redis.sentinel
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from asyncjobs import keys, scripts
@@ -33,7 +35,7 @@ WATCH_TICK_S = 0.25  # how often the thread looks at the event loop
 
 # keyword arguments of an asyncio connection that a synchronous one does not take (or takes
 # as a different type)
-_ASYNC_ONLY = ("retry", "retry_on_error", "parser_class", "redis_connect_func", "connection_class")
+_ASYNC_ONLY = ("retry", "retry_on_error", "parser_class", "redis_connect_func", "connection_class", "connection_pool")
 
 
 def sync_client(pool: Any, socket_timeout: float) -> Any:
@@ -49,9 +51,24 @@ def sync_client(pool: Any, socket_timeout: float) -> Any:
         kwargs.pop(k, None)
     kwargs["socket_timeout"] = socket_timeout
     kwargs.setdefault("socket_connect_timeout", socket_timeout)
+    if isinstance(cp, SentinelConnectionPool):  # ask the sentinels too: follow a failover
+        manager = cp.sentinel_manager
+        sentinels = [s.connection_pool.connection_kwargs for s in manager.sentinels]
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            [(s["host"], s["port"]) for s in sentinels], sentinel_kwargs=manager.sentinel_kwargs, ssl="SSL" in kind
+        )
+        return sentinel.master_for(cp.service_name, **kwargs)  # type: ignore[no-untyped-call]
     cls = {"SSLConnection": redis.SSLConnection, "UnixDomainSocketConnection": redis.UnixDomainSocketConnection}
     conn_class = cls.get(kind, redis.Connection)
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=conn_class, **kwargs))
+
+
+def close_sync(client: Any) -> None:
+    """Close a client from :func:`sync_client`, with its connections to the sentinels if any."""
+    client.close()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in manager.sentinels if manager is not None else ():
+        sentinel.close()
 
 
 class LeaseKeeper:
@@ -103,7 +120,7 @@ class LeaseKeeper:
             self._thread = None
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
-                self._client.close()
+                close_sync(self._client)
             self._client = None
 
     def _beat(self) -> None:

@@ -45,12 +45,19 @@ class RedisServer:
     docker-compose.yml). ``stop()`` then ``start()`` restarts it on the same port."""
 
     def __init__(
-        self, directory: Path | str, *, password: str | None = None, port: int | None = None, appendonly: bool = True
+        self,
+        directory: Path | str,
+        *,
+        password: str | None = None,
+        port: int | None = None,
+        appendonly: bool = True,
+        replica_of: int | None = None,
     ) -> None:
         self.dir = Path(directory)
         self.port = port or free_port()
         self.password = password
         self.appendonly = appendonly
+        self.replica_of = replica_of  # the loopback port of the primary this one replicates
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,9 +72,11 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
-        args += ["--daemonize", "no", "--loglevel", "warning"]
+        args += ["--daemonize", "no", "--loglevel", "warning", "--repl-diskless-sync-delay", "0"]
         if self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -85,9 +94,104 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL it: a crash, with no chance to write or hand anything over."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
     def flush(self) -> None:
         """Delete every key."""
         redis.Redis(port=self.port, password=self.password).flushall()
+
+
+class RedisSentinels:
+    """A Redis primary, one replica and ``count`` sentinels watching them (quorum 2), all on
+    loopback with their files in ``directory``: a failover to test against. ``url`` is the
+    Sentinel ``REDIS_URL``; :meth:`RedisServer.kill` on ``primary`` crashes the primary and
+    :meth:`wait_for_failover` waits until the sentinels name the replica the new primary."""
+
+    SERVICE = "mymaster"
+
+    def __init__(
+        self, directory: Path | str, *, count: int = 3, down_after_ms: int = 1000, failover_timeout_ms: int = 3000
+    ) -> None:
+        self.dir = Path(directory)
+        self.primary = RedisServer(self.dir / "primary", appendonly=False)
+        self.replica = RedisServer(self.dir / "replica", appendonly=False, replica_of=self.primary.port)
+        self.ports: list[int] = []
+        while len(self.ports) < count:
+            port = free_port()
+            if port not in (self.primary.port, self.replica.port, *self.ports):
+                self.ports.append(port)
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://{','.join(f'127.0.0.1:{p}' for p in self.ports)}/{self.SERVICE}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the primary, the replica and the sentinels; return once the replica is in sync
+        and every sentinel knows the replica and the other sentinels (so a failover can run)."""
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
+        for server in (self.primary, self.replica):
+            server.dir.mkdir(parents=True, exist_ok=True)
+            server.start()
+        for port in self.ports:
+            conf = self.dir / f"sentinel-{port}.conf"  # a sentinel rewrites its own file
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.dir}\nloglevel warning\n"
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.SERVICE} {self.failover_timeout_ms}\n"
+            )
+            args = [exe, str(conf), "--sentinel"]
+            self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        others = len(self.ports) - 1
+        self._wait(timeout, "the sentinels to see the replica and each other", lambda m: (
+            int(m["num-slaves"]) == 1 and int(m["num-other-sentinels"]) == others
+        ))  # fmt: skip
+
+    def primary_port(self) -> int | None:
+        """The primary's port as the first sentinel that answers names it."""
+        for port in self.ports:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                sentinel = redis.Redis(port=port, socket_timeout=1)
+                addr = sentinel.sentinel_get_master_addr_by_name(self.SERVICE)  # type: ignore[no-untyped-call]
+                return int(addr[1]) if addr else None
+        return None
+
+    def wait_for_failover(self, timeout: float = 30.0) -> None:
+        """Return once every sentinel names the replica as the primary."""
+        port = self.replica.port
+        self._wait(timeout, "the failover", lambda m: int(m["port"]) == port and "s_down" not in m["flags"])
+
+    def _wait(self, timeout: float, what: str, ok: Any) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sentinels = [redis.Redis(port=p, socket_timeout=1) for p in self.ports]
+                masters = [s.sentinel_master(self.SERVICE) for s in sentinels]  # type: ignore[no-untyped-call]
+                if all(ok(m) for m in masters):
+                    return
+            except (redis.exceptions.RedisError, KeyError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.05)  # polling with a deadline
+
+    def stop(self) -> None:
+        """Stop the sentinels and both servers."""
+        for proc in self.procs:
+            stop_process(proc, timeout=5)
+        self.procs.clear()
+        self.replica.stop()
+        self.primary.stop()
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:

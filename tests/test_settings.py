@@ -34,6 +34,7 @@ def test_defaults():
         "max_body_bytes": 1048576,
         "allow_public_without_token": False,
         "metrics_port": None,
+        "durable_enqueue": 0,
     }
     assert s == Settings()
 
