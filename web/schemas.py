@@ -3,18 +3,29 @@ arguments checked against its signature and type hints before anything is writte
 
 For every function a pydantic model is built from ``inspect.signature`` (skipping the first,
 ``ctx``, parameter); positional ``args`` are mapped onto parameter names first, so one
-model checks both. Validation is strict JSON validation: ``"5"`` is not an ``int``.
+model checks both. Validation is strict JSON validation: ``"5"`` is not an ``int``; ``2.0`` is
+(JSON and JSON Schema do not tell it from ``2``), and the job gets ``2``.
 """
 
 from __future__ import annotations
 
 import inspect
+import types
 import typing
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    create_model,
+)
 
 from asyncjobs.client import ID_RE, QUEUE_RE
 from asyncjobs.errors import InvalidArguments
@@ -23,6 +34,31 @@ from asyncjobs.registry import JobFunction, Registry
 from web.responses import ApiError, dumps
 
 MAX_DEFER_S = 366 * 24 * 3600.0
+
+
+def whole_number(value: Any) -> Any:
+    """``2.0`` as ``2``: JSON (and JSON Schema's ``integer``) does not tell them apart. Only
+    where a float holds the number exactly (up to 2**53): larger ones were rounded."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+def iso_datetime(value: Any) -> Any:
+    """An RFC 3339 / ISO 8601 date-time string as an aware datetime (UTC when it has no offset);
+    anything else but ``None`` is refused (no Unix timestamps, no numbers)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string like 2030-01-01T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time string like 2030-01-01T12:00:00Z") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+WholeInt = Annotated[StrictInt, BeforeValidator(whole_number)]
 
 
 class EnqueueRequest(BaseModel):
@@ -35,10 +71,10 @@ class EnqueueRequest(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
     job_id: Annotated[str | None, Field(pattern=ID_RE.pattern, description="idempotency key")] = None
     queue: Annotated[str | None, Field(pattern=QUEUE_RE.pattern)] = None
-    defer_by: Annotated[float | None, Field(ge=0, le=MAX_DEFER_S, description="seconds")] = None
-    defer_until: datetime | None = None
+    defer_by: Annotated[StrictFloat | None, Field(ge=0, le=MAX_DEFER_S, description="seconds")] = None
+    defer_until: Annotated[datetime | None, BeforeValidator(iso_datetime), Field(description="UTC if no offset")] = None
     priority: Annotated[
-        StrictInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
+        WholeInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
     ] = 0
 
 
@@ -83,7 +119,7 @@ class FunctionSchema:
         self.positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self.var_args = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
         self.var_kwargs = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
-        hints = _hints(function.func)
+        hints = {name: _json_hint(hint) for name, hint in _hints(function.func).items()}
         fields: dict[str, Any] = {}
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -108,17 +144,22 @@ class FunctionSchema:
             schema["x-var-positional"] = self.var_args.name
         return schema
 
-    def validate(self, args: list[Any], kwargs: dict[str, Any]) -> None:
-        """Raise :class:`InvalidArguments` naming the failing parameter."""
+    def validate(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """``args`` and ``kwargs`` as the job gets them (whole numbers given as ``2.0`` for an
+        ``int`` become ``2``); :class:`InvalidArguments` naming the failing parameter."""
         named = self._named(args, kwargs)
         try:
-            self.model.model_validate_json(dumps(named), strict=True)
+            valid = self.model.model_validate_json(dumps(named), strict=True)
         except ValidationError as e:
             errors = pydantic_errors(e)
             for err in errors:
                 if err["type"] == "extra_forbidden":
                     err["msg"] = f"unexpected keyword argument; parameters are {', '.join(self.model.model_fields)}"
             raise InvalidArguments(self.function.name, errors) from None
+        values = {name: getattr(valid, name, None) for name in named}
+        n = min(len(args), len(self.positional))
+        positional = [_as_validated(a, values[p]) for a, p in zip(args[:n], self.positional[:n], strict=True)]
+        return positional + args[n:], {k: _as_validated(v, values[k]) for k, v in kwargs.items()}
 
     def _named(self, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.positional) and self.var_args is None:
@@ -141,6 +182,36 @@ class FunctionSchema:
                 )
         named.update(kwargs)
         return named
+
+
+def _json_hint(hint: Any) -> Any:
+    """``hint`` with every ``int`` in it taking whole-number floats (JSON Schema's ``integer``)."""
+    if hint is int:
+        return WholeInt
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is None or origin is typing.Literal or not args:
+        return hint
+    if origin is Annotated:
+        return Annotated[(_json_hint(args[0]), *hint.__metadata__)]
+    new = tuple(_json_hint(a) if not isinstance(a, list) else a for a in args)
+    if new == args:
+        return hint
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[new]  # noqa: UP007 (built from a tuple)
+    if isinstance(hint, types.GenericAlias):
+        return types.GenericAlias(origin, new)
+    return hint.copy_with(new) if hasattr(hint, "copy_with") else hint
+
+
+def _as_validated(raw: Any, valid: Any) -> Any:
+    """``raw`` with the whole-number floats pydantic turned into ints taken from ``valid``."""
+    if isinstance(raw, float) and isinstance(valid, int) and not isinstance(valid, bool):
+        return valid
+    if isinstance(raw, list) and isinstance(valid, list | tuple) and len(raw) == len(valid):
+        return [_as_validated(r, v) for r, v in zip(raw, valid, strict=True)]
+    if isinstance(raw, dict) and isinstance(valid, dict):
+        return {k: _as_validated(v, valid.get(k)) for k, v in raw.items()}
+    return raw
 
 
 def _hints(func: Any) -> dict[str, Any]:
