@@ -60,6 +60,15 @@ def number(name: str, low: float, high: float | None, integer: bool = False) -> 
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+def _or_empty(param: dict[str, Any], description: str) -> dict[str, Any]:
+    """A dashboard query number: empty (``?cursor=``) stands for its default."""
+    return {
+        **param,
+        "description": f"{description}; empty for the default",
+        "schema": {"anyOf": [param["schema"], {"const": ""}]},
+    }
+
+
 def text(name: str, **schema: Any) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": {"type": "string", **schema}}
 
@@ -213,8 +222,8 @@ DASHBOARD_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             text("queue"),
             text("function"),
             text("q", description="text to look for"),
-            number("cursor", 0, None, True),
-            {**number("limit", 0, None, True), "description": "page size, taken as 1 to 200"},
+            _or_empty(number("cursor", 0, None, True), "where the page starts (from next_cursor)"),
+            _or_empty(number("limit", 0, None, True), "page size, taken as 1 to 200"),
         ],
     ),
     ("GET", "/api/dashboard/cron"): operation(

@@ -119,3 +119,15 @@ def test_the_enqueue_body_has_exact_branches_for_every_function() -> None:
     assert [s["type"] for s in two["properties"]["args"]["prefixItems"]] == ["string", "string"]
     assert two["properties"]["kwargs"]["required"] == ["body"] and "args" in two["required"]
     assert two["properties"]["kwargs"]["additionalProperties"] is False
+
+
+async def test_dashboard_page_numbers_may_be_empty_as_documented(make_api: Any) -> None:
+    api = await make_api()
+    doc = await (await api.get("/api/openapi.json")).json()
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/api/dashboard/jobs"]["get"]["parameters"]}
+    for name in ("cursor", "limit"):
+        assert {"const": ""} in params[name]["anyOf"]  # "?cursor=" means the default
+        r = await api.get(f"/api/dashboard/jobs?{name}=")
+        assert r.status == 200, await r.text()
+        r = await api.get(f"/api/dashboard/jobs?{name}=x")
+        assert r.status == 400, await r.text()
