@@ -17,6 +17,8 @@ ASYNCJOBS_SHUTDOWN_GRACE       25                            seconds SIGTERM let
 ASYNCJOBS_JOB_EXPIRY           86400                         seconds a due job may wait before it expires
 ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body limit
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
+ASYNCJOBS_EXAMPLES             false                         register the example jobs (asyncjobs dev always does)
+ASYNCJOBS_DATA_DIR             (none)                        the only directory jobs may read files from
 ASYNCJOBS_SMTP_HOST / _PORT    (none)                        send_email uses SMTP when set
 =============================  ============================  =====================================
 
@@ -29,13 +31,25 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from asyncjobs import Registry, Settings, cron, worker_settings
+from arq.cron import CronJob
+
+from asyncjobs import JobFunction, Registry, Settings, cron, worker_settings
 from asyncjobs.config import reject_unknown
+from asyncjobs.datafiles import DataDir
 from asyncjobs.errors import ConfigError
-from asyncjobs.examples import FUNCTIONS, cleanup
+from asyncjobs.examples import FUNCTIONS as EXAMPLE_FUNCTIONS
+from asyncjobs.examples import cleanup
 
 PREFIX = "ASYNCJOBS_"
-EXTRA = {"SMTP_HOST", "SMTP_PORT", "SMTP_SENDER"}
+EXTRA = {"SMTP_HOST", "SMTP_PORT", "SMTP_SENDER", "EXAMPLES", "DATA_DIR"}
+
+# Your deployment's job functions and cron jobs: register them here.
+JOBS: list[JobFunction[Any, Any]] = []
+
+
+def your_cron_jobs() -> list[CronJob]:
+    """Your cron jobs (built afresh for each WorkerSettings: each binds them to its runtime)."""
+    return []
 
 
 def _cast(name: str, raw: str, kind: type) -> Any:
@@ -48,7 +62,8 @@ def _cast(name: str, raw: str, kind: type) -> Any:
     try:
         return kind(raw)
     except ValueError:
-        raise ConfigError(f"{PREFIX}{name} {raw!r} is not a {kind.__name__}", key=PREFIX + name) from None
+        what = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
+        raise ConfigError(f"{PREFIX}{name} {raw!r} is not {what}", key=PREFIX + name) from None
 
 
 def load(env: Mapping[str, str]) -> Settings:
@@ -88,11 +103,13 @@ def load(env: Mapping[str, str]) -> Settings:
 SETTINGS = load(os.environ)
 # `asyncjobs dev` runs on the embedded in-memory broker unless REDIS_URL is set
 DEV_REDIS_URL = os.environ.get("REDIS_URL") or "memory://"
-REGISTRY = Registry(FUNCTIONS)
+# the example jobs are a demo: a deployment serves them only when asked to
+EXAMPLES = _cast("EXAMPLES", os.environ.get(PREFIX + "EXAMPLES", ""), bool)
+DATA_DIR = DataDir(os.environ[PREFIX + "DATA_DIR"]) if os.environ.get(PREFIX + "DATA_DIR") else None
 SMTP = (
     {
         "host": os.environ[PREFIX + "SMTP_HOST"],
-        "port": int(os.environ.get(PREFIX + "SMTP_PORT", "25")),
+        "port": _cast("SMTP_PORT", os.environ.get(PREFIX + "SMTP_PORT", "25"), int),
         "sender": os.environ.get(PREFIX + "SMTP_SENDER", "asyncjobs@localhost"),
     }
     if os.environ.get(PREFIX + "SMTP_HOST")
@@ -103,8 +120,22 @@ SMTP = (
 async def startup(ctx: dict[str, Any]) -> None:
     """Resources shared by every job in a worker process."""
     ctx["smtp"] = SMTP
+    ctx["data_dir"] = DATA_DIR
 
 
-CRON_JOBS = [cron("*/5 * * * *", cleanup, tz="UTC")]
+def build(examples: bool) -> tuple[Registry, list[CronJob], type]:
+    """The registry, cron jobs and ``WorkerSettings`` of this deployment, with or without the
+    example jobs."""
+    registry = Registry([*JOBS, *(EXAMPLE_FUNCTIONS if examples else [])])
+    cron_jobs = [*your_cron_jobs(), *([cron("*/5 * * * *", cleanup, tz="UTC")] if examples else [])]
+    return registry, cron_jobs, worker_settings(registry, settings=SETTINGS, cron_jobs=cron_jobs, on_startup=startup)
 
-WorkerSettings = worker_settings(REGISTRY, settings=SETTINGS, cron_jobs=CRON_JOBS, on_startup=startup)
+
+REGISTRY, CRON_JOBS, WorkerSettings = build(EXAMPLES)
+
+
+def dev_mode() -> None:
+    """``asyncjobs dev`` calls this before reading the names above: the demo serves the example jobs."""
+    global REGISTRY, CRON_JOBS, WorkerSettings
+    if not EXAMPLES:
+        REGISTRY, CRON_JOBS, WorkerSettings = build(True)

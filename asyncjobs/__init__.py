@@ -5,6 +5,7 @@ Define jobs with :func:`job`, run them with ``asyncjobs worker`` (or plain
 """
 
 import logging
+from importlib import metadata as _metadata
 
 from asyncjobs.backoff import Exponential, Fixed
 from asyncjobs.client import Client, JobCall, JobHandle, call, connect
@@ -22,11 +23,17 @@ from asyncjobs.errors import (
     JobNotFound,
     UnknownFunction,
 )
+from asyncjobs.executors import cancel_event
 from asyncjobs.records import JobRecord, JobStatus
 from asyncjobs.registry import JobFunction, Registry, job
 from asyncjobs.worker import Worker
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+try:
+    __version__ = _metadata.version("asyncjobs")  # the installed package's (pyproject.toml's)
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AsyncJobsError",
@@ -51,6 +58,7 @@ __all__ = [
     "UnknownFunction",
     "Worker",
     "call",
+    "cancel_event",
     "connect",
     "cron",
     "job",

@@ -28,6 +28,12 @@ class Exponential:
         return d / 2 + random.uniform(0, d / 2) if self.jitter else d
 
 
+#: waiting for Redis (a first connection, a lost one): 50 ms doubling to at most 1 s, jittered
+#: in the upper half, so work resumes within a second of Redis answering without every
+#: worker knocking in lock step
+RECONNECT = Exponential(base=0.05, factor=2.0, cap=1.0)
+
+
 @dataclass(frozen=True)
 class Fixed:
     """The same delay before every retry."""

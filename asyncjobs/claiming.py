@@ -26,7 +26,7 @@ class Claimed:
 class Claimer:
     """Builds the CLAIM call for a worker's queues and decodes its answer."""
 
-    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_label: str) -> None:
+    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_label: str, *, owner: str) -> None:
         self.queue_keys = queue_keys
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
@@ -39,6 +39,7 @@ class Claimer:
             keys.state(""),
             keys.events(""),
             keys.ARQ_ABORT,
+            owner,  # the in-progress marker's value: only this worker renews the lease
         ]
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:

@@ -23,6 +23,7 @@ from asyncjobs.errors import (
     JobFailed,
     JobNotFound,
     UnknownFunction,
+    WorkerStartFailed,
 )
 from asyncjobs.keys import PRIORITY_MAX
 
@@ -114,9 +115,12 @@ def dumps(value: Any) -> str:
 @click.group()
 @click.option("--settings", "settings_module", default="settings", show_default=True, help="settings module")
 @click.option("--verbose", "-v", is_flag=True, help="debug logging and tracebacks")
+@click.version_option(package_name="asyncjobs", message="%(prog)s %(version)s")
 @click.pass_context
 def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
     """asyncjobs: background jobs on arq and Redis."""
+    if verbose:  # every command, so an error's traceback is logged whichever one failed
+        setup_logging(verbose)
     click_ctx.obj = Ctx(settings_module, verbose)
 
 
@@ -314,12 +318,19 @@ def dead_purge(ctx: Ctx) -> None:
 @click.option("--concurrency", type=int, help="jobs run at once")
 @click.option("--processes", type=int, default=1, show_default=True, help="worker processes to supervise")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@click.option("--supervisor-fd", type=int, default=None, hidden=True)  # set by --processes N for its children
 @click.pass_obj
 def worker(
-    ctx: Ctx, settings_path: str | None, queues: str | None, concurrency: int | None, processes: int, burst: bool
+    ctx: Ctx,
+    settings_path: str | None,
+    queues: str | None,
+    concurrency: int | None,
+    processes: int,
+    burst: bool,
+    supervisor_fd: int | None,
 ) -> None:
     """Run a worker (SETTINGS_PATH defaults to <settings>.WorkerSettings)."""
-    from asyncjobs import runner
+    from asyncjobs import runner, supervisor
 
     setup_logging(ctx.verbose)
     path = settings_path or f"{ctx.settings_module}.WorkerSettings"
@@ -331,12 +342,18 @@ def worker(
     if burst:
         overrides["burst"] = True
     try:
+        if supervisor_fd is not None:
+            supervisor.attach(supervisor_fd)
         if processes > 1:
-            raise SystemExit(runner.supervise(processes, sys.argv))
+            raise SystemExit(supervisor.supervise(processes, sys.argv))
         runner.run_worker(path, overrides)
+    except WorkerStartFailed as e:
+        _fail(ctx, e, e.exit_code)
     except (ConfigError, UnknownFunction) as e:
+        supervisor.report_failure(str(e))
         _fail(ctx, e, 2)
     except AsyncJobsError as e:
+        supervisor.report_failure(str(e))
         _fail(ctx, e, 1)
 
 
@@ -365,8 +382,36 @@ def dev_command(ctx: Ctx, host: str, port: int) -> None:
     try:
         from web.server import run_dev
 
+        dev_mode = getattr(ctx.module, "dev_mode", None)
+        if dev_mode is not None:  # the settings module's demo set-up (settings.py: the example jobs)
+            dev_mode()
         settings = ctx.get("SETTINGS")
         url = getattr(ctx.module, "DEV_REDIS_URL", None) or settings.redis_url
         run_dev(settings, ctx.get("REGISTRY"), ctx.get("WorkerSettings"), url, host, port)
     except (ConfigError, UnknownFunction) as e:
         _fail(ctx, e, 2)
+
+
+@main.command("worker-health")
+@click.option("--any-host", is_flag=True, help="accept a live worker on any host, not only this one")
+@click.pass_obj
+def worker_health(ctx: Ctx, any_host: bool) -> None:
+    """Exit 0 if a worker on this host (by host name, as a container's) has a fresh heartbeat.
+
+    Meant for health checks: a worker's heartbeat lives about five housekeeping intervals, so a
+    hung or dead worker fails it within seconds; Redis unreachable fails it too."""
+    import socket
+
+    host = socket.gethostname()
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            live = [w for w in await client.workers() if any_host or w.get("host") == host]
+        if not live:
+            where = "any host" if any_host else f"host {host!r}"
+            click.echo(f"error: no worker on {where} has a fresh heartbeat", err=True)
+            raise SystemExit(1)
+        running = sum(int(w.get("running", 0)) for w in live)
+        click.echo(f"ok: {len(live)} live worker process(es), {running} job(s) running")
+
+    run(ctx, go)

@@ -17,11 +17,11 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.connections import Broker, connect_broker, new_job_id
-from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
+from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound, truncate
 from asyncjobs.events import EventHub
 from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
-from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_seconds
+from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, check_defer, to_seconds
 from asyncjobs.serialization import RemoteError, deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,19 @@ QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 def check_job_id(job_id: str) -> str:
     if not isinstance(job_id, str) or not ID_RE.fullmatch(job_id):  # fullmatch: "$" would allow a final "\n"
         raise ConfigError(f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:-", key="job_id")
+    return job_id
+
+
+def check_new_job_id(job_id: str) -> str:
+    """A valid id a client may enqueue under: not in a namespace the scheduler owns."""
+    check_job_id(job_id)
+    for prefix in keys.RESERVED_ID_PREFIXES:
+        if job_id.startswith(prefix):
+            raise ConfigError(
+                f"job_id {truncate(job_id)!r} is reserved: ids starting with {prefix!r} belong to the cron "
+                "scheduler; pick another job_id",
+                key="job_id",
+            )
     return job_id
 
 
@@ -182,20 +195,22 @@ class Client:
             out.extend(await self._enqueue_calls(batch, strict=False))
         return out
 
-    def _prepare(self, c: JobCall) -> tuple[str, str, list[str], list[Any]]:
+    def _prepare(self, c: JobCall, *, internal: bool = False) -> tuple[str, str, list[str], list[Any]]:
         if self.registry is not None:
             self.registry.get(c.function).bind(c.args, c.kwargs)
         o = c.options
-        job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
+        job_id = (check_job_id if internal else check_new_job_id)(o.job_id) if o.job_id else new_job_id()
         queue = check_queue(o.queue or c.default_queue or self.default_queue)
+        check_defer(o.defer_by, o.defer_until, timestamp_ms())
         key_list, argv = self.redis.encode_enqueue(
             c.function, c.args, c.kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
         )
         return job_id, queue, key_list, argv
 
-    async def _enqueue_one(self, c: JobCall) -> JobHandle[Any]:
-        """Enqueue one job in one EVALSHA round trip; :class:`DuplicateJob` if its id is taken."""
-        job_id, queue, k, a = self._prepare(c)
+    async def _enqueue_one(self, c: JobCall, *, internal: bool = False) -> JobHandle[Any]:
+        """Enqueue one job in one EVALSHA round trip; :class:`DuplicateJob` if its id is taken.
+        ``internal``: our own re-enqueue (a dead letter's retry), which may use a cron tick's id."""
+        job_id, queue, k, a = self._prepare(c, internal=internal)
         if not await self.redis.evalsha_enqueue(k, a):
             raise DuplicateJob(job_id)
         return JobHandle(self, job_id, queue)
@@ -231,7 +246,8 @@ class Client:
                 job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried"
             )
         await self.redis.delete(keys.result(job_id), keys.retry(job_id), keys.state(job_id))
-        handle = await self.enqueue_call(entry.function, entry.args, entry.kwargs, job_id=job_id, queue=entry.queue)
+        retry = JobCall(entry.function, entry.args, entry.kwargs, EnqueueOptions(job_id=job_id, queue=entry.queue))
+        handle = await self._enqueue_one(retry, internal=True)
         await deadletter.remove(self.redis, job_id)
         return handle
 
@@ -283,6 +299,8 @@ class JobHandle(Generic[R]):
             _fill_from_job(rec, job_raw)
             score = next((s for s in scores if s is not None), None)
             rec.queue = rec.queue or next((q for q, s in zip(queues, scores, strict=True) if s is not None), None)
+            if score is None and not running:
+                score = await self._score_elsewhere(rec.queue, queues)
             rec.tries = int(retry or 0)
             if running:
                 rec.status = JobStatus.IN_PROGRESS
@@ -297,6 +315,14 @@ class JobHandle(Generic[R]):
             rec.message = st.get("message") or None
             rec.meta = orjson.loads(st["meta"]) if st.get("meta") else None
         return rec
+
+    async def _score_elsewhere(self, queue: str | None, searched: list[str]) -> float | None:
+        """The job's score in ``queue``, the queue its record names, when that is not one of the
+        queues already searched (a job enqueued on a queue this client was not given): one
+        more round trip, taken only then."""
+        if not queue or queue in searched or not QUEUE_RE.match(queue):
+            return None
+        return cast(float | None, await self.client.redis.zscore(keys.queue(queue), self.id))
 
     async def status(self) -> JobStatus:
         return (await self.info()).status
@@ -329,51 +355,55 @@ class JobHandle(Generic[R]):
 
     async def events(self, *, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Yield the job's events (started, progress, retrying, ...) as they happen, ending with
-        its terminal event (complete, failed or aborted). A finished job yields just that."""
+        its terminal event (complete, failed or aborted). A finished job yields just that; a
+        job that does not exist yields ``{"event": "not_found"}``.
+
+        Events come from the client's one shared subscription (:meth:`EventHub.job_events`):
+        an idle stream costs Redis nothing but its share of one slow safety poll."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        async with self.client.hub.subscribe(keys.events(self.id)) as queue:
+        async with self.client.hub.job_events(self.id) as queue:
             rec = await self.info()
             if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
-                # it may have run while we subscribed: yield what was published meanwhile
-                await self.client.hub.barrier()
-                while not queue.empty():
-                    early = queue.get_nowait()
-                    if early.get("event") in events.TERMINAL:
-                        break
+                async for early in self._ended_meanwhile(queue, rec):
                     yield early
-                yield events.terminal_event(rec)
                 return
             started_try = None
             if rec.status is JobStatus.IN_PROGRESS and rec.start_ms is not None:
                 # the engine publishes "started" as it claims, often before anyone subscribed
                 started_try = rec.tries
-                yield {
-                    "job_id": self.id,
-                    "event": events.STARTED,
-                    "ts": rec.start_ms,
-                    "started_ms": rec.start_ms,
-                    "try": rec.tries,
-                    "function": rec.function,
-                }
+                yield _started_event(rec)
             while True:
-                wait = self.client.poll_interval
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
-                event = await events.next_event(queue, wait)
+                wait = None if deadline is None else deadline - loop.time()
+                event = None if wait is not None and wait <= 0 else await events.next_event(queue, wait)
                 if event is None:
+                    raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
+                kind = event.get("event")
+                if kind == events.CHECK:  # the shared safety poll says the job may have ended
                     rec = await self.info()
                     if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
                         yield events.terminal_event(rec)
                         return
                     continue
-                if event.get("event") == events.STARTED and event.get("try") == started_try:
+                if kind == events.STARTED and event.get("try") == started_try:
                     continue  # already yielded from the job's state
                 yield event
-                if event.get("event") in events.TERMINAL:
+                if kind in events.TERMINAL:
                     return
+
+    async def _ended_meanwhile(
+        self, queue: asyncio.Queue[dict[str, Any]], rec: JobRecord
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The job ended (or never existed): it may have run while we subscribed, so yield what
+        was published meanwhile, then its terminal event rebuilt from the record."""
+        await self.client.hub.barrier()
+        while not queue.empty():
+            early = queue.get_nowait()
+            if early.get("event") in events.TERMINAL:
+                break
+            if early.get("event") != events.CHECK:
+                yield early
+        yield events.terminal_event(rec)
 
     async def abort(self, *, timeout: float = 10.0) -> bool:
         """Abort the job: a queued or deferred job is removed at once; a running one is
@@ -429,6 +459,17 @@ class JobHandle(Generic[R]):
         return cast(bytes, outcome)
 
 
+def _started_event(rec: JobRecord) -> dict[str, Any]:
+    return {
+        "job_id": rec.job_id,
+        "event": events.STARTED,
+        "ts": rec.start_ms,
+        "started_ms": rec.start_ms,
+        "try": rec.tries,
+        "function": rec.function,
+    }
+
+
 def _fill_from_job(rec: JobRecord, raw: bytes) -> None:
     try:
         d = deserialize(raw)
@@ -474,7 +515,8 @@ def connect(
     """A :class:`Client` for ``url``; use as ``async with connect(url) as client``.
 
     With ``registry`` (the deployment's functions), enqueue by name is checked before
-    anything is written. ``queues`` are the queues status lookups search. ``job_expiry``:
+    anything is written. ``queues`` are the queues lookups by id read first (a job on another
+    queue is found too, at one more round trip). ``job_expiry``:
     seconds a due job may wait for a worker before it expires (default arq's 1 day; use
     ``Settings.job_expiry``); an expired job is dead-lettered with reason "job expired".
     """

@@ -153,9 +153,11 @@ def worker_settings(
 
 
 def _bind_cron(cj: CronJob, wrapped: Mapping[str, Any]) -> CronJob:
-    target = getattr(cj, "asyncjobs_function", cj.name.removeprefix("cron:"))
+    target = getattr(cj, "asyncjobs_function", cj.name.removeprefix(keys.CRON_ID_PREFIX))
     if target in wrapped:
         cj.coroutine = wrapped[target]
+        # its ticks' ids (``<name>:<tick ms>``) must be in the namespace clients cannot enqueue in
+        cj.name = keys.CRON_ID_PREFIX + cj.name.removeprefix(keys.CRON_ID_PREFIX)
         return cj
     raise ConfigError(f"cron job {cj.name!r}: register its function {target!r} in the worker's functions too")
 

@@ -16,18 +16,19 @@ from urllib.parse import urlparse, urlunparse
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
 from arq.jobs import Job
-from arq.utils import timestamp_ms, to_ms, to_unix_ms
+from arq.utils import timestamp_ms, to_ms
 from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys, scripts
+from asyncjobs.backoff import RECONNECT
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, ConfigError
-from asyncjobs.registry import check_priority
+from asyncjobs.registry import check_priority, until_ms
 from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -121,10 +122,11 @@ class Broker(ArqRedis):
         if defer_until is not None and defer_by is not None:
             raise ConfigError("use either defer_until or defer_by, not both")
         now = timestamp_ms()
+        # a past time means now: a score below now would read as a priority (keys.decode_score)
         if defer_until is not None:
-            score = to_unix_ms(defer_until)
+            score = max(until_ms(defer_until), now)
         elif defer_by:
-            score = now + to_ms(defer_by)
+            score = now + max(to_ms(defer_by), 0)
         else:
             score = now
         if priority:
@@ -224,6 +226,16 @@ def new_job_id() -> str:
     return f"{clock[0]:012x}7{clock[1]:03x}{rand:016x}"
 
 
+class _ReconnectBackoff(AbstractBackoff):
+    """:data:`asyncjobs.backoff.RECONNECT` as redis-py wants a backoff."""
+
+    def reset(self) -> None:
+        pass
+
+    def compute(self, failures: int) -> float:
+        return RECONNECT.delay(failures)
+
+
 class Reconnect(Retry):
     """redis-py's ``Retry`` for a lost connection (a Redis restart, a failover): reconnect with
     exponential backoff capped at 1 s, warning (at most every few seconds, URL masked) while
@@ -232,12 +244,24 @@ class Reconnect(Retry):
     def __init__(self, url: str, retries: int) -> None:
         # OSError: redis-py's connect() raises the socket's own error (connection refused)
         errors = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
-        super().__init__(ExponentialBackoff(cap=1.0, base=0.05), retries, errors)  # type: ignore[arg-type]
+        super().__init__(_ReconnectBackoff(), retries, errors)  # type: ignore[arg-type]
         self.masked_url = mask_url(url)
+        self.give_up_at: float | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Reconnect:
+        # redis-py gives each connection a deep copy; share this one, so give_up() reaches all
+        return self
+
+    def give_up(self, after: float) -> None:
+        """Stop reconnecting ``after`` seconds from now: commands then fail at their next
+        connection error (a worker shutting down while Redis is away must not wait for it)."""
+        self.give_up_at = time.monotonic() + after
 
     async def call_with_retry(self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]) -> T:
         async def failed(error: RedisError) -> Any:
             global _last_reconnect_warning
+            if self.give_up_at is not None and time.monotonic() >= self.give_up_at:
+                raise error
             if time.monotonic() - _last_reconnect_warning > RECONNECT_WARNING_EVERY_S:
                 _last_reconnect_warning = time.monotonic()
                 logger.warning(
@@ -246,6 +270,44 @@ class Reconnect(Retry):
             return await fail(error)
 
         return await super().call_with_retry(do, failed)
+
+
+async def wait_until_reachable(
+    ping: Callable[[], Awaitable[object]], url: str, *, attempts: int | None = None, note: str = ""
+) -> int:
+    """Call ``ping`` until Redis answers, :data:`~asyncjobs.backoff.RECONNECT` delays apart (at
+    most 1 s, so work starts within about a second of Redis coming up). Logs the first failure,
+    then one line every few seconds (masked URL, attempt, next delay; each attempt at debug
+    level), and ``connected to Redis at …`` once it answers. After ``attempts`` failures it
+    raises :class:`BrokerUnavailable`. Returns the number of failed attempts."""
+    failures, warned_at = 0, -RECONNECT_WARNING_EVERY_S
+    while True:
+        try:
+            await ping()
+        except (TimeoutError, RedisError, OSError) as e:
+            failures += 1
+            reason = str(e) or type(e).__name__
+            if attempts is not None and failures >= attempts:
+                raise BrokerUnavailable(mask_url(url), reason) from e
+            delay = RECONNECT.delay(failures)
+            level = logging.DEBUG
+            if time.monotonic() - warned_at >= RECONNECT_WARNING_EVERY_S:
+                level, warned_at = logging.WARNING, time.monotonic()
+            msg = "cannot reach Redis at %s (%s)%s; attempt %d, next attempt in %.2fs"
+            logger.log(level, msg, mask_url(url), reason, note, failures, delay)
+            await asyncio.sleep(delay)
+            continue
+        if failures:
+            logger.info("connected to Redis at %s after %d failed attempt(s)", mask_url(url), failures)
+        return failures
+
+
+def give_up_reconnecting(redis: Any, after: float) -> None:
+    """Let ``redis``'s commands stop reconnecting ``after`` seconds from now (see
+    :meth:`Reconnect.give_up`); nothing to do for a client without :class:`Reconnect`."""
+    retry = redis.connection_pool.connection_kwargs.get("retry")
+    if isinstance(retry, Reconnect):
+        retry.give_up(after)
 
 
 def reconnect_retries(seconds: float | None) -> int:

@@ -2,7 +2,8 @@
 
 Every worker computes the same tick times and enqueues the tick under the same job id
 (``cron:<name>:<tick ms>``); enqueue is unique by id, so each tick runs once however many
-workers are running.
+workers are running. The ``cron:`` id namespace is the scheduler's: clients cannot enqueue
+there (:data:`asyncjobs.keys.RESERVED_ID_PREFIXES`), so no one can take a tick's place.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from arq.cron import cron as arq_cron
 from croniter import croniter
 
 from asyncjobs.errors import ConfigError
+from asyncjobs.keys import CRON_ID_PREFIX
 from asyncjobs.registry import JobFunction
 
 
@@ -60,13 +62,14 @@ def cron(
     ``schedule`` is a crontab string (``"*/5 * * * *"``; a sixth field, last, gives seconds); pass
     ``None`` and arq's fields (``minute={0, 30}``, ``hour=...``) for arq's form. The job runs
     with the function's timeout and retries; its result is kept ``keep_result`` seconds, which
-    also keeps a late worker from running the same tick again.
+    also keeps a late worker from running the same tick again. Its ticks' job ids are
+    ``cron:<name>:<tick ms>`` (``name`` defaults to the function's name).
     """
     if not isinstance(function, JobFunction):
         raise ConfigError(f"cron needs a @job function, got {function!r}")
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     opts: dict[str, Any] = {
-        "name": name or f"cron:{function.name}",
+        "name": CRON_ID_PREFIX + (name or function.name).removeprefix(CRON_ID_PREFIX),
         "run_at_startup": run_at_startup,
         "timeout": function.opts.timeout,
         "keep_result": keep_result,

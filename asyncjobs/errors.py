@@ -12,6 +12,7 @@
     ├── DuplicateJob           a job id that is already queued, running or has a result
     ├── JobNotFound            no job, running or finished, with that id
     ├── DeadLetterNotFound     no dead letter with that id
+    ├── WorkerStartFailed      supervised worker processes kept failing at start
     └── JobFailed              a job ended without a result (carries the structured error)
         └── JobAborted         ...because it was aborted
 """
@@ -101,6 +102,32 @@ class DeadLetterNotFound(AsyncJobsError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no dead-lettered job {job_id}")
         self.job_id = job_id
+
+
+class PathNotAllowed(AsyncJobsError):
+    """A job was given a path that is not a readable file inside its data directory.
+
+    One error for every case (missing, outside the directory, a symlink leading out, not a
+    regular file), naming only the path the caller gave: it reveals nothing beyond the
+    directory, not even whether a file exists there."""
+
+    def __init__(self, path: object, reason: str | None = None) -> None:
+        super().__init__(
+            reason
+            or f"no readable file {truncate(path)!r} in the data directory: give a path relative to it (or inside it)"
+        )
+        self.path = truncate(path)
+
+
+class WorkerStartFailed(AsyncJobsError):
+    """``asyncjobs worker --processes N`` gave up: a worker process failed to start ``failures``
+    times in a row; ``error`` is its last error line, ``exit_code`` the command's exit code."""
+
+    def __init__(self, failures: int, error: str, *, exit_code: int = 1) -> None:
+        super().__init__(f"a worker process failed to start {failures} times in a row; giving up: {error}")
+        self.failures = failures
+        self.error = error
+        self.exit_code = exit_code
 
 
 class JobFailed(AsyncJobsError):

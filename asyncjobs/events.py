@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -15,9 +15,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from asyncjobs import keys
+from asyncjobs.backoff import RECONNECT
 from asyncjobs.records import JobRecord, JobStatus
 
 logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 10.0  # the shared safety poll of job streams (see EventHub.check_jobs)
 
 ENQUEUED = "enqueued"
 STARTED = "started"
@@ -28,10 +31,11 @@ FAILED = "failed"
 ABORTED = "aborted"
 REQUEUED = "requeued"
 TERMINAL = frozenset({COMPLETE, FAILED, ABORTED})
+CHECK = "check"  # local only (never published): a job stream should look at its job again
 
 
-async def next_event(queue: asyncio.Queue[dict[str, Any]], timeout: float) -> dict[str, Any] | None:
-    """The next item of ``queue``, or ``None`` after ``timeout`` seconds.
+async def next_event(queue: asyncio.Queue[dict[str, Any]], timeout: float | None) -> dict[str, Any] | None:
+    """The next item of ``queue``, or ``None`` after ``timeout`` seconds (``None``: no limit).
 
     Built on ``asyncio.timeout``, not ``asyncio.wait_for``: on Python 3.11, ``wait_for`` loses
     a cancellation that arrives as the awaited item does, which left cancelled listeners
@@ -93,6 +97,11 @@ class EventHub:
         self._queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._pattern_queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
+        self._holds: dict[str, int] = {}
+        self._job_queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._job_ids: dict[str, str] = {}
+        self._checker: asyncio.Task[None] | None = None
+        self.check_interval = CHECK_INTERVAL_S
         self._pongs: list[asyncio.Future[None]] = []
         self._done_waiters: dict[str, set[asyncio.Event]] = {}
         self._done_subscribed = False
@@ -101,6 +110,11 @@ class EventHub:
         self.connected = False
 
     async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._checker
+            self._checker = None
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -123,31 +137,100 @@ class EventHub:
     async def subscribe(self, channel: str, *, pattern: bool = False) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         table = self._pattern_queues if pattern else self._queues
+        table.setdefault(channel, set()).add(queue)
+        try:
+            async with self._held(channel, pattern=pattern):
+                yield queue
+        finally:
+            _discard(table, channel, queue)
+
+    @contextlib.asynccontextmanager
+    async def job_events(self, job_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue of ``job_id``'s events, fed from the hub's one pattern subscription to
+        ``asyncjobs:events:*`` (shared by every stream of the process and held while any is
+        open), plus ``{"event": "check"}`` nudges from the one shared safety poll when the job
+        may have ended unannounced (see :meth:`check_jobs`): the reader then looks again.
+
+        Returns once the pattern subscription is confirmed, so nothing published after that is
+        missed; the first stream of the process pays one round trip, the others none.
+        """
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        channel = keys.events(job_id)
+        self._job_ids[channel] = job_id
+        self._job_queues.setdefault(channel, set()).add(queue)
+        try:
+            async with self._held(keys.EVENTS_PATTERN, pattern=True):
+                self._ensure_checker()
+                yield queue
+        finally:
+            if not _discard(self._job_queues, channel, queue):
+                self._job_ids.pop(channel, None)
+
+    def following(self, job_id: str) -> bool:
+        """True while some local reader gets ``job_id``'s events (its subscription confirmed)."""
+        confirmed = self._confirmed.get(keys.EVENTS_PATTERN)
+        return keys.events(job_id) in self._job_queues and confirmed is not None and confirmed.is_set()
+
+    @contextlib.asynccontextmanager
+    async def _held(self, channel: str, *, pattern: bool) -> AsyncIterator[None]:
+        """Hold the Redis subscription to ``channel`` (a pattern if ``pattern``): the first
+        holder subscribes, the last one unsubscribes. Both happen under the lock, so an
+        unsubscribe never overtakes a later subscribe on the wire."""
         async with self._lock:
             pubsub = self._ensure_reader()
-            first = channel not in table
-            table.setdefault(channel, set()).add(queue)
-            if first:
-                confirmed = self._confirmed[channel] = asyncio.Event()
+            self._holds[channel] = self._holds.get(channel, 0) + 1
+            if self._holds[channel] == 1:
+                self._confirmed[channel] = asyncio.Event()
                 try:
                     await (pubsub.psubscribe(channel) if pattern else pubsub.subscribe(channel))
                 except BaseException:
-                    table.pop(channel, None)
+                    self._holds.pop(channel, None)
                     raise
-            else:
-                confirmed = self._confirmed[channel]
+            confirmed = self._confirmed[channel]
         try:
             await wait_set(confirmed, 5)
-            yield queue
+            yield
         finally:
-            subs = table.get(channel)
-            if subs is not None:
-                subs.discard(queue)
-                if not subs:
-                    del table[channel]
+            async with self._lock:
+                left = self._holds.pop(channel, 1) - 1
+                if left:
+                    self._holds[channel] = left
+                else:
                     self._confirmed.pop(channel, None)
                     with contextlib.suppress(RedisError, OSError, RuntimeError):
                         await (pubsub.punsubscribe(channel) if pattern else pubsub.unsubscribe(channel))
+
+    def _ensure_checker(self) -> None:
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.get_running_loop().create_task(self._check_loop(), name="asyncjobs-events-check")
+
+    async def _check_loop(self) -> None:
+        while self._job_queues:
+            await asyncio.sleep(self.check_interval)
+            await self.check_jobs()
+
+    async def check_jobs(self) -> None:
+        """The safety poll shared by every job stream: one pipelined ``EXISTS`` per followed
+        job; a job whose key is gone (it ended, expired or never existed) gets a ``check``
+        nudge. It catches what pub/sub cannot: events lost while the connection was down, and
+        jobs that vanish without an announcement."""
+        channels = list(self._job_queues)
+        if not channels:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    pipe.exists(keys.job(self._job_ids[channel]))
+                found = await pipe.execute()
+        except (RedisError, OSError, KeyError):
+            return
+        for channel, exists in zip(channels, found, strict=True):
+            if not exists:
+                self._nudge(channel)
+
+    def _nudge(self, channel: str) -> None:
+        for q in self._job_queues.get(channel, ()):
+            q.put_nowait({"job_id": self._job_ids.get(channel), "event": CHECK})
 
     @contextlib.asynccontextmanager
     async def finished(self, job_id: str) -> AsyncIterator[asyncio.Event]:
@@ -211,15 +294,18 @@ class EventHub:
                 self._pongs.remove(fut)
 
     async def _read(self) -> None:
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 if self._pubsub.connection is None:  # nothing subscribed yet
                     await asyncio.sleep(0.01)
                     continue
                 msg = await self._pubsub.get_message(timeout=1.0)
-                self.connected = True
-                delay = 0.1
+                if not self.connected:
+                    self.connected = True
+                    for channel in list(self._job_queues):  # events may have been lost meanwhile
+                        self._nudge(channel)
+                failures = 0
                 if msg is not None:
                     self._dispatch(msg)
             except asyncio.CancelledError:
@@ -228,8 +314,8 @@ class EventHub:
                 if self.connected:
                     logger.warning("event listener lost Redis (%s); reconnecting", e)
                 self.connected = False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await asyncio.sleep(RECONNECT.delay(failures))
 
     def _control(self, kind: str, channel: Any) -> None:
         """A pong (see :meth:`barrier`) or a subscription confirmed."""
@@ -256,11 +342,13 @@ class EventHub:
             self._mark_done(msg["data"])
             return
         if kind == "message":
-            targets = self._queues.get(channel, ())
+            targets: Iterable[asyncio.Queue[dict[str, Any]]] = self._queues.get(channel, ())
         elif kind == "pmessage":
             pattern = msg.get("pattern")
             pattern = pattern.decode() if isinstance(pattern, bytes) else str(pattern)
             targets = self._pattern_queues.get(pattern, ())
+            if pattern == keys.EVENTS_PATTERN and channel in self._job_queues:
+                targets = [*targets, *self._job_queues[channel]]
         else:
             return
         if not targets:
@@ -272,3 +360,14 @@ class EventHub:
         data.setdefault("channel", channel)
         for q in targets:
             q.put_nowait(data)
+
+
+def _discard(table: dict[str, set[Any]], name: str, item: Any) -> bool:
+    """Remove ``item`` from ``table[name]`` (and the entry once empty); True if any are left."""
+    items = table.get(name)
+    if items is None:
+        return False
+    items.discard(item)
+    if not items:
+        del table[name]
+    return bool(items)

@@ -1,6 +1,10 @@
-"""Example jobs, registered by ``settings.py`` and used by ``asyncjobs dev`` and the docs.
+"""Example jobs: the demo served by ``asyncjobs dev`` and used by the docs. A production
+``settings.py`` registers them only when ``ASYNCJOBS_EXAMPLES`` is on: anything enqueueable over
+HTTP is attack surface.
+
 Each shows one habit of a good job: small typed arguments, progress, idempotence, constant
-memory, and I/O through resources opened once per worker."""
+memory, I/O through resources opened once per worker, and files read only from the configured
+data directory (``ctx["data_dir"]``)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any
 from arq.utils import timestamp_ms
 
 from asyncjobs.context import JobContext
+from asyncjobs.datafiles import data_dir_of
 from asyncjobs.registry import job
 
 logger = logging.getLogger(__name__)
@@ -80,13 +85,14 @@ class _Column:
 @job(timeout=3600)
 async def process_csv(ctx: JobContext, path: str, progress_every_s: float = 0.5) -> dict[str, Any]:
     """Stream the CSV file at ``path`` (any size, constant memory) and return row and column
-    statistics, reporting progress by bytes read."""
-    size = os.path.getsize(path)
-    await ctx.progress(0, f"reading {os.path.basename(path)}")
-    rows = 0
-    columns: list[_Column] = []
-    last = timestamp_ms()
-    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
+    statistics, reporting progress by bytes read. ``path`` is relative to the data directory
+    (``ctx["data_dir"]``); nothing outside it can be read."""
+    raw = data_dir_of(ctx.get("data_dir")).open(path)
+    with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
+        size = os.fstat(raw.fileno()).st_size
+        await ctx.progress(0, f"reading {os.path.basename(path)}")
+        rows = 0
+        last = timestamp_ms()
         reader = csv.reader(f)
         header = next(reader, None)
         columns = [_Column(name) for name in header or []]

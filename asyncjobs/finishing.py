@@ -5,13 +5,13 @@ fail before their function runs take the slower path, with a dead letter."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Coroutine
+import pickle
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncjobs import deadletter, events, keys, scripts
-from asyncjobs.serialization import RemoteError, deserialize
+from asyncjobs.serialization import error_to_dict
 
 if TYPE_CHECKING:
     from asyncjobs.worker import Worker
@@ -37,8 +37,9 @@ def _note_error(task: asyncio.Future[Any]) -> None:
 class Finisher:
     """Collects finished jobs and writes them in batches, one round trip per batch."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, release: Callable[[str], None] = lambda job_id: None) -> None:
         self._script = redis.register_script(scripts.FINISH)
+        self._release = release  # stops a job's lease renewal before its finish is sent
         self._head = [keys.in_progress(""), keys.job(""), keys.retry(""), keys.result(""), keys.events("")]
         self._argv: list[Any] = []
         self._targets: dict[tuple[str, str], int] = {}  # (stats hash, outcome) -> index, per batch
@@ -60,6 +61,7 @@ class Finisher:
     ) -> None:
         """Queue one job's finish for the next batch and wait until it is written. ``count``:
         (stats hash, outcome) to count the job in."""
+        self._release(job_id)
         keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
         target = "" if count is None else self._targets.setdefault(count, len(self._targets) + 1)
         self._argv += [
@@ -106,43 +108,64 @@ class Finisher:
             self._task = None
 
 
-def failed_result_retention(worker: Worker, result_data: bytes | None) -> tuple[bool, int | None]:
+def failed_result_retention(worker: Worker, function: str) -> tuple[bool, int | None]:
     """(keep?, ttl ms) for an early failure's result: the function's ``keep_result`` when the
     function is known (arq uses the worker's default here), else the worker's."""
     forever, seconds = worker.keep_result_forever, worker.keep_result_s
-    with contextlib.suppress(Exception):
-        fn = worker.functions.get(str(deserialize(result_data or b"").get("f")))
-        if fn is not None and fn.keep_result_s is not None:
-            forever, seconds = bool(fn.keep_result_forever), fn.keep_result_s
+    fn = worker.functions.get(function)
+    if fn is not None and fn.keep_result_s is not None:
+        forever, seconds = bool(fn.keep_result_forever), fn.keep_result_s
     return forever or seconds > 0, None if forever else int(seconds * 1000)
 
 
-async def finish_failed(worker: Worker, job_id: str, queue_key: str, result_data: bytes | None) -> None:
+def decode_result(worker: Worker, data: bytes | None) -> dict[str, Any]:
+    """arq's result record ``data``, decoded with the worker's own deserializer (arq's default:
+    pickle), as a dict; ``{}`` when there is none or it cannot be read."""
+    if not data:
+        return {}
+    try:
+        info = (worker.job_deserializer or pickle.loads)(data)
+    except Exception:  # any codec, any corrupt input: the caller falls back to what it knows
+        logger.warning("a result record (%d bytes) cannot be decoded with the worker's serializer", len(data))
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+async def finish_failed(
+    worker: Worker, job_id: str, queue_key: str, result_data: bytes | None, info: dict[str, Any] | None = None
+) -> None:
     """A job that failed before its function ran: expired, unknown function, undecodable
-    payload, too many tries, or aborted before start. All but the abort are dead-lettered."""
-    info = deserialize(result_data) if result_data else {}
+    payload, too many tries, or aborted before start. All but the abort are dead-lettered.
+    ``info``: the result record's fields (``f``, ``a``, ``k``, ``r``) when the caller has them;
+    otherwise ``result_data`` is decoded with the worker's serializer."""
+    info = decode_result(worker, result_data) if info is None else info
     err = info.get("r")
     error = (
-        err.as_dict() if isinstance(err, RemoteError) else {"type": "JobFailed", "message": str(err), "traceback": None}
+        error_to_dict(err)
+        if isinstance(err, BaseException)
+        else {"type": "JobFailed", "message": str(err), "traceback": None}
     )
     aborted = error["type"] == "CancelledError"
     event = events.ABORTED if aborted else events.FAILED
+    function = str(info.get("f") or "<unknown>")
+    worker.leases.discard(job_id)
     async with worker.pool.pipeline(transaction=True) as tr:
         tr.get(keys.job(job_id))
         tr.get(keys.retry(job_id))
         tr.delete(keys.retry(job_id), keys.in_progress(job_id), keys.job(job_id))
         tr.zrem(keys.ARQ_ABORT, job_id)
         tr.zrem(queue_key, job_id)
-        keep, px = failed_result_retention(worker, result_data)
+        tr.zrem(keys.leases(queue_key), job_id)
+        keep, px = failed_result_retention(worker, function)
         if result_data is not None and keep:
             tr.set(keys.result(job_id), result_data, px=px)
         raw, tries, *_ = await tr.execute()
     if not aborted:
-        undecodable = info.get("f") == "<unknown>" and raw is not None
+        undecodable = function == "<unknown>" and raw is not None
         await deadletter.record(
             worker.pool,
             job_id=job_id,
-            function=str(info.get("f") or "<unknown>"),
+            function=function,
             args=info.get("a"),
             kwargs=info.get("k"),
             queue=keys.queue_name_of(queue_key),

@@ -1,5 +1,5 @@
-"""Background duties of a running worker: lease renewal (one call per tick for all running
-jobs), the worker registry heartbeat, and pruning of stale abort requests."""
+"""Background duties of a running worker: the worker registry heartbeat and pruning of stale
+abort requests (leases are renewed from a thread: :mod:`asyncjobs.leases`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import asyncio
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
-from asyncjobs import keys, scripts
+from asyncjobs import keys
 
 if TYPE_CHECKING:
     from asyncjobs.worker import Worker
@@ -29,7 +29,6 @@ class Housekeeper:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(worker):x}"
-        self._renew: Any = None
         self.started_ms = timestamp_ms()
 
     @property
@@ -37,7 +36,6 @@ class Housekeeper:
         return max(0.2, self.worker.lease_s / 3)
 
     async def run(self) -> None:
-        self._renew = self.worker.pool.register_script(scripts.RENEW)
         while True:
             try:
                 await self.tick()
@@ -49,12 +47,6 @@ class Housekeeper:
         w = self.worker
         now = timestamp_ms()
         running = dict(w.running)
-        if running:
-            ids = list(running)
-            argv: list[Any] = [int(w.lease_s * 1000), now]
-            for job_id in ids:
-                argv += [running[job_id], job_id]
-            await self._renew(keys=[keys.in_progress(i) for i in ids], args=argv)
         info = {
             "id": self.worker_id,
             "host": socket.gethostname(),

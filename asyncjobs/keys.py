@@ -12,12 +12,21 @@ key                                 type    holds                               
                                             is re-scored to its lease expiry
 ``arq:job:<id>``                    string  the serialized job (function, args, kwargs)   until done, or expiry
 ``arq:in-progress:<id>``            string  claim marker; a lease renewed while it runs   lease (seconds)
+                                            (the engine writes its worker id: only the
+                                            owner renews it)
 ``arq:retry:<id>``                  string  try counter                                  ~24 h
 ``arq:result:<id>``                 string  the serialized result or structured error     ``keep_result``
 ``arq:abort``                       zset    ids asked to abort, scored by request time   pruned after an hour
 ``<queue>:health-check``            string  arq's worker health line                      health interval
-``asyncjobs:state:<id>``            hash    start time, worker, progress, message, meta   ``STATE_TTL_S``
+``asyncjobs:state:<id>``            hash    start time, worker, progress, message, meta,  ``STATE_TTL_S``
+                                            and ``queue_score``: the score the job was
+                                            claimed at, restored if its lease lapses
+``asyncjobs:leases:<queue key>``    zset    engine-claimed job ids scored by lease        while leased
+                                            expiry (ms): where a lapsed lease is found
 ``asyncjobs:events:<id>``           pubsub  lifecycle and progress events of one job      (channel)
+                                            (JSON); followed through one shared
+                                            ``asyncjobs:events:*`` pattern subscription
+                                            per process (``EVENTS_PATTERN``)
 ``asyncjobs:wake:<queue>``          pubsub  "work is due" signal published on enqueue     (channel)
 ``asyncjobs:done``                  pubsub  JSON list of ids of jobs that just ended     (channel)
                                             (complete, failed, aborted): one shared
@@ -35,6 +44,9 @@ key                                 type    holds                               
                                             dashboard's history (waiting jobs are listed
                                             from the queues; enqueue writes no entry)
 ==================================  ======  ===========================================  ==========================
+
+A worker given another arq queue key (``Worker(queue_name="custom_queue")``) uses that key as
+its queue; :func:`queue` and :func:`queue_name_of` map any key to a name and back.
 
 Nothing else in the package builds a key string.
 """
@@ -59,7 +71,13 @@ WORKERS = PREFIX + "workers"
 RECENT = PREFIX + "recent"
 ABORT_CHANNEL = PREFIX + "abort"
 DONE_CHANNEL = PREFIX + "done"
-EVENTS_PATTERN = PREFIX + "events:*"
+EVENTS_PATTERN = PREFIX + "events:*"  # every job's events: the one subscription event streams share
+
+# Job ids the scheduler owns: each cron tick is enqueued as ``cron:<name>:<tick ms>``, unique by
+# id so it runs once however many workers compute it. Clients may not enqueue under these
+# prefixes (a job there would take the tick's place and suppress the run).
+CRON_ID_PREFIX = "cron:"
+RESERVED_ID_PREFIXES = (CRON_ID_PREFIX,)
 
 STATE_TTL_S = 7 * 24 * 3600
 DEAD_TTL_S = 30 * 24 * 3600
@@ -68,10 +86,14 @@ RECENT_MAX = 100_000
 
 
 def queue(name: str) -> str:
-    """The arq sorted set behind queue ``name``: ``default`` is arq's own ``arq:queue``."""
+    """The arq sorted set behind queue ``name`` (inverse of :func:`queue_name_of`): ``default``
+    is arq's own ``arq:queue`` and a short name ``n`` is ``arq:queue:n``; a name that holds a
+    ``:`` is a queue key already and is used as it is (a leading ``:`` marks a key without one)."""
     if name == DEFAULT_QUEUE:
         return default_queue_name
-    return f"{default_queue_name}:{name}"
+    if ":" not in name:
+        return f"{default_queue_name}:{name}"
+    return name[1:] if name.startswith(":") else name
 
 
 # Priority: one level moves a job PRIORITY_STEP_MS (about 3.17 years) back in its queue. Queues
@@ -114,10 +136,15 @@ def priority_bands(now_ms: int) -> list[tuple[str, int]]:
 
 
 def queue_name_of(key: str) -> str:
-    """Inverse of :func:`queue`."""
+    """The queue name of arq queue key ``key`` (inverse of :func:`queue`): the short name for
+    ``arq:queue`` and ``arq:queue:<name>``, the key itself for any other key an arq worker may
+    listen on (``custom_queue`` becomes ``:custom_queue``, so it never reads as a short name)."""
     if key == default_queue_name:
         return DEFAULT_QUEUE
-    return key.removeprefix(default_queue_name + ":")
+    short = key.removeprefix(default_queue_name + ":")
+    if short != key and short and ":" not in short and short != DEFAULT_QUEUE:
+        return short
+    return key if ":" in key and not key.startswith(":") else ":" + key
 
 
 def job(job_id: str) -> str:
@@ -134,6 +161,11 @@ def retry(job_id: str) -> str:
 
 def result(job_id: str) -> str:
     return result_key_prefix + job_id
+
+
+def leases(queue_key: str) -> str:
+    """Leases taken by the engine on the jobs of queue zset ``queue_key`` (``""``: the prefix)."""
+    return f"{PREFIX}leases:{queue_key}"
 
 
 def state(job_id: str) -> str:

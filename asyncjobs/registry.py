@@ -6,8 +6,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from arq.utils import to_unix_ms
 
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
@@ -15,6 +17,9 @@ from asyncjobs.keys import PRIORITY_MAX
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: the furthest ahead a job may be deferred (``defer_by`` or ``defer_until``): 366 days
+MAX_DEFER_S = 366 * 24 * 3600.0
 
 Seconds = float | int | timedelta
 
@@ -26,6 +31,29 @@ def to_seconds(value: Seconds | None, what: str) -> float | None:
     if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
         raise ConfigError(f"{what} {value!r} is not a duration: give seconds >= 0 or a timedelta", key=what)
     return float(s)
+
+
+def until_ms(when: datetime) -> int:
+    """Epoch ms of a ``defer_until`` (a naive time is local, as in arq; at the calendar's edge,
+    where the local conversion fails, it is read as UTC)."""
+    try:
+        return to_unix_ms(when)
+    except (ValueError, OverflowError):
+        return to_unix_ms(when.replace(tzinfo=UTC))
+
+
+def check_defer(defer_by: float | None, defer_until: datetime | None, now_ms: int) -> None:
+    """A deferral at most :data:`MAX_DEFER_S` ahead of ``now_ms``, the same bound for both forms
+    (a past ``defer_until`` is fine: it means now)."""
+    bound = f"at most {MAX_DEFER_S:.0f} s (366 days) ahead"
+    if defer_by is not None and defer_by > MAX_DEFER_S:
+        raise ConfigError(f"defer_by {defer_by:g} s is too far ahead: {bound}", key="defer_by")
+    if defer_until is None:
+        return
+    if not isinstance(defer_until, datetime):
+        raise ConfigError(f"defer_until {truncate(defer_until)} is not a datetime", key="defer_until")
+    if until_ms(defer_until) - now_ms > MAX_DEFER_S * 1000:
+        raise ConfigError(f"defer_until {defer_until.isoformat()} is too far ahead: {bound}", key="defer_until")
 
 
 def check_priority(priority: object, *, deferred: bool = False) -> int:
@@ -259,8 +287,10 @@ def job(
     :param keep_result: seconds the result (or error) is kept, for success and failure alike
     :param executor: ``"thread"`` or ``"process"`` to run a plain (non-async) function, called
         with its arguments only (no ctx), in a thread or in the worker's process pool, so
-        blocking or CPU-heavy code cannot freeze the event loop. A timeout stops waiting for
-        it, but cannot stop the thread (a process job's pool is replaced on shutdown).
+        blocking or CPU-heavy code cannot freeze the event loop. A process job that times out
+        or is aborted is killed with its process (the pool starts a fresh one). A thread
+        cannot be killed: the job ends at once, its :func:`~asyncjobs.cancel_event` is set,
+        and the function should check that and return (see :mod:`asyncjobs.executors`).
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")

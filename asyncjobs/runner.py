@@ -1,22 +1,18 @@
-"""Starting workers from the command line: settings loading, Redis connection with retries,
-and ``--processes N`` supervision (a dead child is restarted)."""
+"""Starting workers from the command line: settings loading and the Redis connection with
+retries (``--processes N`` supervision is :mod:`asyncjobs.supervisor`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from typing import Any
 
 from arq.utils import import_string
-from redis.exceptions import RedisError
 
 from asyncjobs.config import settings_kwargs
-from asyncjobs.connections import Broker, create_broker, mask_url
+from asyncjobs.connections import Broker, create_broker, wait_until_reachable
 from asyncjobs.errors import ConfigError
 from asyncjobs.worker import Worker
 
@@ -34,27 +30,19 @@ def load_settings(path: str) -> Any:
 
 
 async def connect_with_retry(url: str, queue_key_name: str, *, attempts: int | None = None) -> Broker:
-    """Connect, retrying with backoff (logging the URL and the next attempt) until Redis answers."""
-    delay, n = 0.5, 0
-    while True:
-        broker = create_broker(url)
-        try:
-            await broker.ping()
-            if n:
-                logger.info("connected to Redis at %s", mask_url(url))
-            await broker.aclose(close_connection_pool=True)
-            # from now on a lost connection (a Redis restart) is re-established, never fatal
-            return create_broker(url, reconnect_for=None)
-        except (RedisError, OSError) as e:
-            await broker.aclose(close_connection_pool=True)
-            n += 1
-            if attempts is not None and n >= attempts:
-                from asyncjobs.errors import BrokerUnavailable
+    """Wait until Redis answers (:func:`~asyncjobs.connections.wait_until_reachable`), then
+    return a broker that re-establishes a lost connection for ever."""
 
-                raise BrokerUnavailable(mask_url(url), str(e)) from e
-            logger.warning("cannot reach Redis at %s (%s); next attempt in %.1fs", mask_url(url), e, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    async def ping() -> None:
+        probe = create_broker(url)
+        try:
+            await probe.ping()
+        finally:
+            await probe.aclose(close_connection_pool=True)
+
+    await wait_until_reachable(ping, url, attempts=attempts)
+    # from now on a lost connection (a Redis restart) is re-established, never fatal
+    return create_broker(url, reconnect_for=None)
 
 
 def build_worker(settings_cls: Any, overrides: dict[str, Any], pool: Broker) -> Worker:
@@ -71,50 +59,14 @@ def run_worker(path: str, overrides: dict[str, Any]) -> None:
     url = getattr(settings_cls, "redis_url", None)
     if url is None:
         raise ConfigError(f"{path} has no redis_url: build it with asyncjobs.worker_settings()")
-    settings_kwargs(settings_cls)  # reject typos now, not after Redis answers
+    kwargs = settings_kwargs(settings_cls)  # reject typos now, not after Redis answers
+    if not kwargs.get("functions") and not kwargs.get("cron_jobs"):
+        raise ConfigError(
+            f"{path} registers no job functions or cron jobs: add yours (settings.py: JOBS), "
+            "or set ASYNCJOBS_EXAMPLES=1 to serve the example jobs"
+        )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pool = loop.run_until_complete(connect_with_retry(url, ""))
     worker = build_worker(settings_cls, overrides, pool)
     worker.run()
-
-
-def supervise(processes: int, argv: list[str]) -> int:
-    """Run ``processes`` copies of this command with ``--processes 1``; restart any that dies;
-    forward SIGTERM/SIGINT and wait for them to drain."""
-    child_argv = [sys.executable, "-m", "asyncjobs", *_strip_processes(argv[1:]), "--processes", "1"]
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    children = [subprocess.Popen(child_argv) for _ in range(processes)]
-    while not stopping:
-        for i, c in enumerate(children):
-            if c.poll() is not None and not stopping:
-                logger.warning("worker process %d exited with %s; restarting", c.pid, c.returncode)
-                children[i] = subprocess.Popen(child_argv)
-        time.sleep(0.5)
-    return max((c.wait() for c in children), default=0)
-
-
-def _strip_processes(args: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        if a == "--processes":
-            skip = True
-            continue
-        if a.startswith("--processes="):
-            continue
-        out.append(a)
-    return out

@@ -61,7 +61,8 @@ async def run_job(w: Worker, c: Claimed) -> None:
     if failure is not None:
         w.jobs_failed += 1
         data = _result_data(w, job, False, failure, start_ms, timestamp_ms())
-        await shielded(finish_failed(w, c.job_id, c.queue_key, data))
+        info = {"f": job.name, "a": job.args, "k": job.kwargs, "r": failure}
+        await shielded(finish_failed(w, c.job_id, c.queue_key, data, info))
         return
     await _execute(w, job)
 
@@ -99,7 +100,7 @@ async def _prepare(w: Worker, job: _Job) -> BaseException | None:
     except SerializationError as e:
         logger.exception("deserializing job %s failed", c.job_id)
         return e
-    if c.aborted:
+    if c.aborted and w.allow_abort_jobs:  # as arq: without it, an abort request is ignored
         logger.info("job %s (%s) aborted before start", c.job_id, job.name)
         return asyncio.CancelledError()
     job.function = w.functions.get(job.name)

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import logging
-import multiprocessing
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, cast
 
 import orjson
@@ -29,6 +26,7 @@ from redis.exceptions import NoScriptError
 
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.context import CTX_ENGINE, CTX_OUTCOME, CTX_RUNTIME, JobContext
+from asyncjobs.executors import ProcessPool, run_in_thread
 from asyncjobs.registry import JobFunction, Registry
 
 logger = logging.getLogger(__name__)
@@ -68,7 +66,7 @@ class Runtime:
         self.user_startup = on_startup
         self.user_shutdown = on_shutdown
         self.worker_label = f"{socket.gethostname()}:{os.getpid()}"
-        self._process_pool: ProcessPoolExecutor | None = None
+        self._process_pool: ProcessPool | None = None
         self._index_script: Any = None
 
     # --- arq extension points -------------------------------------------------------------
@@ -95,7 +93,7 @@ class Runtime:
         if self.user_shutdown is not None:
             await self.user_shutdown(ctx)
         if self._process_pool is not None:
-            self._process_pool.shutdown(wait=False, cancel_futures=True)
+            self._process_pool.shutdown()
             self._process_pool = None
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
@@ -156,13 +154,10 @@ class Runtime:
         if jf.opts.executor is None:
             return await jf.func(ctx, *args, **kwargs)
         if jf.opts.executor == "thread":
-            return await asyncio.to_thread(jf.func, *args, **kwargs)
+            return await run_in_thread(jf.func, args, kwargs)
         if self._process_pool is None:
-            # spawn, not fork: a forked child would inherit the event loop and Redis sockets
-            self._process_pool = ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))
-        target = (jf.func.__module__, jf.func.__qualname__)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._process_pool, call_in_process, target, args, kwargs)
+            self._process_pool = ProcessPool()
+        return await self._process_pool.run((jf.func.__module__, jf.func.__qualname__), args, kwargs)
 
     async def _started(self, ctx: JobContext) -> None:
         job_id = ctx.job_id
@@ -229,13 +224,3 @@ class Runtime:
                 events.encode(ctx.job_id, events.PROGRESS, progress=pct, message=message, meta=meta),
             )
             await pipe.execute()
-
-
-def call_in_process(target: tuple[str, str], args: Any, kwargs: Any) -> Any:
-    """Runs in a pool process: import the job's module and call the plain function. (The
-    module attribute is the :class:`JobFunction` the decorator returned; call what it wraps.)"""
-    module, qualname = target
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return getattr(obj, "__wrapped__", obj)(*args, **kwargs)

@@ -59,35 +59,74 @@ local function trim_index()
 end
 """
 
+# Lua that puts jobs whose lease lapsed (their worker died) back at the score they were
+# claimed at, so they keep their place and priority instead of queueing behind every job that
+# became due while they were leased. A lease entry that is due but whose in-progress marker
+# still exists is looked at again when the marker expires (a plain arq worker took the job
+# after the lapse); one whose job left the queue or was re-scored by someone else is dropped.
+_RESTORE_LAPSED = """
+local function restore_lapsed(q, now, p_ip, p_state)
+  local lk = $LEASES .. q
+  local due = redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+  for i = 1, #due, 2 do
+    local id, expiry = due[i], tonumber(due[i + 1])
+    local ttl = redis.call('PTTL', p_ip .. id)
+    if ttl > 0 then
+      redis.call('ZADD', lk, now + ttl, id)
+    else
+      if ttl == -2 and tonumber(redis.call('ZSCORE', q, id)) == expiry then
+        local origin = redis.call('HGET', p_state .. id, 'queue_score')
+        if origin then redis.call('ZADD', q, 'XX', origin, id) end
+      end
+      redis.call('ZREM', lk, id)
+    end
+  end
+end
+"""
+
 # Claim up to ARGV[3] due jobs across the queues in KEYS (priority order), and start them.
-# A claimed job gets an in-progress lease and is re-scored to the lease expiry, so it leaves
-# every worker's due range while it runs and becomes due again if the lease lapses. Starting
-# does what arq's run_job does first (read the job, count the try, take an abort request) and
-# what the runtime does at start (state hash, ``started`` event), so a job costs no extra
-# round trip before its function runs.
+# A claimed job gets an in-progress lease (valued with the owner's id, so only the owner
+# renews it) and is re-scored to the lease expiry, so it leaves every worker's due range while
+# it runs and becomes due again if the lease lapses; the score it was claimed at is kept in
+# its state hash and a lease entry is added, so a lapsed lease is put back in its place
+# (``_RESTORE_LAPSED``) before due jobs are read. Starting does what arq's run_job does first
+# (read the job, count the try, take an abort request) and what the runtime does at start
+# (state hash, ``started`` event), so a job costs no extra round trip before its function runs.
+# The marker expires 1 ms before the re-scored job is due: a worker that wakes when it is due
+# finds the marker gone.
 # ARGV: now (ms), lease (ms), limit, scan limit per queue, worker label, state ttl (s),
-#       then key prefixes: in-progress, job, retry, state, events; then the arq abort zset
+#       then key prefixes: in-progress, job, retry, state, events; then the arq abort zset,
+#       then the owner id
 # -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
 #     earliest score in any queue or false}
 CLAIM = _with_constants(
     _INDEX
+    + _RESTORE_LAPSED
     + """
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local scan = tonumber(ARGV[4])
 local p_ip, p_job, p_retry, p_state, p_events = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local owner = ARGV[13]
 local out = {}
 local n = 0
 local base = false
 for qi, q in ipairs(KEYS) do
   if n >= limit then break end
+  restore_lapsed(q, now, p_ip, p_state)
   local due = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0, scan)
   for i = 1, #due, 2 do
     if n >= limit then break end
     local id = due[i]
-    if redis.call('SET', p_ip .. id, '1', 'NX', 'PX', lease) then
+    if redis.call('SET', p_ip .. id, owner, 'NX', 'PXAT', now + lease - 1) then
+      local lk = $LEASES .. q
+      local origin = due[i + 1]
+      if redis.call('ZSCORE', lk, id) then  -- a lapsed lease not yet put back
+        origin = redis.call('HGET', p_state .. id, 'queue_score') or origin
+      end
       redis.call('ZADD', q, 'XX', now + lease, id)
+      redis.call('ZADD', lk, now + lease, id)
       local payload = redis.call('GET', p_job .. id)
       local try = redis.call('INCR', p_retry .. id)
       redis.call('EXPIRE', p_retry .. id, 88400)
@@ -98,7 +137,7 @@ for qi, q in ipairs(KEYS) do
         if ok and type(d) == 'table' and type(d['f']) == 'string' then fn = d['f'] end
       end
       local sk = p_state .. id
-      redis.call('HSET', sk, 'started_ms', now, 'try', try, 'worker', ARGV[5], 'function', fn)
+      redis.call('HSET', sk, 'started_ms', now, 'try', try, 'worker', ARGV[5], 'function', fn, 'queue_score', origin)
       redis.call('EXPIRE', sk, ARGV[6])
       redis.call('PUBLISH', p_events .. id, cjson.encode({job_id = id, event = 'started', ts = now,
         started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}))
@@ -107,7 +146,7 @@ for qi, q in ipairs(KEYS) do
       n = n + 1
       out[#out + 1] = qi
       out[#out + 1] = id
-      out[#out + 1] = due[i + 1]
+      out[#out + 1] = origin
       out[#out + 1] = payload
       out[#out + 1] = try
       out[#out + 1] = aborted
@@ -124,6 +163,7 @@ return {out, earliest and tostring(earliest) or false}
 """,
     RECENT=keys.RECENT,
     RECENT_MAX=keys.RECENT_MAX,
+    LEASES=keys.leases(""),
 )
 
 # Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
@@ -144,7 +184,9 @@ local m = tonumber(ARGV[6])
 local first = 7 + 2 * m
 for i = first, #ARGV, 9 do
   local id, q, keep, mode = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if keep == '' then redis.call('DEL', p_ip .. id) else redis.call('PEXPIRE', p_ip .. id, keep) end
+  -- a kept marker is no longer the owner's: a renewal racing with this call leaves it alone
+  if keep == '' then redis.call('DEL', p_ip .. id) else redis.call('SET', p_ip .. id, '1', 'XX', 'PX', keep) end
+  redis.call('ZREM', $LEASES .. q, id)
   if mode == 'f' then
     local res, px = ARGV[i + 4], ARGV[i + 5]
     if res ~= '' then
@@ -171,20 +213,31 @@ if #ended > 0 then redis.call('PUBLISH', $DONE, cjson.encode(ended)) end
 return (#ARGV - first + 1) / 9
 """,
     DONE=keys.DONE_CHANNEL,
+    LEASES=keys.leases(""),
 )
 
-# Renew the leases of running jobs. KEYS: in-progress keys; ARGV[1]: lease (ms), ARGV[2]: now (ms),
-# then for each key its queue zset and job id. A job whose marker is gone (finished) is skipped.
-RENEW = """
-local lease = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
+# Renew the leases of running jobs (one call per tick for all of a worker's running jobs).
+# KEYS: in-progress keys; ARGV[1]: new lease expiry (epoch ms), ARGV[2]: the owner id, then for
+# each key its queue zset and job id. Only a marker that still exists and holds the owner's id
+# is extended: a renewal that races with the job's finish (marker deleted or handed over) or
+# with another worker's claim after a lapse never resurrects or steals it. -> jobs renewed
+RENEW = _with_constants(
+    """
+local at = tonumber(ARGV[1])
+local n = 0
 for i, k in ipairs(KEYS) do
-  if redis.call('PEXPIRE', k, lease) == 1 then
-    redis.call('ZADD', ARGV[1 + 2 * i], 'XX', now + lease, ARGV[2 + 2 * i])
+  if redis.call('GET', k) == ARGV[2] then
+    local q, id = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+    redis.call('PEXPIREAT', k, at - 1)
+    redis.call('ZADD', q, 'XX', at, id)
+    redis.call('ZADD', $LEASES .. q, 'XX', at, id)
+    n = n + 1
   end
 end
-return #KEYS
-"""
+return n
+""",
+    LEASES=keys.leases(""),
+)
 
 # Abort a job that has not started: remove it and write its (aborted) result atomically.
 # KEYS: queue zset, job, in-progress, result, the queue's stats hash

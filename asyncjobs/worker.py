@@ -8,7 +8,8 @@ replaces only how jobs are found and claimed:
 * **claiming** — one Lua call claims every due job it has room for, across its queues in
   priority order, giving each an in-progress *lease* and re-scoring it to the lease expiry:
   running jobs leave every worker's due range (no starvation), and a dead worker's jobs are
-  due again as soon as the lease lapses (see :mod:`asyncjobs.housekeeping` for renewal);
+  due again as soon as the lease lapses, back at the scores they were claimed at (see
+  :mod:`asyncjobs.leases` for renewal);
 * **running** — :mod:`asyncjobs.running`, arq's ``run_job`` in small steps, fed by the claim;
 * **finishing** — :mod:`asyncjobs.finishing`: jobs ending together are finished in one call,
   with their terminal events; a retry is re-scored to an absolute time.
@@ -32,15 +33,23 @@ from redis.exceptions import RedisError
 
 from asyncjobs import keys
 from asyncjobs.claiming import Claimed, Claimer
+from asyncjobs.connections import give_up_reconnecting
 from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, finish_failed
 from asyncjobs.housekeeping import Housekeeper
+from asyncjobs.leases import LeaseKeeper
 from asyncjobs.running import run_job
 from asyncjobs.runtime import current_queue
-from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
+# at shutdown, how long Redis calls keep reconnecting (re-queueing cancelled jobs, unregistering)
+# before the worker exits without them; a job it could not re-queue re-runs when its lease lapses
+CLOSE_REDIS_WAIT_S = 2.0
+
+# the loop's shortest wait while every slot is busy: a finishing job wakes it anyway, so
+# ``poll_delay=0`` must not turn that wait into a busy loop
+BUSY_WAIT_MIN_S = 0.05
 
 
 class Worker(ArqWorker):
@@ -52,7 +61,6 @@ class Worker(ArqWorker):
     """
 
     def __init__(self, *args: Any, queues: list[str] | None = None, lease: float = 5.0, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abort_jobs", True)
         super().__init__(*args, **kwargs)
         self.queue_names = list(queues or [keys.queue_name_of(self.queue_name)])
         self.queue_keys = [keys.queue(q) for q in self.queue_names]
@@ -60,8 +68,10 @@ class Worker(ArqWorker):
         self.lease_s = float(lease)
         self.running: dict[str, str] = {}  # job id -> queue key
         self._wake = asyncio.Event()
+        self._abort_check_due = 0.0  # loop time of the next read of arq's abort set
         self._background: list[asyncio.Task[Any]] = []
         self.housekeeper = Housekeeper(self)
+        self.leases = LeaseKeeper(self.lease_s)  # renews running jobs' leases from a thread
 
     # arq picks settings by reading this signature; keep ours and arq's parameters visible
     __signature__ = inspect.Signature(
@@ -77,8 +87,8 @@ class Worker(ArqWorker):
         if self._pool is None:
             self._pool = await create_pool(
                 self.redis_settings,
-                job_serializer=serialize,
-                job_deserializer=deserialize,
+                job_serializer=self.job_serializer,  # the worker's own codec (arq's default: pickle)
+                job_deserializer=self.job_deserializer,
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
@@ -93,8 +103,11 @@ class Worker(ArqWorker):
         self.ctx[CTX_ENGINE] = True
         if self.on_startup:
             await self.on_startup(self.ctx)
-        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, f"{socket.gethostname()}:{os.getpid()}")
-        self.finisher = Finisher(self.pool)
+        owner = self.housekeeper.worker_id
+        label = f"{socket.gethostname()}:{os.getpid()}"
+        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner)
+        self.finisher = Finisher(self.pool, release=self.leases.discard)
+        self.leases.start(self.pool, owner)
         self._hub = EventHub(self.pool)
         loop = asyncio.get_running_loop()
         for q in self.queue_names:
@@ -109,6 +122,7 @@ class Worker(ArqWorker):
             self._wake.clear()
             claimed, earliest = await self._claim_and_start() if self.allow_pick_jobs else (0, None)
             self._reap()
+            await self._check_arq_aborts()
             await self.heart_beat()
             if self.burst and await self._burst_done():
                 return
@@ -137,10 +151,12 @@ class Worker(ArqWorker):
             current_queue.reset(token)
         task.add_done_callback(lambda _: self._job_done(c.job_id))
         self.tasks[c.job_id] = task
+        self.leases.add(c.job_id, c.queue_key, task)
 
     def _job_done(self, job_id: str) -> None:
         self.job_counter -= 1
         self.running.pop(job_id, None)
+        self.leases.discard(job_id)  # a job task that ended without finishing: let its lease lapse
         self._wake.set()
 
     def _reap(self) -> None:
@@ -149,19 +165,35 @@ class Worker(ArqWorker):
                 del self.tasks[job_id]
                 t.result()
 
+    async def _check_arq_aborts(self) -> None:
+        """Cancel running jobs named in ``arq:abort`` (what arq's ``Job.abort()`` writes: it
+        publishes nothing), as arq's worker does each poll: here at most once per poll interval,
+        and only while jobs run (a job aborted before it starts is caught by the claim)."""
+        if not (self.allow_abort_jobs and self.job_tasks):
+            return
+        now = self.loop.time()
+        if now < self._abort_check_due:
+            return
+        # (0.9: a timed wait may end a clock tick early; that must not skip a whole interval)
+        self._abort_check_due = now + 0.9 * max(self.poll_delay_s, BUSY_WAIT_MIN_S)
+        await self._cancel_aborted_jobs()
+
     def _next_wake(self, earliest: int | None, claimed: int) -> float:
         wait = self.poll_delay_s
-        if earliest is not None and self.job_counter < self.max_jobs:
+        room = self.job_counter < self.max_jobs
+        if earliest is not None and room:
             wait = min(wait, max(0.0, (earliest - timestamp_ms()) / 1000))
             if wait == 0.0 and not claimed:
                 wait = self.poll_delay_s  # due jobs held by plain arq workers: do not spin
         for cj in self.cron_jobs:
             if cj.next_run is not None:
                 wait = min(wait, max(0.0, (cj.next_run.timestamp() - 1.0) - timestamp_ms() / 1000))
-        return max(wait, 0.0)
+        # no room: a finishing job sets the wake-up, so poll_delay=0 must not spin here
+        return max(wait, 0.0 if room else BUSY_WAIT_MIN_S)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
+            await asyncio.sleep(0)  # poll_delay=0: still let the running jobs run
             return
         # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (shutdown) that
         # arrives as the wake-up fires
@@ -175,9 +207,8 @@ class Worker(ArqWorker):
                 await asyncio.gather(*self.tasks.values())
             if 0 <= self.max_burst_jobs <= self._jobs_started():
                 return True
-            now = timestamp_ms()
-            due = sum([int(await self.pool.zcount(k, "-inf", now)) for k in self.queue_keys])
-            return due == 0
+            # as arq: done when the queues are empty, deferred jobs and retries included
+            return sum([int(await self.pool.zcard(k)) for k in self.queue_keys]) == 0
         return False
 
     async def _listen(self, channel: str, *, abort: bool) -> None:
@@ -250,6 +281,7 @@ class Worker(ArqWorker):
         if pending and grace > 0:
             await asyncio.wait(pending, timeout=grace)
         pending = [t for t in self.tasks.values() if not t.done()]
+        give_up_reconnecting(self.pool, CLOSE_REDIS_WAIT_S if pending else 0.0)  # never wait for ever
         for t in pending:
             t.cancel()
         if pending:
@@ -264,6 +296,9 @@ class Worker(ArqWorker):
             self.on_stop(sig)
 
     async def close(self) -> None:
+        if self._pool is not None:  # Redis may be away: clean up what we can, then go
+            busy = any(not t.done() for t in self.tasks.values())  # cancelled jobs still re-queueing
+            give_up_reconnecting(self._pool, CLOSE_REDIS_WAIT_S if busy else 0.0)
         for t in self._background:
             t.cancel()
         if self._background:  # bounded: a listener that ignores its cancel must not hang shutdown
@@ -282,7 +317,9 @@ class Worker(ArqWorker):
         if not self._pool:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        await self.pool.delete(self.health_check_key)
+        self.leases.stop()
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)

@@ -71,7 +71,8 @@ async def start_worker(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 def cli_env(redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_")}
-    env.update(REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    # the CLI tests drive the example jobs, which a deployment serves only when asked to
+    env.update(REDIS_URL=redis_url, PYTHONPATH=str(ROOT), ASYNCJOBS_EXAMPLES="1")
     return env
 
 

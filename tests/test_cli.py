@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,39 @@ def test_unreachable_redis(cli_env):
     p = run({**cli_env, "REDIS_URL": url}, "queues")
     assert p.returncode == 1
     assert_one_line_error(p, "cannot reach Redis at " + url, "REDIS_URL")
+
+
+def test_version(cli_env):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert asyncjobs.__version__ == project["version"]
+    p = run(cli_env, "--version")
+    assert p.returncode == 0 and p.stdout == f"asyncjobs {project['version']}\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status", "x"], ["result", "x"], ["abort", "x"], ["queues"], ["workers"], ["dead", "list"], ["enqueue", "f"]],
+)
+def test_verbose_adds_the_traceback_to_every_command(cli_env, command):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    p = run({**cli_env, "REDIS_URL": url}, "--verbose", *command)
+    assert p.returncode == 1
+    assert "Traceback (most recent call last)" in p.stderr and "BrokerUnavailable" in p.stderr
+    assert p.stderr.splitlines()[-1].startswith(f"error: cannot reach Redis at {url}")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("ASYNCJOBS_SMTP_PORT", "smtp", "ASYNCJOBS_SMTP_PORT 'smtp' is not an integer"),
+        ("ASYNCJOBS_LEASE", "5s", "ASYNCJOBS_LEASE '5s' is not a number"),
+    ],
+)
+@pytest.mark.parametrize("command", [["queues"], ["worker", "--burst"], ["web", "--port", "1"]])
+def test_a_bad_setting_is_one_line_and_exit_2(cli_env, variable, value, needle, command):
+    p = run({**cli_env, "ASYNCJOBS_SMTP_HOST": "mail.example", variable: value}, *command)
+    assert p.returncode == 2
+    assert_one_line_error(p, needle)
 
 
 def test_unknown_setting_is_a_config_error(cli_env):
@@ -173,3 +207,22 @@ def test_help_lists_the_commands():
     for cmd in ("enqueue", "status", "result", "abort", "queues", "workers", "dead", "worker"):
         assert cmd in p.stdout
     assert count_words.name == "count_words"
+
+
+async def test_status_result_and_abort_find_a_job_on_another_queue(cli_env, client):
+    await client.enqueue_call("count_words", ["a b"], job_id="cli-high", queue="high")
+    p = run(cli_env, "status", "cli-high")
+    assert p.returncode == 0, p.stdout
+    assert '"status":"queued"' in p.stdout and '"queue":"high"' in p.stdout
+    p = run(cli_env, "result", "cli-high")
+    assert p.returncode == 1
+    assert_one_line_error(p, "cli-high did not finish")
+    p = run(cli_env, "abort", "cli-high")
+    assert p.returncode == 0 and p.stdout.strip() == "aborted"
+
+
+async def test_enqueue_refuses_a_cron_tick_id(cli_env, client):
+    p = run(cli_env, "enqueue", "count_words", "--args", '["a"]', "--job-id", "cron:cleanup:1893456000000")
+    assert p.returncode == 2
+    assert_one_line_error(p, "job_id 'cron:cleanup:1893456000000' is reserved", "cron")
+    assert await client.redis.zcard(asyncjobs.keys.queue("default")) == 0

@@ -6,6 +6,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis.asyncio
 
 import asyncjobs
 from asyncjobs import (
@@ -35,12 +36,34 @@ async def on_side(ctx, queue: str, job_id: str) -> str:
     return f"{queue}/{job_id}"
 
 
-async def test_enqueue_many_is_one_batch_and_runs(client, start_worker):
-    await start_worker([count_words])
-    handles = await client.enqueue_many([call(count_words, "a " * i) for i in range(1, 21)])
-    assert all(h is not None for h in handles)
-    assert len({h.id for h in handles}) == 20
-    assert [await h.result(timeout=10) for h in handles] == list(range(1, 21))
+async def round_trips(probe, action):
+    """``(n, result)``: the round trips ``action()`` made to Redis (reads Redis processed, less
+    those of the INFO calls around it, measured on one PING) and what it returned."""
+    counts, result = [], None
+    for act in (probe.ping, action):
+        before = (await probe.info("stats"))["total_reads_processed"]
+        result = await act()
+        counts.append((await probe.info("stats"))["total_reads_processed"] - before)
+    return counts[1] - counts[0] + 1, result
+
+
+async def test_enqueue_many_is_one_batch_and_runs(private_redis, start_worker):
+    server = private_redis()  # no other client: Redis's read count is this test's round trips
+    probe = redis.asyncio.Redis.from_url(server.url)
+    try:
+        async with asyncjobs.connect(server.url) as client:
+            await client.enqueue(count_words, "warm up")  # connects and loads the script
+            calls = [call(count_words, "a " * i) for i in range(1, 21)]
+            n, handles = await round_trips(probe, lambda: client.enqueue_many(calls))
+            assert n == 1
+            n, _ = await round_trips(probe, lambda: client.enqueue_many(calls[:10], batch_size=4))
+            assert n == 3
+            assert all(h is not None for h in handles)
+            assert len({h.id for h in handles}) == 20
+            await start_worker([count_words], settings=asyncjobs.Settings(redis_url=server.url, lease=2.0))
+            assert [await h.result(timeout=10) for h in handles] == list(range(1, 21))
+    finally:
+        await probe.aclose()
 
 
 async def test_enqueue_many_reports_taken_ids_as_none(client):
@@ -176,3 +199,35 @@ async def test_started_jobs_are_indexed_newest_first(client, start_worker):
         assert await h.result(timeout=10) == 1
     newest_first = [i.decode() for i in await client.redis.zrevrange(keys.RECENT, 0, -1)]
     assert newest_first == [h.id for h in reversed(handles)]
+
+
+async def test_a_job_on_a_queue_the_client_was_not_given_is_found_by_id(client, start_worker, redis_url):
+    other = await client.enqueue_call("count_words", ["a b"], job_id="elsewhere-1", queue="high")
+    assert client.queues == ["default"]
+    handle = client.job(other.id)  # no queue given: found through the queue its record names
+    info = await handle.info()
+    assert (info.status, info.queue) == (JobStatus.QUEUED, "high")
+    with pytest.raises(TimeoutError):
+        await handle.result(timeout=0.05)  # waiting, not "never enqueued"
+    assert await handle.abort() is True
+    assert await handle.status() is JobStatus.ABORTED
+
+    ran = await client.enqueue_call("count_words", ["a b c"], queue="high")
+    await start_worker([count_words], settings=asyncjobs.Settings(redis_url=redis_url, queues=("high",), lease=2.0))
+    assert await client.job(ran.id).result(timeout=10) == 3
+
+
+async def test_a_lookup_by_id_costs_one_round_trip_on_the_clients_own_queues(private_redis):
+    server = private_redis()
+    probe = redis.asyncio.Redis.from_url(server.url)
+    try:
+        async with asyncjobs.connect(server.url) as client:
+            home = await client.enqueue(count_words, "a")
+            away = await client.enqueue_call("count_words", ["a"], queue="high")
+            assert await client.job(home.id).status() is JobStatus.QUEUED  # connects
+            n, rec = await round_trips(probe, client.job(home.id).info)
+            assert (n, rec.status) == (1, JobStatus.QUEUED)
+            n, rec = await round_trips(probe, client.job(away.id).info)
+            assert (n, rec.status) == (2, JobStatus.QUEUED)  # the queue its record names, read next
+    finally:
+        await probe.aclose()

@@ -48,7 +48,7 @@ def test_six_fields_add_seconds_last():
 
 def test_arq_field_form_honours_tz():
     cj = cron(None, tick, tz="Asia/Tokyo", hour={9}, minute={0}, name="morning")
-    assert cj.name == "morning"
+    assert cj.name == "cron:morning"  # its ticks' ids live in the scheduler's namespace
     cj.calculate_next(datetime(2024, 1, 1, 0, 30, tzinfo=UTC))  # 09:30 in Tokyo: next is tomorrow
     assert cj.next_run is not None
     assert cj.next_run.astimezone(UTC).replace(microsecond=0) == datetime(2024, 1, 2, 0, 0, tzinfo=UTC)
@@ -78,6 +78,13 @@ def test_cron_needs_a_job_function():
 
     with pytest.raises(ConfigError, match="@job"):
         cron("* * * * *", bare)  # type: ignore[arg-type]
+
+
+def test_an_arq_cron_job_gets_the_reserved_id_prefix():
+    from arq.cron import cron as arq_cron
+
+    cls = worker_settings([tick], cron_jobs=[arq_cron(tick.func, name="tick", second={0})])
+    assert [cj.name for cj in cls.cron_jobs] == ["cron:tick"]
 
 
 def test_cron_function_must_be_registered():
@@ -135,3 +142,51 @@ async def test_cron_tick_runs_exactly_once_with_two_worker_processes(tmp_path, s
     stamps = sorted(int(k.rsplit(":", 1)[1]) for k in ticks)
     assert all(ms % 1000 == 0 for ms in stamps)  # one id per whole-second tick
     assert stamps == list(range(stamps[0], stamps[-1] + 1000, 1000)), "a tick was skipped"
+
+
+async def test_a_cron_tick_id_cannot_be_squatted_and_the_tick_still_runs(client, start_worker):
+    """Enqueueing anything under the next tick's id (``cron:<name>:<tick ms>``) is refused, so the
+    scheduler still enqueues and runs that tick with its own function."""
+
+    @job
+    async def squatter(ctx) -> str:
+        return "squatted"
+
+    cj = cron("* * * * * *", tick)
+    now = datetime.now(UTC)
+    next_ticks = [int(now.timestamp()) * 1000 + 1000 * i for i in range(1, 4)]
+    for ms in next_ticks:
+        with pytest.raises(ConfigError, match=r"job_id 'cron:tick:\d+' is reserved") as e:
+            await client.enqueue_call("squatter", job_id=f"{cj.name}:{ms}")
+        assert e.value.key == "job_id"
+    with pytest.raises(ConfigError, match="reserved"):
+        await client.enqueue(squatter.options(job_id=f"cron:tick:{next_ticks[0]}"))
+    with pytest.raises(ConfigError, match="reserved"):
+        await client.enqueue_many([asyncjobs.call(squatter.options(job_id="cron:anything"))])
+    await start_worker([tick, squatter], cron_jobs=[cj])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    ran = None
+    while ran is None:
+        for ms in next_ticks:
+            rec = await client.job(f"cron:tick:{ms}").info()  # looking a tick up is fine
+            if rec.status is asyncjobs.JobStatus.COMPLETE:
+                ran = rec
+        assert loop.time() < deadline, "no cron tick ran within 15 s"
+        await asyncio.sleep(0.05)
+    assert ran.function == "cron:tick" and ran.result == ran.job_id
+
+
+async def test_a_dead_lettered_cron_tick_can_still_be_retried(client, start_worker):
+    @job
+    async def boom(ctx) -> None:
+        raise RuntimeError("x")
+
+    await start_worker([boom])
+    await client.redis.enqueue_job("boom", _job_id="cron:boom:1000")  # as the scheduler does
+    with pytest.raises(asyncjobs.JobFailed):
+        await client.job("cron:boom:1000").result(timeout=10)
+    handle = await client.retry_dead("cron:boom:1000")  # our own re-enqueue may use the id
+    assert handle.id == "cron:boom:1000"
+    with pytest.raises(asyncjobs.JobFailed):
+        await handle.result(timeout=10)

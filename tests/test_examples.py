@@ -39,7 +39,7 @@ async def test_process_csv_statistics(tmp_path):
         w = csv.writer(f)
         w.writerow(["id", "name", "score"])
         w.writerows([[1, "ann", 3.5], [2, "bob", ""], [3, "", -1], [4, "dee", "n/a"]])
-    out = await process_csv(ctx(), str(path))
+    out = await process_csv(ctx(data_dir=str(tmp_path)), "small.csv")
     assert out["rows"] == 4
     by_name = {c["name"]: c for c in out["columns"]}
     assert by_name["id"] == {"name": "id", "non_empty": 4, "numeric": 4, "min": 1.0, "max": 4.0, "mean": 2.5}
@@ -83,7 +83,7 @@ async def test_process_csv_million_rows_keeps_worker_memory_flat(tmp_path, spawn
     path = tmp_path / "big.csv"
     write_big_csv(path, 1_000_000)
     assert path.stat().st_size > 30_000_000
-    proc = spawn(__import__("sys").executable, "-m", "asyncjobs", "worker")
+    proc = spawn(__import__("sys").executable, "-m", "asyncjobs", "worker", env={"ASYNCJOBS_DATA_DIR": str(tmp_path)})
     worker = psutil.Process(proc.pid)
     loop = asyncio.get_running_loop()
     async with asyncjobs.connect(redis_url) as client:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
 from reliability_app import read_runs, rel_slow
-from reliability_support import wait_for
+from reliability_support import Workers, wait_for
 
 import asyncjobs
 from asyncjobs import JobStatus
@@ -64,3 +65,28 @@ async def test_second_sigterm_cancels_and_requeues_at_once(rel_workers):
     assert a.proc.returncode == 0
     assert info.status is JobStatus.QUEUED  # back in the queue, due now, for the next worker
     assert info.scheduled_ms is not None and info.scheduled_ms <= time.time() * 1000
+
+
+@pytest.mark.parametrize("grace", ["10", "0"])
+async def test_one_sigterm_stops_an_idle_worker_while_redis_is_down(private_redis, tmp_path, grace):
+    server = private_redis()
+    workers = Workers(tmp_path, server.url)
+    try:
+        w = workers.start(ASYNCJOBS_SHUTDOWN_GRACE=grace)
+        async with asyncjobs.connect(server.url, default_queue=workers.queue) as client:
+            await wait_for(lambda: _registered(client, w.proc.pid), "the worker to register")
+        server.stop()
+        await wait_for(lambda: "Redis" in w.output().split("queues", 1)[-1], "the worker to notice Redis is gone")
+        w.signal(signal.SIGTERM)  # once: nothing runs, so nothing to drain
+        t0 = time.monotonic()
+        await wait_for(lambda: w.proc.poll() is not None, "the worker to exit on one SIGTERM", timeout=15)
+        stopped_in = time.monotonic() - t0
+    finally:
+        workers.close()
+    print(f"\nSIGTERM with Redis down: idle worker exited in {stopped_in:.2f}s with code {w.proc.returncode}")
+    assert w.proc.returncode == 0
+    assert stopped_in < 5.0
+
+
+async def _registered(client, pid: int) -> bool:
+    return any(w.get("pid") == pid for w in await client.workers())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from pathlib import Path
+
 import pytest
 from arq.worker import Worker as ArqWorker
 
@@ -10,11 +14,51 @@ from asyncjobs import ConfigError, Registry, Settings, worker_settings
 from asyncjobs.config import settings_kwargs
 from asyncjobs.examples import count_words
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_defaults():
+    """The defaults documented in settings.py and the README, as literals."""
     s = settings.load({})
+    assert dataclasses.asdict(s) == {
+        "redis_url": "redis://localhost:6379/0",
+        "api_token": None,
+        "queues": ("default",),
+        "concurrency": 100,
+        "job_timeout": 300,
+        "keep_result": 3600,
+        "lease": 5,
+        "poll_delay": 0.5,
+        "shutdown_grace": 25,
+        "job_expiry": 86400,
+        "max_body_bytes": 1048576,
+        "allow_public_without_token": False,
+    }
     assert s == Settings()
-    assert s.redis_url == "redis://localhost:6379/0" and s.queues == ("default",)
+
+
+@pytest.mark.parametrize(
+    ("doc", "row"),
+    [
+        (settings.__doc__ or "", r"^ASYNCJOBS_([A-Z_]+) +(\S+) "),
+        ((ROOT / "README.md").read_text(), r"^\| `ASYNCJOBS_([A-Z_]+)` \| `?([^`|]+?)`? \|"),
+    ],
+    ids=["settings.py", "README.md"],
+)
+def test_the_documented_defaults_are_the_defaults(doc, row):
+    rows = re.findall(row, doc, re.MULTILINE)
+    documented = {name.lower(): value.replace("—", "(none)") for name, value in rows if name not in settings.EXTRA}
+    assert len(documented) >= 10
+    defaults = dataclasses.asdict(Settings())
+    for name, value in documented.items():
+        actual = defaults[name]
+        if isinstance(actual, tuple):
+            actual = ",".join(actual)
+        elif isinstance(actual, bool):
+            actual = str(actual).lower()
+        elif actual is None:
+            actual = "(none)"
+        assert value == str(actual).removesuffix(".0"), name
 
 
 def test_values_are_cast():
@@ -46,7 +90,7 @@ def test_unknown_setting_is_rejected_with_a_suggestion():
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
-        ({"ASYNCJOBS_CONCURRENCY": "many"}, "ASYNCJOBS_CONCURRENCY 'many' is not a int"),
+        ({"ASYNCJOBS_CONCURRENCY": "many"}, "ASYNCJOBS_CONCURRENCY 'many' is not an integer"),
         ({"ASYNCJOBS_LEASE": "soon"}, "ASYNCJOBS_LEASE 'soon'"),
         ({"ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN": "maybe"}, "not a boolean"),
         ({"ASYNCJOBS_CONCURRENCY": "0"}, "ASYNCJOBS_CONCURRENCY"),
@@ -90,7 +134,7 @@ def test_worker_settings_passes_known_arq_options():
 
 
 def test_worker_settings_is_arq_compatible():
-    cls = settings.WorkerSettings
+    _, _, cls = settings.build(examples=True)
     assert {f.name for f in cls.functions} >= {"count_words", "send_email", "process_csv", "generate_report", "cleanup"}
     assert [c.name for c in cls.cron_jobs] == ["cron:cleanup"]
     assert cls.job_serializer is not None and cls.job_deserializer is not None
@@ -112,5 +156,12 @@ def test_settings_kwargs_rejects_typos_in_a_settings_class():
 
 
 def test_registry_of_examples():
-    assert isinstance(settings.REGISTRY, Registry)
-    assert settings.REGISTRY.names() == ["cleanup", "count_words", "generate_report", "process_csv", "send_email"]
+    registry, cron_jobs, _ = settings.build(examples=True)
+    assert isinstance(registry, Registry)
+    assert registry.names() == ["cleanup", "count_words", "generate_report", "process_csv", "send_email"]
+    assert [c.name for c in cron_jobs] == ["cron:cleanup"]
+
+
+def test_a_deployment_serves_no_example_job_unless_asked():
+    registry, cron_jobs, cls = settings.build(examples=False)
+    assert registry.names() == [] and cron_jobs == [] and list(cls.functions) == []

@@ -17,14 +17,13 @@ import weakref
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from asyncjobs.client import Client
 from asyncjobs.config import Settings
-from asyncjobs.connections import Broker, create_broker, mask_url
+from asyncjobs.connections import Broker, create_broker, wait_until_reachable
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import Registry
-from web import middlewares
+from web import middlewares, sse
 from web.metrics import Metrics
 from web.routes import ROUTES
 from web.schemas import Schemas
@@ -74,6 +73,7 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
     app[SSE_STREAMS] = weakref.WeakSet()
     app[SSE_PING_S] = 10.0
     app.cleanup_ctx.append(_redis_context(broker))
+    app.cleanup_ctx.append(sse.streams_context)
     app.on_shutdown.append(_close_streams)
     app.add_routes(ROUTES)
     _setup_dashboard(app)
@@ -124,35 +124,22 @@ def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
 
 
 async def watch_redis(broker: Broker, url: str, timeout: float = 2.0) -> None:
-    """At start-up, check Redis in the background: while it does not answer, log the (masked)
-    URL and the next attempt, backing off up to 10 s (the API answers 503 meanwhile); log once
-    when it does. Requests never wait for this: each one reconnects by itself."""
-    delay, failed = 0.5, False
-    while True:
-        try:
-            async with asyncio.timeout(timeout):
-                await broker.ping()
-        except (TimeoutError, RedisError, OSError) as e:
-            failed = True
-            logger.warning(
-                "cannot reach Redis at %s (%s); the API answers 503 until it is back; next attempt in %.1fs",
-                mask_url(url),
-                str(e) or type(e).__name__,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            continue
-        if failed:
-            logger.info("connected to Redis at %s", mask_url(url))
-        return
+    """At start-up, check Redis in the background until it answers, as a worker does
+    (:func:`~asyncjobs.connections.wait_until_reachable`: the masked URL and the next attempt
+    logged, at most 1 s apart; the API answers 503 meanwhile). Requests never wait for this:
+    each one reconnects by itself."""
+
+    async def ping() -> None:
+        async with asyncio.timeout(timeout):
+            await broker.ping()
+
+    await wait_until_reachable(ping, url, note="; the API answers 503 until it is back")
 
 
 async def _close_streams(app: web.Application) -> None:
-    """Tell open event streams to end, so shutdown does not wait for jobs that never finish."""
-    streams = app[SSE_STREAMS]
-    for stream in list(streams):
-        stream.stop_streaming()
+    """End open event streams (the API's and the dashboard's), so shutdown does not wait for
+    jobs that never finish."""
+    sse.end_streams(app)
 
 
 def is_loopback(host: str) -> bool:

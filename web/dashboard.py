@@ -19,40 +19,38 @@ Security model
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import sys
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import orjson
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from asyncjobs import events, keys
 from asyncjobs.client import Client
 from asyncjobs.config import Settings
+from asyncjobs.records import JobStatus
 from web import dashboard_queries as q
+from web import sse
 from web.state import CLIENT, REGISTRY, SETTINGS
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TICKET_TTL_S = 60
 TICK_S = 1.0
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-store"}
 FEED_PER_TICK = 25  # events forwarded per second on the global feed; the rest are only counted
 CSRF_HEADER = "X-Asyncjobs-Request"
 
-STREAMS = web.AppKey("dashboard_streams", weakref.WeakSet)
 CRON_JOBS = web.AppKey("dashboard_cron_jobs", list)
 
 
 def setup_dashboard(app: web.Application, *, cron_jobs: list[Any] | None = None) -> None:
     """Register the dashboard's page, assets and endpoints on ``app`` (called by ``create_app``)."""
-    app[STREAMS] = weakref.WeakSet()
     app[CRON_JOBS] = list(cron_jobs) if cron_jobs is not None else _find_cron_jobs(app)
     app.middlewares.insert(0, csrf_middleware)
     app.router.add_get("/", index)
@@ -64,7 +62,6 @@ def setup_dashboard(app: web.Application, *, cron_jobs: list[Any] | None = None)
     app.router.add_post("/api/dashboard/dead/retry-all", retry_all)
     app.router.add_post("/api/dashboard/dead/purge", purge)
     app.router.add_get("/dashboard/events", stream)
-    app.on_shutdown.append(_close_streams)
 
 
 # --- state owned by the API app (web.state) ---------------------------------------------
@@ -227,51 +224,56 @@ async def purge(request: web.Request) -> web.Response:
 
 # --- live events ------------------------------------------------------------------------
 async def stream(request: web.Request) -> web.StreamResponse:
+    """``/dashboard/events``: the overview feed, or with ``?job=<id>`` one job's events. A job
+    stream sends the job's record (``snapshot``), its events (``job``) and, once the job has
+    ended or if it does not exist, ``end`` and closes; the page then stops reconnecting."""
     token = _settings(request).api_token
     if token and not (_authorized(request) or check_ticket(token, request.query.get("ticket", ""))):
         return _error(401, "unauthorized", "missing or expired ticket: POST /api/dashboard/ticket for a new one")
     client = _client(request)
     job_id = request.query.get("job")
-    if job_id is not None:
-        client.job(job_id)  # validates the id
-    channel = keys.EVENTS_PATTERN if job_id is None else keys.events(job_id)
-    task = asyncio.current_task()
-    if task is not None:
-        request.app[STREAMS].add(task)
+    if job_id is None:
+        return await _global_stream(request, client)
+    return await _job_stream(request, client.job(job_id))  # client.job validates the id
+
+
+async def _global_stream(request: web.Request, client: Client) -> web.StreamResponse:
     # subscribe before the response starts: once the browser sees the stream open, nothing
     # published afterwards can be missed (the page reloads its data on open)
-    resp = EventSourceResponse(headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"})
-    resp.ping_interval = 10
-    with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-        async with client.hub.subscribe(channel, pattern=job_id is None) as queue:
-            await resp.prepare(request)
-            if job_id is None:
-                await _global_feed(queue, resp)
-            else:
-                await _job_feed(client.job(job_id), queue, resp)
-    return resp
+    async with (
+        client.hub.subscribe(keys.EVENTS_PATTERN, pattern=True) as queue,
+        sse.open_stream(request, queue, STREAM_HEADERS) as out,
+    ):
+        await _global_feed(out)
+    return out.response
 
 
-async def _send(resp: Any, kind: str, data: Any) -> None:
-    await resp.send(orjson.dumps(data, default=str).decode(), event=kind)
+async def _job_stream(request: web.Request, handle: Any) -> web.StreamResponse:
+    rec = await handle.info()
+    async with sse.open_stream(request, asyncio.Queue(), STREAM_HEADERS) as out:
+        await out.send("snapshot", rec.as_dict())
+        ended = rec.status.finished or rec.status is JobStatus.NOT_FOUND
+
+        async def relay(kind: str, event: dict[str, Any]) -> None:
+            await out.send("job", event)
+
+        if ended or await sse.follow_job(out, handle, relay):
+            await out.send("end", {"job_id": handle.id})
+    return out.response
 
 
-async def _job_feed(handle: Any, queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
-    await _send(resp, "snapshot", (await handle.info()).as_dict())
-    while True:
-        await _send(resp, "job", await queue.get())
-
-
-async def _global_feed(queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
+async def _global_feed(out: sse.Stream) -> None:
     """Once a second: counts of completed and failed jobs, plus a sample of the events."""
     loop = asyncio.get_running_loop()
-    await _send(resp, "hello", {"ts": int(time.time() * 1000)})
-    while True:
+    await out.send("hello", {"ts": int(time.time() * 1000)})
+    while not out.gone():
         end = loop.time() + TICK_S
         counts = {events.COMPLETE: 0, events.FAILED: 0}
         sample: list[dict[str, Any]] = []
         while (left := end - loop.time()) > 0:
-            event = await events.next_event(queue, left)
+            event = await events.next_event(out.queue, left)
+            if event is sse.END:
+                return
             if event is None:
                 break
             kind = event.get("event")
@@ -280,11 +282,4 @@ async def _global_feed(queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
             if kind != events.PROGRESS and len(sample) < FEED_PER_TICK:
                 event.pop("channel", None)
                 sample.append(event)
-        await _send(resp, "tick", {"ts": int(time.time() * 1000), **counts, "events": sample})
-
-
-async def _close_streams(app: web.Application) -> None:
-    """End open event streams at shutdown, so the server stops at once (browsers reconnect)."""
-    streams = app[STREAMS]
-    for task in list(streams):
-        task.cancel()
+        await out.send("tick", {"ts": int(time.time() * 1000), **counts, "events": sample})

@@ -6,11 +6,12 @@ import contextlib
 from typing import Any
 
 from aiohttp import web
-from arq.utils import timestamp_ms, to_unix_ms
+from arq.utils import timestamp_ms
 
 from asyncjobs.client import JobHandle
 from asyncjobs.errors import DuplicateJob, JobAborted, JobFailed
 from asyncjobs.records import JobRecord, JobStatus
+from asyncjobs.registry import until_ms
 from web import params
 from web.responses import ApiError, json_response
 from web.schemas import EnqueueRequest, parse_enqueue
@@ -63,7 +64,11 @@ async def enqueue(request: web.Request) -> web.Response:
 
 def _new_record(handle: JobHandle[Any], req: EnqueueRequest, queue: str) -> JobRecord:
     now = timestamp_ms()
-    scheduled = to_unix_ms(req.defer_until) if req.defer_until is not None else now + int((req.defer_by or 0) * 1000)
+    # as the enqueue scored it: a past defer_until means now
+    if req.defer_until is not None:
+        scheduled = max(until_ms(req.defer_until), now)
+    else:
+        scheduled = now + int((req.defer_by or 0) * 1000)
     status = JobStatus.DEFERRED if scheduled > now else JobStatus.QUEUED
     return JobRecord(
         handle.id,

@@ -10,11 +10,13 @@ between ``args`` and ``kwargs``, and timing (due now with a ``priority``, ``defe
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncjobs.client import ID_RE
 from asyncjobs.keys import PRIORITY_MAX
-from web.schemas import MAX_DEFER_S, FunctionSchema, Schemas
+from asyncjobs.registry import MAX_DEFER_S
+from web.schemas import FunctionSchema, Schemas
 
 # what a job argument that is a whole number can hold (msgpack: int64 and uint64)
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
@@ -24,10 +26,11 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 def enqueue_body(schemas: Schemas, queues: Sequence[str], defs: dict[str, Any]) -> dict[str, Any]:
     """The request body schema; the functions' shared definitions are added to ``defs``."""
     branches: list[dict[str, Any]] = []
+    timings = _timings(datetime.now(UTC).year)
     for fs in schemas.all():
         params, required = _parameters(fs, defs)
         for args, kwargs in _call_shapes(fs, params, required):
-            for timing in _TIMINGS:
+            for timing in timings:
                 branches.append(_branch(fs, args, kwargs, timing, queues))
     if not branches:  # no function registered: every body is refused (404 unknown function)
         return {"type": "object", "properties": {"function": {"type": "string"}}, "required": ["function"]}
@@ -70,13 +73,33 @@ def _call_shapes(
 _NULL = {"type": "null"}
 _PRIORITY = {"type": "integer", "minimum": 0, "maximum": PRIORITY_MAX, "description": "0-9, higher runs first"}
 _DEFER_BY = {"type": "number", "minimum": 0, "maximum": MAX_DEFER_S, "description": "seconds"}
-_DEFER_UNTIL = {"type": "string", "format": "date-time", "description": "RFC 3339; UTC if no offset"}
-# (properties, required) of each timing: due now with a priority, or deferred at priority 0
-_TIMINGS: list[tuple[dict[str, Any], list[str]]] = [
-    ({"defer_by": _NULL, "defer_until": _NULL, "priority": _PRIORITY}, []),
-    ({"defer_by": _DEFER_BY, "defer_until": _NULL, "priority": {"const": 0}}, ["defer_by"]),
-    ({"defer_by": _NULL, "defer_until": _DEFER_UNTIL, "priority": {"const": 0}}, ["defer_until"]),
-]
+
+
+def _timings(year: int) -> list[tuple[dict[str, Any], list[str]]]:
+    """(properties, required) of each timing: due now with a priority, or deferred at priority 0."""
+    defer_until = {
+        "type": "string",
+        "pattern": until_pattern(year),
+        "description": "ISO 8601. The server takes any time up to 366 days ahead (a past time means now); "
+        "this schema, which cannot name a bound that moves, lists UTC times up to the end of this year",
+    }
+    return [
+        ({"defer_by": _NULL, "defer_until": _NULL, "priority": _PRIORITY}, []),
+        ({"defer_by": _DEFER_BY, "defer_until": _NULL, "priority": {"const": 0}}, ["defer_by"]),
+        ({"defer_by": _NULL, "defer_until": defer_until, "priority": {"const": 0}}, ["defer_until"]),
+    ]
+
+
+def until_pattern(year: int) -> str:
+    """RFC 3339 UTC times (``2026-05-17T08:30:00Z``) from year 1000 to the end of ``year``;
+    days up to 28, so every match is a real date."""
+    y = f"{year:04d}"
+    years = [y]
+    for i in range(4):  # a smaller digit at position i, any digits after it
+        low, high = (1 if i == 0 else 0), int(y[i]) - 1
+        if high >= low:
+            years.append(f"{y[:i]}[{low}-{high}]" + r"\d" * (3 - i))
+    return rf"^({'|'.join(years)})-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
 
 
 def _branch(

@@ -12,10 +12,11 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any
 
+from arq.utils import timestamp_ms
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,12 +29,10 @@ from pydantic import (
 )
 
 from asyncjobs.client import ID_RE, QUEUE_RE
-from asyncjobs.errors import InvalidArguments
+from asyncjobs.errors import ConfigError, InvalidArguments
 from asyncjobs.keys import PRIORITY_MAX
-from asyncjobs.registry import JobFunction, Registry
+from asyncjobs.registry import MAX_DEFER_S, JobFunction, Registry, check_defer
 from web.responses import ApiError, dumps
-
-MAX_DEFER_S = 366 * 24 * 3600.0
 
 
 def whole_number(value: Any) -> Any:
@@ -45,8 +44,8 @@ def whole_number(value: Any) -> Any:
 
 
 def iso_datetime(value: Any) -> Any:
-    """An RFC 3339 / ISO 8601 date-time string as an aware datetime (UTC when it has no offset);
-    anything else but ``None`` is refused (no Unix timestamps, no numbers)."""
+    """An RFC 3339 / ISO 8601 date-time string as a datetime (naive without an offset: local, as
+    in arq); anything else but ``None`` is refused (no Unix timestamps, no numbers)."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -55,7 +54,7 @@ def iso_datetime(value: Any) -> Any:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError("must be an ISO 8601 date-time string like 2030-01-01T12:00:00Z") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 WholeInt = Annotated[StrictInt, BeforeValidator(whole_number)]
@@ -71,8 +70,15 @@ class EnqueueRequest(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
     job_id: Annotated[str | None, Field(pattern=ID_RE.pattern, description="idempotency key")] = None
     queue: Annotated[str | None, Field(pattern=QUEUE_RE.pattern)] = None
-    defer_by: Annotated[StrictFloat | None, Field(ge=0, le=MAX_DEFER_S, description="seconds")] = None
-    defer_until: Annotated[datetime | None, BeforeValidator(iso_datetime), Field(description="UTC if no offset")] = None
+    # the bound is checked with defer_until's (check_defer), so both give the same error
+    defer_by: Annotated[
+        StrictFloat | None, Field(ge=0, description="seconds", json_schema_extra={"maximum": MAX_DEFER_S})
+    ] = None
+    defer_until: Annotated[
+        datetime | None,
+        BeforeValidator(iso_datetime),
+        Field(description="ISO 8601, at most 366 days ahead; a past time means now"),
+    ] = None
     priority: Annotated[
         WholeInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
     ] = 0
@@ -107,6 +113,12 @@ def parse_enqueue(body: Any) -> EnqueueRequest:
             "drop the deferral or the priority",
             [{"loc": ["priority"], "msg": "not allowed with defer_by or defer_until", "type": "priority_with_defer"}],
         )
+    try:
+        check_defer(req.defer_by, req.defer_until, timestamp_ms())
+    except ConfigError as e:
+        raise ApiError(
+            422, "invalid_request", str(e), [{"loc": [e.key], "msg": str(e), "type": "too_far_ahead"}]
+        ) from None
     return req
 
 

@@ -21,5 +21,5 @@ METRICS = web.AppKey("metrics", Metrics)
 BROKER = web.AppKey("broker", Broker)
 CLIENT = web.AppKey("client", Client)
 HUB = web.AppKey("hub", EventHub)  # the process's one pub/sub connection (the client's hub)
-SSE_STREAMS = web.AppKey("sse_streams", weakref.WeakSet)  # open EventSourceResponses
+SSE_STREAMS = web.AppKey("sse_streams", weakref.WeakSet)  # every open web.sse.Stream (API and dashboard)
 SSE_PING_S = web.AppKey("sse_ping_s", float)  # seconds between SSE keep-alive pings

@@ -14,6 +14,7 @@ from web_support import ROOT, RedisServer, Server
 
 from asyncjobs import Registry, Settings
 from asyncjobs.connections import Broker
+from asyncjobs.datafiles import DataDir
 from asyncjobs.examples import FUNCTIONS
 from asyncjobs.testing import InProcessWorkers
 from web.app import SSE_PING_S, create_app
@@ -26,12 +27,14 @@ def memory_url() -> str:
 
 
 @pytest.fixture
-async def run_worker() -> AsyncIterator[Callable[..., Any]]:
-    """``await run_worker(url)``: an in-process worker serving the example functions."""
+async def run_worker(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await run_worker(url)``: an in-process worker serving the example functions, with the
+    test's ``tmp_path`` as the data directory jobs may read files from."""
     workers = InProcessWorkers()
 
     async def start(url: str, functions: Any = FUNCTIONS) -> Any:
-        return await workers.start(functions, settings=Settings(redis_url=url, lease=2.0))
+        ctx = {"data_dir": DataDir(tmp_path)}
+        return await workers.start(functions, settings=Settings(redis_url=url, lease=2.0), ctx=ctx)
 
     yield start
     await workers.close()

@@ -46,7 +46,7 @@ async def sleepy(ctx, seconds: float = 60.0) -> str:
 SETTINGS = base.SETTINGS
 REGISTRY = Registry([*FUNCTIONS, flaky, sleepy])
 CRON_JOBS = base.CRON_JOBS
-WorkerSettings = worker_settings(REGISTRY, settings=SETTINGS, cron_jobs=CRON_JOBS)
+WorkerSettings = worker_settings(REGISTRY, settings=SETTINGS, cron_jobs=CRON_JOBS, on_startup=base.startup)
 '''
 
 BROWSER_ARGS = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from asyncjobs import deadletter
+from asyncjobs import Registry, Settings, deadletter, job
 from web.app import BROKER, CLIENT, HUB, create_app
 from web.openapi import OPERATIONS
 from web.routes import ROUTES
@@ -80,12 +80,22 @@ async def test_priority_job_is_queued_with_a_decoded_time(make_api: Any) -> None
     assert queues[0]["oldest_queued_ms"] == first["scheduled_ms"]  # the longest-waiting, not the first in line
 
 
-async def test_failed_job_result(api: Any) -> None:
-    job = await enqueue(api, {"function": "send_email", "args": ["not-an-address", "s", "b"], "job_id": "mail-1"})
+@job(retries=0)
+async def refused(ctx: Any, to: str) -> None:
+    """Fails at once, no retries: its outcome is known as soon as it has run."""
+    raise ValueError(f"{to!r} is not an email address")
+
+
+async def test_failed_job_result(aiohttp_client: Any, run_worker: Any, memory_url: str) -> None:
+    api = await aiohttp_client(create_app(Settings(redis_url=memory_url), Registry([refused])))
+    await run_worker(memory_url, [refused])
+    job = await enqueue(api, {"function": "refused", "args": ["not-an-address"], "job_id": "mail-1"})
     r = await api.get("/api/jobs/mail-1/result?timeout=10")
     body = await r.json()
     assert r.status == 200 and job["job_id"] == "mail-1"
-    assert body["status"] in ("failed", "queued", "deferred")  # retried with backoff (retries=3)
+    assert body["status"] == "failed", body
+    assert body["error"]["type"] == "ValueError"
+    assert body["error"]["message"] == "'not-an-address' is not an email address"
 
 
 async def test_abort_queued_job_then_conflict_after_finish(make_api: Any, run_worker: Any, memory_url: str) -> None:
@@ -169,9 +179,26 @@ async def test_state_is_typed_and_shared(api: Any) -> None:
     assert app[CLIENT].redis is app[BROKER]
 
 
-async def test_many_apps_in_one_process(memory_url: str) -> None:
-    from asyncjobs import Registry, Settings
+async def test_many_apps_in_one_process(aiohttp_client: Any, memory_url: str) -> None:
     from asyncjobs.examples import FUNCTIONS
 
-    apps = [create_app(Settings(redis_url=memory_url), Registry(FUNCTIONS)) for _ in range(3)]
-    assert len({id(a) for a in apps}) == 3  # no duplicate-metric error from a shared registry
+    one, two = [await aiohttp_client(create_app(Settings(redis_url=memory_url), Registry(FUNCTIONS))) for _ in range(2)]
+    await enqueue(one, {"function": "count_words", "args": ["a"]})
+    sample = 'asyncjobs_http_jobs_enqueued_total{function="count_words"} 1.0'
+    assert sample in await (await one.get("/metrics")).text()
+    assert "asyncjobs_http_jobs_enqueued_total{" not in await (await two.get("/metrics")).text()  # metrics per app
+
+
+async def test_job_on_a_queue_the_app_does_not_serve_is_found_and_aborted(make_api: Any, redis_url: str) -> None:
+    import asyncjobs
+
+    api = await make_api(url=redis_url, queues=("default",))
+    async with asyncjobs.connect(redis_url) as client:
+        await client.enqueue_call("count_words", ["a b"], job_id="api-high", queue="high")
+    r = await api.get("/api/jobs/api-high")
+    body = await r.json()
+    assert r.status == 200, body
+    assert (body["status"], body["queue"]) == ("queued", "high")
+    r = await api.post("/api/jobs/api-high/abort")
+    body = await r.json()
+    assert (r.status, body["aborted"], body["status"]) == (200, True, "aborted"), body

@@ -30,7 +30,8 @@ from tests.web.dashboard_support import (
 
 expect = playwright_api.expect
 
-DOCS = ROOT / "docs"
+# screenshots land in the (ignored) build folder; `make screenshots` copies them over docs/*.png
+SHOTS = ROOT / "build" / "screenshots"
 TOKEN = "s3cret-token"
 
 
@@ -63,7 +64,7 @@ def _close_pipes() -> Iterator[None]:
 @pytest.fixture
 def env(tmp_path: Path, cli_env: dict[str, str]) -> dict[str, str]:
     write_settings(tmp_path)
-    return {"PYTHONPATH": os.pathsep.join([str(tmp_path), cli_env["PYTHONPATH"]])}
+    return {"PYTHONPATH": os.pathsep.join([str(tmp_path), cli_env["PYTHONPATH"]]), "ASYNCJOBS_DATA_DIR": str(tmp_path)}
 
 
 @pytest.fixture
@@ -114,8 +115,8 @@ def test_enqueue_form_then_live_progress_and_result(page: Any, stack: Callable[.
         " return v >= 20 && v < 100; }",
         timeout=20_000,
     )
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "dashboard-job.png"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "dashboard-job.png"))
     expect(page.locator("#result")).to_contain_text('"rows": 400000', timeout=30_000)
     expect(page.locator("[data-status]").first).to_have_text("complete")
     expect(page.locator("#progress")).to_have_attribute("aria-valuenow", "100")
@@ -127,7 +128,7 @@ def test_enqueue_form_then_live_progress_and_result(page: Any, stack: Callable[.
     expect(page.locator("[data-card='Workers online']")).to_have_text("1")
     call(base, "POST", "/api/jobs", {"function": "count_words", "args": ["a b c"]})
     expect(page.locator("#feed li").first).to_contain_text("count_words", timeout=10_000)
-    page.screenshot(path=str(DOCS / "dashboard-overview.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "dashboard-overview.png"), full_page=True)
 
 
 def test_failed_job_is_dead_lettered_and_retry_completes(page: Any, stack: Callable[..., str], tmp_path: Path) -> None:
@@ -206,3 +207,11 @@ def test_restart_shows_disconnected_then_recovers(page: Any, spawn: Any, env: di
     start_web(spawn, port, env)
     expect(conn).to_have_attribute("data-state", "live", timeout=15_000)
     expect(page.locator("[data-card='Queued']")).to_be_visible()
+
+
+def test_screenshots_go_to_an_ignored_folder_not_docs() -> None:
+    """Running the suite leaves the tracked docs/*.png alone; `make screenshots` refreshes them."""
+    assert ROOT / "docs" not in SHOTS.parents
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(SHOTS / "dashboard-job.png")], cwd=ROOT)
+    assert ignored.returncode == 0, f"{SHOTS} is not ignored by git"
+    assert "\nscreenshots:" in (ROOT / "Makefile").read_text()

@@ -35,7 +35,7 @@ async def test_readme_flow_dev_without_redis(start_server: Any) -> None:
 async def test_web_and_worker_subprocesses_on_real_redis(
     start_server: Any, redis_server: RedisServer, redis_url: str, spawn: Any
 ) -> None:
-    env = {"REDIS_URL": redis_url, "ASYNCJOBS_API_TOKEN": TOKEN}
+    env = {"REDIS_URL": redis_url, "ASYNCJOBS_API_TOKEN": TOKEN, "ASYNCJOBS_EXAMPLES": "1"}
     worker = spawn(sys.executable, "-m", "asyncjobs", "worker", env=env)
     server = start_server("web", env=env)
     await server.wait_ready()

@@ -3,6 +3,8 @@ enforces, its enqueue body is the one the API accepts (``2.0`` is an integer in 
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -98,13 +100,19 @@ async def test_whole_numbers_written_as_floats_are_integers(make_api: Any) -> No
 
 async def test_deferral_fields_take_what_the_schema_says(make_api: Any) -> None:
     api = await make_api()
-    for defer_until in ("0001-01-01T00:00:00", "2030-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59"):
+    doc = await (await api.get("/api/openapi.json")).json()
+    branch = next(b for b in doc["components"]["schemas"]["EnqueueRequest"]["oneOf"] if "defer_until" in b["required"])
+    until = re.compile(branch["properties"]["defer_until"]["pattern"])
+    latest = f"{datetime.now(UTC).year}-12-28T23:59:59Z"  # the schema's last day: within 366 days
+    for defer_until in ("1000-01-01T00:00:00Z", latest):
+        assert until.match(defer_until)
         body = {"function": "count_words", "args": ["a"], "defer_until": defer_until}
         r = await api.post("/api/jobs", json=body)
         assert r.status == 202, (defer_until, await r.text())
     for bad in ({"defer_until": 0}, {"defer_until": "0"}, {"defer_by": "5"}, {"defer_by": True}):
         r = await api.post("/api/jobs", json={"function": "count_words", "args": ["a"], **bad})
         assert r.status == 422, (bad, await r.text())
+    assert not until.match(f"{datetime.now(UTC).year + 1}-01-01T00:00:00Z")
 
 
 def test_the_enqueue_body_has_exact_branches_for_every_function() -> None:

@@ -80,7 +80,10 @@ const live = {
     for (const kind of ["tick", "snapshot", "job", "hello"]) {
       es.addEventListener(kind, (m) => this.handlers[kind]?.(JSON.parse(m.data)));
     }
+    // the job has ended (or does not exist): the server closes the stream; don't reconnect
+    es.addEventListener("end", () => { if (this.es === es) this.finish(); });
   },
+  finish() { clearTimeout(this.timer); this.es?.close(); this.es = null; this.set("ended"); },
   drop() {
     this.es?.close(); this.es = null;
     this.set("disconnected");
