@@ -26,10 +26,10 @@ import types
 import typing
 import warnings
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictInt, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from asyncjobs.errors import InvalidArguments, truncate
@@ -43,6 +43,47 @@ SCALARS: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (float,
 UNCHECKED = (Any, EMPTY, object)
 NATIVE = frozenset({str, int, float, bool, type(None), list, dict, *UNCHECKED})
 UNIONS = (typing.Union, types.UnionType)
+
+
+def whole_number(value: Any) -> Any:
+    """``2.0`` as ``2``: JSON (and JSON Schema's ``integer``) does not tell them apart. Only
+    where a float holds the number exactly (up to 2**53): larger ones were rounded."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+WholeInt = Annotated[StrictInt, BeforeValidator(whole_number)]
+
+
+def json_hint(hint: Any) -> Any:
+    """``hint`` with every ``int`` in it taking whole-number floats (JSON Schema's ``integer``)."""
+    if hint is int:
+        return WholeInt
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is None or origin is typing.Literal or not args:
+        return hint
+    if origin is Annotated:
+        return Annotated[(json_hint(args[0]), *hint.__metadata__)]
+    new = tuple(json_hint(a) if not isinstance(a, list) else a for a in args)
+    if new == args:
+        return hint
+    if origin in UNIONS:
+        return typing.Union[new]  # noqa: UP007 (built from a tuple)
+    if isinstance(hint, types.GenericAlias):
+        return types.GenericAlias(origin, new)
+    return hint.copy_with(new) if hasattr(hint, "copy_with") else hint
+
+
+def as_validated(raw: Any, valid: Any) -> Any:
+    """``raw`` with the whole-number floats that validation turned into ints taken from ``valid``."""
+    if isinstance(raw, float) and isinstance(valid, int) and not isinstance(valid, bool):
+        return valid
+    if isinstance(raw, list) and isinstance(valid, list | tuple) and len(raw) == len(valid):
+        return [as_validated(r, v) for r, v in zip(raw, valid, strict=True)]
+    if isinstance(raw, dict) and isinstance(valid, dict):
+        return {k: as_validated(v, valid.get(k)) for k, v in raw.items()}
+    return raw
 
 
 def native(tp: Any) -> bool:
@@ -102,7 +143,7 @@ class ArgumentSpec:
         """A pydantic model with one field per parameter (keyword form of the arguments)."""
         fields: dict[str, Any] = {}
         for p in self._params:
-            fields[p.name] = (self.types[p.name], ... if p.default is EMPTY else p.default)
+            fields[p.name] = (json_hint(self.types[p.name]), ... if p.default is EMPTY else p.default)
         config = ConfigDict(
             extra="allow" if self.var_kwargs is not None else "forbid",
             arbitrary_types_allowed=True,
@@ -130,10 +171,20 @@ class ArgumentSpec:
         return schema
 
     # --- checking ----------------------------------------------------------------------------
-    def validate(self, args: typing.Sequence[Any], kwargs: dict[str, Any]) -> None:
-        """Check JSON-like ``args``/``kwargs`` (as HTTP and the CLI receive them); raise
+    def validate(self, args: typing.Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Check JSON-like ``args``/``kwargs`` (as HTTP and the CLI receive them) and return them
+        as the job gets them (a whole number given as ``2.0`` for an ``int`` becomes ``2``);
         :class:`InvalidArguments` naming the failing parameter."""
-        self._check(self._named(args, kwargs))
+        named = self._named(args, kwargs)
+        return self._whole(args, kwargs, named, self._check(named))
+
+    def _whole(
+        self, args: typing.Sequence[Any], kwargs: dict[str, Any], named: dict[str, Any], valid: BaseModel
+    ) -> tuple[list[Any], dict[str, Any]]:
+        values = {name: getattr(valid, name, None) for name in named}
+        n = min(len(args), len(self.positional))
+        positional = [as_validated(named[p], values[p]) for p in self.positional[:n]]
+        return positional + list(args[n:]), {k: as_validated(named[k], values[k]) for k in kwargs}
 
     def encode(self, args: typing.Sequence[Any], kwargs: dict[str, Any]) -> tuple[typing.Sequence[Any], dict[str, Any]]:
         """Check Python ``args``/``kwargs`` and return them JSON-like, in the same shape (rich
@@ -151,17 +202,12 @@ class ArgumentSpec:
                 named[name] = self.adapters[name].dump_python(named[name], mode="json", warnings=False)
             except (PydanticSerializationError, ValueError, TypeError) as e:
                 raise self._error(name, "cannot_encode", f"cannot encode {truncate(named[name])}: {e}") from None
-        self._check(named)
-        if not self.adapters:
-            return args, kwargs
-        n = min(len(args), len(self.positional))
-        out_args = [named[p] for p in self.positional[:n]] + list(args[n:])
-        return out_args, {k: named[k] for k in kwargs}
+        return self._whole(args, kwargs, named, self._check(named))
 
-    def _check(self, named: dict[str, Any]) -> None:
+    def _check(self, named: dict[str, Any]) -> BaseModel:
         try:
             body = orjson.dumps(named, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
-            self.model.model_validate_json(body, strict=True)
+            return self.model.model_validate_json(body, strict=True)
         except TypeError as e:  # orjson: a value with no JSON form
             raise InvalidArguments(
                 self.function.name, [{"loc": ["args"], "type": "unserializable", "msg": str(e)}]

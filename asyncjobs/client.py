@@ -33,7 +33,7 @@ QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 def check_job_id(job_id: str) -> str:
-    if not isinstance(job_id, str) or not ID_RE.match(job_id):
+    if not isinstance(job_id, str) or not ID_RE.fullmatch(job_id):  # fullmatch: "$" would allow a final "\n"
         raise ConfigError(f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:-", key="job_id")
     return job_id
 
@@ -52,7 +52,7 @@ def check_new_job_id(job_id: str) -> str:
 
 
 def check_queue(name: str) -> str:
-    if not isinstance(name, str) or not QUEUE_RE.match(name):
+    if not isinstance(name, str) or not QUEUE_RE.fullmatch(name):
         raise ConfigError(f"queue name {name!r} is not valid: use 1-64 letters, digits and _.-", key="queue")
     return name
 

@@ -35,7 +35,8 @@ async def enqueue(request: web.Request) -> web.Response:
     """``POST /api/jobs``: 202 and the new job; 200 and the existing job if ``job_id`` is taken."""
     req = parse_enqueue(await params.json_body(request))
     schema = request.app[SCHEMAS].get(req.function)
-    schema.validate(req.args, req.kwargs)
+    args, kwargs = schema.validate(req.args, req.kwargs)
+    req = req.model_copy(update={"args": args, "kwargs": kwargs})
     settings = request.app[SETTINGS]
     queue = req.queue or schema.function.opts.queue or settings.queues[0]
     if queue not in settings.queues:

@@ -1,193 +1,65 @@
-"""The OpenAPI 3.1 document at ``/api/openapi.json``: one operation per route of
-:data:`web.routes.ROUTES`, and each job function's parameters as a JSON Schema."""
+"""The OpenAPI 3.1 document at ``/api/openapi.json``: one operation per route registered on
+the app (the API of :data:`web.routes.ROUTES` and the dashboard's), the body of
+``POST /api/jobs`` per registered function (:mod:`web.openapi_enqueue`), and the security the
+app enforces: bearer auth only when ``ASYNCJOBS_API_TOKEN`` is set, never on public paths."""
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from asyncjobs.client import ID_RE, QUEUE_RE
+from asyncjobs.client import QUEUE_RE
 from asyncjobs.records import JobStatus
+from web.middlewares import PUBLIC_EXACT, PUBLIC_PREFIXES
+from web.openapi_enqueue import enqueue_body
+from web.openapi_operations import DASHBOARD_OPERATIONS, OPERATIONS, json_of, nullable, obj, ref
 from web.responses import json_response
-from web.schemas import EnqueueRequest, Schemas
-from web.state import SCHEMAS
-
-JSON = "application/json"
+from web.schemas import Schemas
+from web.state import SCHEMAS, SETTINGS
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "malformed JSON",
-        401: "missing or wrong API token",
-        404: "not found",
-        409: "conflict",
-        413: "request body too large",
-        422: "invalid input",
-        503: "Redis unreachable",
-    }
-    return {str(s): _json(_ref("Error"), text[s]) for s in (*statuses, 401, 503)}
-
-
-JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_RE.pattern}}
-
-
-def _number(name: str, low: float, high: float, integer: bool = False) -> dict[str, Any]:
-    kind = "integer" if integer else "number"
-    return {"name": name, "in": "query", "required": False, "schema": {"type": kind, "minimum": low, "maximum": high}}
-
-
-def _op(
-    summary: str,
-    responses: dict[str, Any],
-    parameters: list[dict[str, Any]] | None = None,
-    body: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
-    if parameters:
-        op["parameters"] = parameters
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
-    return op
-
-
-def _obj(**props: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": list(props)}
-
-
-OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/api/jobs"): _op(
-        "Enqueue a job",
-        {
-            "202": _json(_ref("Job"), "enqueued"),
-            "200": _json(_ref("Job"), "a job with this job_id exists"),
-            **_errors(400, 404, 409, 413, 422),
-        },
-        body=_ref("EnqueueRequest"),
-    ),
-    ("GET", "/api/jobs/{id}"): _op(
-        "A job's record", {"200": _json(_ref("Job"), "the job"), **_errors(404, 422)}, [JOB_ID]
-    ),
-    ("GET", "/api/jobs/{id}/result"): _op(
-        "Wait up to `timeout` seconds for a job's outcome",
-        {"200": _json(_ref("Job"), "finished"), "202": _json(_ref("Job"), "not finished yet"), **_errors(404, 422)},
-        [JOB_ID, _number("timeout", 0, 60)],
-    ),
-    ("GET", "/api/jobs/{id}/events"): _op(
-        "A job's events as server-sent events, until it ends",
-        {
-            "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-            **_errors(404, 422),
-        },
-        [JOB_ID],
-    ),
-    ("POST", "/api/jobs/{id}/abort"): _op(
-        "Abort a queued or running job",
-        {
-            "200": _json(_ref("AbortResult"), "aborted"),
-            "202": _json(_ref("AbortResult"), "not stopped yet"),
-            **_errors(404, 409, 422),
-        },
-        [JOB_ID, _number("timeout", 0, 60)],
-    ),
-    ("GET", "/api/queues"): _op(
-        "Queue counts", {"200": _json(_obj(queues={"type": "array", "items": _ref("Queue")}), "queues"), **_errors()}
-    ),
-    ("GET", "/api/workers"): _op(
-        "Live workers",
-        {"200": _json(_obj(workers={"type": "array", "items": {"type": "object"}}), "workers"), **_errors()},
-    ),
-    ("GET", "/api/functions"): _op(
-        "Registered job functions and their parameters",
-        {"200": _json(_obj(functions={"type": "array", "items": _ref("Function")}), "functions"), **_errors()},
-    ),
-    ("GET", "/api/dead"): _op(
-        "Dead-lettered jobs, newest first",
-        {
-            "200": _json(
-                _obj(
-                    total={"type": "integer"},
-                    offset={"type": "integer"},
-                    items={"type": "array", "items": {"type": "object"}},
-                ),
-                "a page",
-            ),
-            **_errors(422),
-        },
-        [_number("offset", 0, 1_000_000, True), _number("limit", 1, 500, True)],
-    ),
-    ("POST", "/api/dead/{id}/retry"): _op(
-        "Enqueue a dead-lettered job again",
-        {"202": _json(_ref("Job"), "enqueued again"), **_errors(404, 409, 422)},
-        [JOB_ID],
-    ),
-    ("GET", "/api/openapi.json"): _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_errors()}),
-    ("GET", "/healthz"): _op("Liveness", {"200": _json(_obj(status={"const": "ok"}), "alive")}),
-    ("GET", "/readyz"): _op(
-        "Readiness (Redis reachable)",
-        {"200": _json({"type": "object"}, "ready"), "503": _json({"type": "object"}, "Redis unreachable")},
-    ),
-    ("GET", "/metrics"): _op(
-        "Prometheus metrics",
-        {
-            "200": {"description": "exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}},
-            **_errors(),
-        },
-    ),
-}
-
-
-def _nullable(kind: str) -> dict[str, Any]:
-    return {"type": [kind, "null"]}
-
-
-def _components(schemas: Schemas) -> dict[str, Any]:
-    job = _obj(
+def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
+    job = obj(
         job_id={"type": "string"},
         status={"enum": [s.value for s in JobStatus]},
-        function=_nullable("string"),
+        function=nullable("string"),
         args={"type": "array"},
         kwargs={"type": "object"},
-        queue=_nullable("string"),
+        queue=nullable("string"),
         tries={"type": "integer"},
-        enqueue_ms=_nullable("integer"),
-        scheduled_ms=_nullable("integer"),
-        priority=_nullable("integer"),
-        start_ms=_nullable("integer"),
-        finish_ms=_nullable("integer"),
-        progress=_nullable("number"),
-        message=_nullable("string"),
-        meta=_nullable("object"),
+        enqueue_ms=nullable("integer"),
+        scheduled_ms=nullable("integer"),
+        priority=nullable("integer"),
+        start_ms=nullable("integer"),
+        finish_ms=nullable("integer"),
+        progress=nullable("number"),
+        message=nullable("string"),
+        meta=nullable("object"),
         result={},
-        error=_nullable("object"),
-        links=_obj(**{k: {"type": "string"} for k in ("self", "result", "events", "abort")}),
+        error=nullable("object"),
+        links=obj(**{k: {"type": "string"} for k in ("self", "result", "events", "abort")}),
     )
-    error = _obj(
-        error={**_obj(code={"type": "string"}, message={"type": "string"}, details={}), "required": ["code", "message"]}
+    error = obj(
+        error={**obj(code={"type": "string"}, message={"type": "string"}, details={}), "required": ["code", "message"]}
     )
-    queue = _obj(
+    queue = obj(
         name={"type": "string", "pattern": QUEUE_RE.pattern},
         queued={"type": "integer"},
         deferred={"type": "integer"},
         in_progress={"type": "integer"},
-        oldest_queued_ms=_nullable("integer"),
+        oldest_queued_ms=nullable("integer"),
         complete={"type": "integer"},
         failed={"type": "integer"},
         aborted={"type": "integer"},
     )
-    function = _obj(
+    function = obj(
         name={"type": "string"},
-        doc=_nullable("string"),
-        queue=_nullable("string"),
-        timeout=_nullable("number"),
+        doc=nullable("string"),
+        queue=nullable("string"),
+        timeout=nullable("number"),
         retries={"type": "integer"},
         parameters={"type": "object"},
     )
@@ -196,44 +68,88 @@ def _components(schemas: Schemas) -> dict[str, Any]:
         "Error": error,
         "Queue": queue,
         "Function": function,
-        "AbortResult": _obj(job_id={"type": "string"}, aborted={"type": "boolean"}, status={"type": "string"}),
-        "EnqueueRequest": _enqueue_schema(),
+        "AbortResult": obj(job_id={"type": "string"}, aborted={"type": "boolean"}, status={"type": "string"}),
     }
     for fs in schemas.all():
         out[f"Function.{fs.function.name}"] = fs.json_schema
+    out["EnqueueRequest"] = enqueue_body(schemas, queues, out)
     return out
 
 
-def _enqueue_schema() -> dict[str, Any]:
-    schema = EnqueueRequest.model_json_schema()
-    schema.pop("title", None)
-    for prop in schema["properties"].values():
-        prop.pop("title", None)
-    return schema
-
-
-def document(app: web.Application) -> dict[str, Any]:
-    """The OpenAPI document for ``app``'s API routes."""
+def _paths(app: web.Application, token: bool) -> dict[str, dict[str, Any]]:
+    """An operation for every route of ``app`` (HEAD as its GET without a body), with the
+    security the auth middleware applies to its path."""
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         resource = route.resource
-        op = OPERATIONS.get((route.method, resource.canonical)) if resource is not None else None
-        if op is not None:
-            paths.setdefault(resource.canonical, {})[route.method.lower()] = op  # type: ignore[union-attr]
-    return {
+        if resource is None:
+            continue
+        path, static = resource.canonical, isinstance(resource, web.StaticResource)
+        if static:
+            path += "/{filename}"
+        method = "GET" if route.method == "HEAD" else route.method
+        op = OPERATIONS.get((method, path)) or DASHBOARD_OPERATIONS.get((method, path))
+        if op is None:
+            continue
+        op = copy.deepcopy(op)
+        if isinstance(resource, web.StaticResource):
+            op["parameters"] = [_static_file(resource)]
+        if route.method == "HEAD":
+            op = _head(op)
+        _secure(op, path, token)
+        paths.setdefault(path, {})[route.method.lower()] = op
+    return paths
+
+
+def _static_file(resource: web.StaticResource) -> dict[str, Any]:
+    directory = Path(resource.get_info()["directory"])
+    files = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+    return {"name": "filename", "in": "path", "required": True, "schema": {"enum": files}}
+
+
+def _head(get: dict[str, Any]) -> dict[str, Any]:
+    responses = {status: {"description": r["description"]} for status, r in get["responses"].items()}
+    return {**get, "summary": f"{get['summary']} (headers only)", "responses": responses}
+
+
+def _secure(op: dict[str, Any], path: str, token: bool) -> None:
+    """Public paths and token-less apps take no credentials (and never answer 401)."""
+    if not token or path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES):
+        if path == "/dashboard/events" and token:  # the handler checks: a bearer token or a ticket
+            op["security"] = [{"bearer": []}, {"ticket": []}]
+            op["responses"]["401"] = json_of(ref("Error"), "missing or wrong token or ticket")
+            return
+        op["responses"].pop("401", None)
+        if token:
+            op["security"] = []
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document for ``app``'s routes."""
+    settings = app[SETTINGS]
+    token = bool(settings.api_token)
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "asyncjobs",
             "version": "0.1.0",
             "description": 'Enqueue and follow background jobs. Errors: {"error": {code, message, details}}.',
         },
-        "paths": paths,
-        "components": {
-            "schemas": _components(app[SCHEMAS]),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}],
+        "paths": _paths(app, token),
+        "components": {"schemas": _components(app[SCHEMAS], settings.queues)},
     }
+    if token:
+        doc["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "the value of ASYNCJOBS_API_TOKEN"},
+            "ticket": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "ticket",
+                "description": "from POST /api/dashboard/ticket; only for /dashboard/events",
+            },
+        }
+        doc["security"] = [{"bearer": []}]
+    return doc
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -1,7 +1,8 @@
 """Validation of HTTP input with pydantic: the enqueue envelope here, and each job
 function's arguments with :class:`asyncjobs.arguments.ArgumentSpec` (the check the Python
 client and the CLI run too), before anything is written. Validation is strict JSON
-validation: ``"5"`` is not an ``int``.
+validation: ``"5"`` is not an ``int``; ``2.0`` is (JSON and JSON Schema do not tell it from
+``2``), and the job gets ``2``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,39 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from arq.utils import timestamp_ms
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 
-from asyncjobs.arguments import ArgumentSpec
+from asyncjobs.arguments import ArgumentSpec, whole_number
 from asyncjobs.client import ID_RE, QUEUE_RE
 from asyncjobs.errors import ConfigError
 from asyncjobs.keys import PRIORITY_MAX
 from asyncjobs.registry import MAX_DEFER_S, Registry, check_defer
 from web.responses import ApiError
+
+
+def iso_datetime(value: Any) -> Any:
+    """An RFC 3339 / ISO 8601 date-time string as a datetime (naive without an offset: local, as
+    in arq); anything else but ``None`` is refused (no Unix timestamps, no numbers)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string like 2030-01-01T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time string like 2030-01-01T12:00:00Z") from None
+    return parsed
+
+
+WholeInt = Annotated[StrictInt, BeforeValidator(whole_number)]
 
 
 class EnqueueRequest(BaseModel):
@@ -32,11 +58,15 @@ class EnqueueRequest(BaseModel):
     queue: Annotated[str | None, Field(pattern=QUEUE_RE.pattern)] = None
     # the bound is checked with defer_until's (check_defer), so both give the same error
     defer_by: Annotated[
-        float | None, Field(ge=0, description="seconds", json_schema_extra={"maximum": MAX_DEFER_S})
+        StrictFloat | None, Field(ge=0, description="seconds", json_schema_extra={"maximum": MAX_DEFER_S})
     ] = None
-    defer_until: Annotated[datetime | None, Field(description="at most 366 days ahead; a past time means now")] = None
+    defer_until: Annotated[
+        datetime | None,
+        BeforeValidator(iso_datetime),
+        Field(description="ISO 8601, at most 366 days ahead; a past time means now"),
+    ] = None
     priority: Annotated[
-        StrictInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
+        WholeInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
     ] = 0
 
 
