@@ -17,6 +17,11 @@ ASYNCJOBS_SHUTDOWN_GRACE       25                            seconds SIGTERM let
 ASYNCJOBS_JOB_EXPIRY           86400                         seconds a due job may wait before it expires
 ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body limit
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
+ASYNCJOBS_ALLOWED_HOSTS        (loopback only)               extra Host names the HTTP API answers to
+ASYNCJOBS_HEADER_TIMEOUT       10                            seconds to send request headers
+ASYNCJOBS_BODY_TIMEOUT         30                            seconds to send a request body
+ASYNCJOBS_MAX_CONNECTIONS      0 (from the open-file limit)  open HTTP connections at most
+ASYNCJOBS_SHOW_TRACEBACK_PATHS  false                        full file paths in job tracebacks
 ASYNCJOBS_SMTP_HOST / _PORT    (none)                        send_email uses SMTP when set
 =============================  ============================  =====================================
 
@@ -67,13 +72,17 @@ def load(env: Mapping[str, str]) -> Settings:
         "job_expiry": float,
         "max_body_bytes": int,
         "allow_public_without_token": bool,
+        "header_timeout": float,
+        "body_timeout": float,
+        "max_connections": int,
+        "show_traceback_paths": bool,
     }
     values: dict[str, Any] = {"redis_url": env.get("REDIS_URL") or "redis://localhost:6379/0"}
     for upper, name in names.items():
         raw = env.get(PREFIX + upper)
         if raw is None:
             continue
-        if name == "queues":
+        if name in ("queues", "allowed_hosts"):
             values[name] = tuple(q.strip() for q in raw.split(",") if q.strip())
         else:
             values[name] = _cast(upper, raw, kinds[name])
