@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import ipaddress
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from asyncjobs.errors import ConfigError
 from asyncjobs.registry import Registry
 from web import middlewares
 from web.metrics import Metrics
+from web.middlewares import is_loopback
 from web.routes import ROUTES
 from web.schemas import Schemas
 from web.state import BROKER, CLIENT, HUB, METRICS, REGISTRY, SCHEMAS, SETTINGS, SSE_PING_S, SSE_STREAMS
@@ -47,8 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
-
 
 def create_app(settings: Settings, registry: Registry, *, broker: Broker | None = None) -> web.Application:
     """The HTTP API (and the dashboard, when ``web.dashboard`` is installed).
@@ -63,7 +61,9 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
         middlewares=[
             middlewares.metrics_middleware(metrics.observe),
             middlewares.error_middleware,
+            middlewares.host_middleware(settings.api_token, settings.allowed_hosts),
             middlewares.auth_middleware(settings.api_token),
+            middlewares.unsafe_request_middleware,
             middlewares.body_limit_middleware(settings.max_body_bytes),
         ],
     )
@@ -75,6 +75,7 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
     app[SSE_PING_S] = 10.0
     app.cleanup_ctx.append(_redis_context(broker))
     app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(middlewares.hide_server_version)
     app.add_routes(ROUTES)
     _setup_dashboard(app)
     return app
@@ -153,16 +154,6 @@ async def _close_streams(app: web.Application) -> None:
     streams = app[SSE_STREAMS]
     for stream in list(streams):
         stream.stop_streaming()
-
-
-def is_loopback(host: str) -> bool:
-    """True for names and addresses that only this machine can reach."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, settings: Settings) -> None:

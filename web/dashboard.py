@@ -37,14 +37,16 @@ from asyncjobs import events, keys
 from asyncjobs.client import Client
 from asyncjobs.config import Settings
 from web import dashboard_queries as q
+from web.middlewares import CSRF_HEADER, bearer_matches
+from web.responses import ApiError, error_response
 from web.state import CLIENT, REGISTRY, SETTINGS
+from web.tracebacks import scrub_record
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TICKET_TTL_S = 60
 TICK_S = 1.0
 FEED_PER_TICK = 25  # events forwarded per second on the global feed; the rest are only counted
-CSRF_HEADER = "X-Asyncjobs-Request"
 
 STREAMS = web.AppKey("dashboard_streams", weakref.WeakSet)
 CRON_JOBS = web.AppKey("dashboard_cron_jobs", list)
@@ -87,7 +89,7 @@ def _find_cron_jobs(app: web.Application) -> list[Any]:
 
 # --- security ---------------------------------------------------------------------------
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return error_response(status, code, message)
 
 
 def _cross_site(request: web.Request) -> bool:
@@ -111,22 +113,14 @@ def _authorized(request: web.Request) -> bool:
     token = _settings(request).api_token
     if not token:
         return True
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    return bearer_matches(request, token.encode())
 
 
 def _guard(request: web.Request, *, unsafe: bool = False) -> None:
     if not _authorized(request):
-        raise web.HTTPUnauthorized(
-            text='{"error": {"code": "unauthorized", "message": "missing or bad token"}}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise ApiError(401, "unauthorized", "missing or bad token: send 'Authorization: Bearer <token>'")
     if unsafe and request.headers.get(CSRF_HEADER) != "1":
-        raise web.HTTPForbidden(
-            text=f'{{"error": {{"code": "csrf", "message": "send the {CSRF_HEADER}: 1 header"}}}}',
-            content_type="application/json",
-        )
+        raise ApiError(403, "csrf", f"send the '{CSRF_HEADER}: 1' header")
 
 
 def _sign(token: str, expiry: int) -> str:
@@ -140,9 +134,10 @@ def make_ticket(token: str, now: float | None = None) -> str:
 
 def check_ticket(token: str, ticket: str, now: float | None = None) -> bool:
     expiry_s, _, sig = ticket.partition(".")
-    if not expiry_s.isdigit() or int(expiry_s) < (now or time.time()):
+    # ASCII digits only (int() also takes other scripts' digits) and short enough for int()
+    if not (expiry_s.isascii() and expiry_s.isdigit() and len(expiry_s) <= 12) or int(expiry_s) < (now or time.time()):
         return False
-    return hmac.compare_digest(sig, _sign(token, int(expiry_s)))
+    return hmac.compare_digest(sig.encode(), _sign(token, int(expiry_s)).encode())
 
 
 # --- handlers ---------------------------------------------------------------------------
@@ -173,11 +168,8 @@ def _int(request: web.Request, name: str, default: int, high: int) -> int:
     raw = request.query.get(name, "")
     if not raw:
         return default
-    if not raw.isdigit():
-        raise web.HTTPBadRequest(
-            text=f'{{"error": {{"code": "bad_request", "message": "{name} must be a whole number"}}}}',
-            content_type="application/json",
-        )
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 15):  # int() also takes other scripts' digits
+        raise ApiError(400, "bad_request", f"{name} must be a whole number (at most 15 digits)", {"parameter": name})
     return min(int(raw), high)
 
 
@@ -248,7 +240,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if job_id is None:
                 await _global_feed(queue, resp)
             else:
-                await _job_feed(client.job(job_id), queue, resp)
+                await _job_feed(client.job(job_id), queue, resp, _settings(request).show_traceback_paths)
     return resp
 
 
@@ -256,8 +248,8 @@ async def _send(resp: Any, kind: str, data: Any) -> None:
     await resp.send(orjson.dumps(data, default=str).decode(), event=kind)
 
 
-async def _job_feed(handle: Any, queue: asyncio.Queue[dict[str, Any]], resp: Any) -> None:
-    await _send(resp, "snapshot", (await handle.info()).as_dict())
+async def _job_feed(handle: Any, queue: asyncio.Queue[dict[str, Any]], resp: Any, full_paths: bool) -> None:
+    await _send(resp, "snapshot", scrub_record((await handle.info()).as_dict(), full_paths=full_paths))
     while True:
         await _send(resp, "job", await queue.get())
 
