@@ -15,6 +15,7 @@ from asyncjobs.config import Settings
 from asyncjobs.connections import create_broker, mask_url
 from asyncjobs.registry import Registry
 from web.app import check_bind, create_app
+from web.serving import serve
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def run_web(settings: Settings, registry: Registry, host: str, port: int) -> Non
     check_bind(host, settings)
     app = create_app(settings, registry)
     logger.info("serving the API for Redis at %s", mask_url(settings.redis_url))
-    web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
+    serve(app, host, port, settings, _printer(host, port))
 
 
 def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_url: str, host: str, port: int) -> None:
@@ -46,7 +47,7 @@ def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_
     app = create_app(settings, registry, broker=broker)
     app.cleanup_ctx.append(_worker_context(worker_settings, redis_url))
     app.on_cleanup.append(lambda _: broker.aclose(close_connection_pool=True))
-    web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
+    serve(app, host, port, settings, _printer(host, port))
 
 
 def _worker_context(worker_settings: Any, redis_url: str) -> Any:
@@ -88,7 +89,7 @@ def _report_worker_exit(task: Any) -> None:
 
 
 def _printer(host: str, port: int) -> Any:
-    def show(_: str) -> None:
+    def show() -> None:
         shown = f"[{host}]" if ":" in host else host
         print(f"asyncjobs: listening on http://{shown}:{port} (API: /api/openapi.json)", flush=True)
 

@@ -1,0 +1,123 @@
+"""Slow and numerous clients against a real ``asyncjobs web`` subprocess on the real
+redis-server: a slowloris client is cut off after the header timeout while ``/healthz`` keeps
+answering, connections over the limit get a 503, and running out of file descriptors is
+logged once per interval instead of once per attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from typing import Any
+
+import aiohttp
+from web_support import Server
+
+HEADER_TIMEOUT = 2.0
+SLOW_CLIENTS = 200
+ATTACK_S = 8.0  # how long each slow client keeps trickling unless the server cuts it off
+
+
+async def trickle(port: int, closed_after: list[float]) -> None:
+    """One slowloris connection: a request line, then one header line every 0.5 s."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    start = loop.time()
+    writer.write(b"GET /api/queues HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    eof = asyncio.ensure_future(reader.read())
+    n = 0
+    while not eof.done() and loop.time() - start < ATTACK_S:
+        await asyncio.wait([eof], timeout=0.5)  # the attack's pace
+        n += 1
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"X-Slow-%d: 1\r\n" % n)
+    if eof.done():
+        closed_after.append(loop.time() - start)
+    else:
+        eof.cancel()
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+async def health_latencies(base: str, stop: asyncio.Event) -> list[float]:
+    """Time a fresh ``/healthz`` request every 0.2 s until ``stop``."""
+    times: list[float] = []
+    while not stop.is_set():
+        start = time.monotonic()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s, s.get(base + "/healthz") as r:
+            assert r.status == 200
+        times.append(time.monotonic() - start)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    return times
+
+
+async def test_slowloris_is_cut_off_and_healthz_keeps_answering(start_server: Any, redis_url: str) -> None:
+    server: Server = start_server("web", env={"REDIS_URL": redis_url, "ASYNCJOBS_HEADER_TIMEOUT": str(HEADER_TIMEOUT)})
+    await server.wait_ready()
+    stop = asyncio.Event()
+    probe = asyncio.ensure_future(health_latencies(server.base, stop))
+    closed_after: list[float] = []
+    await asyncio.gather(*(trickle(server.port, closed_after) for _ in range(SLOW_CLIENTS)))
+    stop.set()
+    latencies = await probe
+    assert len(closed_after) == SLOW_CLIENTS, f"{SLOW_CLIENTS - len(closed_after)} slow clients were never cut off"
+    # cut off after the header timeout (not before), with a margin for a loaded machine
+    assert min(closed_after) >= HEADER_TIMEOUT - 0.5 and max(closed_after) < HEADER_TIMEOUT + 4, closed_after
+    assert latencies and max(latencies) < 2.0, latencies
+
+
+async def test_connections_over_the_limit_get_503(start_server: Any, redis_url: str) -> None:
+    server: Server = start_server("web", env={"REDIS_URL": redis_url, "ASYNCJOBS_MAX_CONNECTIONS": "20"})
+    await server.wait_ready()
+    conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(30)]
+
+    async def first_line(reader: asyncio.StreamReader) -> bytes:
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(reader.readline(), 1.0)
+        return b""
+
+    lines = await asyncio.gather(*(first_line(r) for r, _ in conns))
+    busy = [line for line in lines if line.startswith(b"HTTP/1.1 503")]
+    assert 8 <= len(busy) <= 12 and lines.count(b"") >= 18, lines  # a probe connection may linger
+    for _, writer in conns:
+        writer.close()
+    deadline = time.monotonic() + 10
+    async with aiohttp.ClientSession() as s:
+        while True:  # the slots are freed as the idle connections close
+            async with s.get(server.base + "/healthz") as r:
+                if r.status == 200:
+                    break
+            assert time.monotonic() < deadline, "the server stayed full after the clients left"
+            await asyncio.sleep(0.05)
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+async def test_running_out_of_descriptors_is_logged_once_per_interval(
+    redis_url: str, server_env: dict[str, str]
+) -> None:
+    env = {**server_env, "REDIS_URL": redis_url, "ASYNCJOBS_MAX_CONNECTIONS": "1000"}  # above the fd limit
+    server = Server(["web"], env, preexec_fn=_low_fd_limit)
+    try:
+        await server.wait_ready()
+
+        async def connect() -> Any:
+            with contextlib.suppress(TimeoutError, OSError):
+                return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", server.port), 2.0)
+            return None
+
+        conns = [c for c in await asyncio.gather(*(connect() for _ in range(150))) if c is not None]
+        await asyncio.sleep(3.0)  # the attack's duration: the server retries accept() all along
+        for _, writer in conns:
+            writer.close()
+        await server.wait_ready()  # it recovers once the clients are gone
+    finally:
+        _, err = server.stop()
+    assert "Too many open files" in err, err[-2000:]
+    assert err.count("Too many open files") <= 3, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]

@@ -1,0 +1,168 @@
+"""Serving the app on a TCP port, bounded against slow and numerous clients.
+
+* Headers: aiohttp closes a connection that has not sent a complete request within its
+  keep-alive timeout, counted from the moment it connects (and between requests); that
+  timeout is ``Settings.header_timeout``, so a client trickling header lines is cut off.
+* Bodies: :func:`web.params.json_body` reads within ``Settings.body_timeout``.
+* Connections: at most ``Settings.max_connections`` (by default half the open-file limit,
+  less a reserve, since a request may also hold a Redis connection); one more is answered
+  503 and closed at once, so the process never runs out of file descriptors.
+* Accept errors (``EMFILE`` and the like) are logged once per :data:`LOG_EVERY_S` with a
+  count, not once per attempt with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from asyncjobs.config import Settings
+
+logger = logging.getLogger(__name__)
+
+FD_RESERVE = 32  # descriptors kept for the listening socket, logs, Redis and the like
+LOG_EVERY_S = 10.0
+PENDING_S = 5.0  # a handler not connected within this long never will be
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+BUSY_BODY = (
+    b'{"error":{"code":"too_many_connections","message":"the server has too many open connections; '
+    b'retry shortly","details":null}}'
+)
+BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(BUSY_BODY), BUSY_BODY)
+)
+
+
+def connection_limit(settings: Settings) -> int:
+    """``settings.max_connections``, or half the open-file limit less a reserve."""
+    if settings.max_connections:
+        return settings.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(8, (soft - FD_RESERVE) // 2)
+
+
+class _Busy(asyncio.Protocol):
+    """Answers 503 and closes: the connection over the limit costs a descriptor for a moment."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(BUSY_RESPONSE)
+        transport.close()
+
+
+def capped(server: web.Server, limit: int) -> Callable[[], asyncio.BaseProtocol]:
+    """A protocol factory for ``server`` that refuses connections beyond ``limit``."""
+    refused = RateLimitedLog("refusing connections: %d open, the limit is %d (ASYNCJOBS_MAX_CONNECTIONS)")
+    # handlers made but not yet connected: the event loop accepts a burst of connections
+    # before any of them reaches ``server.connections``
+    pending: dict[web.RequestHandler, float] = {}
+
+    def factory() -> asyncio.BaseProtocol:
+        now = time.monotonic()
+        for handler, made in list(pending.items()):
+            if handler.transport is not None or now - made > PENDING_S:
+                del pending[handler]
+        open_now = len(server.connections) + len(pending)
+        if open_now >= limit:
+            refused.emit(open_now, limit)
+            return _Busy()
+        handler = server()
+        pending[handler] = now
+        return handler
+
+    return factory
+
+
+class RateLimitedLog:
+    """A warning logged at most once per ``every`` seconds, with how many were held back."""
+
+    def __init__(self, message: str, every: float = LOG_EVERY_S) -> None:
+        self.message, self.every = message, every
+        self.last = float("-inf")
+        self.held = 0
+
+    def emit(self, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.held += 1
+            return
+        more = f" ({self.held} more since the last report)" if self.held else ""
+        logger.warning(self.message + more, *args)
+        self.last, self.held = now, 0
+
+
+def accept_error_handler(loop: asyncio.AbstractEventLoop) -> None:
+    """Log the event loop's accept failures for lack of resources (``EMFILE``...) once per
+    interval, without a traceback; other errors go to the default handler."""
+    log = RateLimitedLog("cannot accept connections: %s")
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
+            log.emit(exc.strerror or exc)
+            return
+        if isinstance(exc, ValueError) and "_start_serving" in repr(context.get("handle")):
+            # asyncio (before CPython gh-151615) schedules one accept retry per failed
+            # attempt; those left over when the listener closes fail on its closed socket
+            logger.debug("accept retry after the listener closed: %s", exc)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
+async def _serve(app: web.Application, host: str, port: int, settings: Settings, ready: Callable[[], None]) -> None:
+    runner = web.AppRunner(
+        app,
+        handle_signals=True,
+        access_log=None,
+        keepalive_timeout=settings.header_timeout,
+        max_line_size=8190,
+        max_field_size=8190,
+    )
+    await runner.setup()
+    listener = None
+    try:
+        assert runner.server is not None
+        loop = asyncio.get_running_loop()
+        accept_error_handler(loop)
+        factory = capped(runner.server, connection_limit(settings))
+        listener = await loop.create_server(factory, host, port, backlog=128, reuse_address=True)
+        ready()
+        await asyncio.Event().wait()  # until SIGINT/SIGTERM raise GracefulExit
+    finally:
+        if listener is not None:
+            listener.close()
+        await runner.cleanup()
+
+
+def serve(app: web.Application, host: str, port: int, settings: Settings, ready: Callable[[], None]) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (like ``web.run_app``, with the bounds above)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_serve(app, host, port, settings, ready))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main.done():
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError, web.GracefulExit):
+                loop.run_until_complete(main)
+        rest = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in rest:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()
