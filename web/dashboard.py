@@ -11,9 +11,10 @@ Security model
   any other request. On every reconnect the page gets a fresh ticket.
 * Cross-site request forgery: every unsafe request to ``/api/`` is refused when the browser
   says it comes from another site (``Sec-Fetch-Site: cross-site`` or an ``Origin`` that is not
-  this host); the dashboard's own actions also require the ``X-Asyncjobs-Request`` header,
-  which a cross-site form cannot send. A bearer token is never sent automatically by a browser,
-  so with a token set forged requests fail authentication as well.
+  this host), and must carry a JSON body or the ``X-Asyncjobs-Request`` header
+  (``web.middlewares.unsafe_request_middleware``), which a cross-site form cannot send; the
+  dashboard's own actions require that header. A bearer token is never sent automatically by a
+  browser, so with a token set forged requests fail authentication as well.
 """
 
 from __future__ import annotations
