@@ -5,8 +5,9 @@
   timeout is ``Settings.header_timeout``, so a client trickling header lines is cut off.
 * Bodies: :func:`web.params.json_body` reads within ``Settings.body_timeout``.
 * Connections: at most ``Settings.max_connections`` (by default half the open-file limit,
-  less a reserve, since a request may also hold a Redis connection); one more is answered
-  503 and closed at once, so the process never runs out of file descriptors.
+  less a reserve, since a request may also hold a Redis connection), so the process does not
+  run out of file descriptors. At the limit a new connection replaces the oldest one that has
+  not sent a request yet, or is answered 503 and closed (:class:`ConnectionCap`).
 * Accept errors (``EMFILE`` and the like) are logged once per :data:`LOG_EVERY_S` with a
   count, not once per attempt with a traceback.
 """
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 FD_RESERVE = 32  # descriptors kept for the listening socket, logs, Redis and the like
 LOG_EVERY_S = 10.0
+# connections the kernel queues until they are accepted: a burst beyond it drops SYNs, and
+# the dropped client (perhaps a health probe) retries only after a second or more
+BACKLOG = 1024
 PENDING_S = 5.0  # a handler not connected within this long never will be
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 BUSY_BODY = (
@@ -59,27 +63,56 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
-def capped(server: web.Server, limit: int) -> Callable[[], asyncio.BaseProtocol]:
-    """A protocol factory for ``server`` that refuses connections beyond ``limit``."""
-    refused = RateLimitedLog("refusing connections: %d open, the limit is %d (ASYNCJOBS_MAX_CONNECTIONS)")
-    # handlers made but not yet connected: the event loop accepts a burst of connections
-    # before any of them reaches ``server.connections``
-    pending: dict[web.RequestHandler, float] = {}
+class ConnectionCap:
+    """A protocol factory for ``server`` that keeps at most ``limit`` connections open.
 
-    def factory() -> asyncio.BaseProtocol:
+    At the limit, the oldest connection that has not sent a complete request yet (a slow
+    client, or one that never will) is closed to make room; if every connection has sent a
+    request, the new one is answered 503 and closed. Legitimate clients, which send their
+    request at once, are served during a slowloris attack instead of being locked out.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.server: web.Server | None = None  # set once the runner has made it
+        # handlers made but not yet connected: the event loop accepts a burst of connections
+        # before any of them reaches ``server.connections``
+        self.pending: dict[web.RequestHandler, float] = {}
+        # (aiohttp's handlers take no weak references: both sets are pruned to the open ones)
+        self.served: set[web.RequestHandler] = set()  # sent a complete request
+        self.evicted: set[web.RequestHandler] = set()  # closed to make room, not gone yet
+        self.refused = RateLimitedLog("refusing connections: %d open, the limit is %d (ASYNCJOBS_MAX_CONNECTIONS)")
+        self.cut = RateLimitedLog("closing connections that sent no request to make room: %d open, the limit is %d")
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Marks the connection as one that sent a complete request."""
+        self.served.add(request.protocol)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        assert self.server is not None
         now = time.monotonic()
-        for handler, made in list(pending.items()):
+        for handler, made in list(self.pending.items()):
             if handler.transport is not None or now - made > PENDING_S:
-                del pending[handler]
-        open_now = len(server.connections) + len(pending)
-        if open_now >= limit:
-            refused.emit(open_now, limit)
-            return _Busy()
-        handler = server()
-        pending[handler] = now
+                del self.pending[handler]
+        everyone = self.server.connections
+        self.served.intersection_update(everyone)
+        self.evicted.intersection_update(everyone)
+        connections = [h for h in everyone if h not in self.evicted]
+        open_now = len(connections) + len(self.pending)
+        if open_now >= self.limit:
+            victim = next((h for h in connections if h not in self.served and h.transport is not None), None)
+            if victim is None:
+                self.refused.emit(open_now, self.limit)
+                return _Busy()
+            self.cut.emit(open_now, self.limit)
+            self.evicted.add(victim)
+            victim.force_close()
+        handler = self.server()
+        self.pending[handler] = now
         return handler
-
-    return factory
 
 
 class RateLimitedLog:
@@ -129,14 +162,15 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings,
         max_line_size=8190,
         max_field_size=8190,
     )
+    cap = ConnectionCap(connection_limit(settings))
+    app.middlewares.insert(0, cap.middleware)
     await runner.setup()
     listener = None
     try:
-        assert runner.server is not None
+        cap.server = runner.server
         loop = asyncio.get_running_loop()
         accept_error_handler(loop)
-        factory = capped(runner.server, connection_limit(settings))
-        listener = await loop.create_server(factory, host, port, backlog=128, reuse_address=True)
+        listener = await loop.create_server(cap, host, port, backlog=BACKLOG, reuse_address=True)
         ready()
         await asyncio.Event().wait()  # until SIGINT/SIGTERM raise GracefulExit
     finally:

@@ -69,29 +69,42 @@ async def test_slowloris_is_cut_off_and_healthz_keeps_answering(start_server: An
     assert latencies and max(latencies) < 2.0, latencies
 
 
-async def test_connections_over_the_limit_get_503(start_server: Any, redis_url: str) -> None:
+async def first_line(reader: asyncio.StreamReader, timeout: float = 1.0) -> bytes:
+    """The first line the server sends (b"" if it sends nothing in time, or closes)."""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        return await asyncio.wait_for(reader.readline(), timeout)
+    return b""
+
+
+async def test_connection_limit_evicts_silent_clients_then_answers_503(start_server: Any, redis_url: str) -> None:
     server: Server = start_server("web", env={"REDIS_URL": redis_url, "ASYNCJOBS_MAX_CONNECTIONS": "20"})
     await server.wait_ready()
-    conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(30)]
-
-    async def first_line(reader: asyncio.StreamReader) -> bytes:
-        with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(reader.readline(), 1.0)
-        return b""
-
-    lines = await asyncio.gather(*(first_line(r) for r, _ in conns))
-    busy = [line for line in lines if line.startswith(b"HTTP/1.1 503")]
-    assert 8 <= len(busy) <= 12 and lines.count(b"") >= 18, lines  # a probe connection may linger
-    for _, writer in conns:
+    # 20 connections that never send a request fill the server; a real client still gets in,
+    # by replacing the oldest of them
+    silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(20)]
+    async with aiohttp.ClientSession() as s, s.get(server.base + "/healthz") as r:
+        assert r.status == 200
+    assert await asyncio.wait_for(silent[0][0].read(), 5) == b""  # the oldest was closed
+    for _, writer in silent:
         writer.close()
+    # 20 connections that did send a request (kept alive) are not replaced: one more gets 503
+    kept = []
     deadline = time.monotonic() + 10
-    async with aiohttp.ClientSession() as s:
-        while True:  # the slots are freed as the idle connections close
-            async with s.get(server.base + "/healthz") as r:
-                if r.status == 200:
-                    break
-            assert time.monotonic() < deadline, "the server stayed full after the clients left"
-            await asyncio.sleep(0.05)
+    while len(kept) < 20:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        line = await first_line(reader, 5)
+        if line.startswith(b"HTTP/1.1 200"):
+            await reader.readuntil(b'"ok"}')
+            kept.append(writer)
+        else:  # a slot of the first phase is still being freed
+            writer.close()
+            assert time.monotonic() < deadline, line
+    extra = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(5)]
+    lines = await asyncio.gather(*(first_line(r) for r, _ in extra))
+    assert all(line.startswith(b"HTTP/1.1 503") for line in lines), lines
+    for writer in kept + [w for _, w in extra]:
+        writer.close()
 
 
 def _low_fd_limit() -> None:
