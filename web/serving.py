@@ -104,12 +104,15 @@ class ConnectionCap:
         open_now = len(connections) + len(self.pending)
         if open_now >= self.limit:
             victim = next((h for h in connections if h not in self.served and h.transport is not None), None)
-            if victim is None:
+            if victim is not None:
+                self.cut.emit(open_now, self.limit)
+                self.evicted.add(victim)
+                victim.force_close()
+            elif not self.pending or open_now >= self.limit + self.limit // 4 + 1:
                 self.refused.emit(open_now, self.limit)
                 return _Busy()
-            self.cut.emit(open_now, self.limit)
-            self.evicted.add(victim)
-            victim.force_close()
+            # else: part of a burst the loop accepted before any of it connected; some may be
+            # silent and evictable in a moment, so a bounded overshoot beats refusing
         handler = self.server()
         self.pending[handler] = now
         return handler
