@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 
 from asyncjobs.config import Settings
 
@@ -126,14 +127,41 @@ class RateLimitedLog:
         self.last = float("-inf")
         self.held = 0
 
-    def emit(self, *args: Any) -> None:
+    def due(self) -> str | None:
+        """``None`` if the last report is too recent (counted), else the "n more" suffix."""
         now = time.monotonic()
         if now - self.last < self.every:
             self.held += 1
-            return
+            return None
         more = f" ({self.held} more since the last report)" if self.held else ""
-        logger.warning(self.message + more, *args)
         self.last, self.held = now, 0
+        return more
+
+    def emit(self, *args: Any) -> None:
+        more = self.due()
+        if more is not None:
+            logger.warning(self.message + more, *args)
+
+
+class MalformedRequestLog(logging.Filter):
+    """On aiohttp's server logger: a request that cannot be parsed (bad request line, header
+    too long...) is the client's error, answered 400; log it as one line at most once per
+    interval instead of a traceback per request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = RateLimitedLog("malformed request answered 400: %s")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        more = self.gate.due()
+        if more is None:
+            return False
+        record.msg, record.args = self.gate.message + more, (str(exc.message)[:80],)
+        record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
 
 
 def accept_error_handler(loop: asyncio.AbstractEventLoop) -> None:
@@ -167,6 +195,8 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings,
     )
     cap = ConnectionCap(connection_limit(settings))
     app.middlewares.insert(0, cap.middleware)
+    quiet = MalformedRequestLog()
+    logging.getLogger("aiohttp.server").addFilter(quiet)
     await runner.setup()
     listener = None
     try:
@@ -180,6 +210,7 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings,
         if listener is not None:
             listener.close()
         await runner.cleanup()
+        logging.getLogger("aiohttp.server").removeFilter(quiet)
 
 
 def serve(app: web.Application, host: str, port: int, settings: Settings, ready: Callable[[], None]) -> None:

@@ -141,3 +141,17 @@ async def test_running_out_of_descriptors_is_logged_once_per_interval(
     assert "Too many open files" in err, err[-2000:]
     assert err.count("Too many open files") <= 3, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
+
+
+async def test_malformed_requests_log_no_traceback(start_server: Any, redis_url: str) -> None:
+    server: Server = start_server("web", env={"REDIS_URL": redis_url})
+    await server.wait_ready()
+    bad = [b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", b"GET /x HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n"]
+    for i in range(40):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(bad[i % 2])
+        assert (await first_line(reader, 5)).startswith(b"HTTP/1.0 400"), i
+        writer.close()
+    _, err = server.stop()
+    assert "Traceback" not in err, err[-3000:]
+    assert err.count("malformed request") <= 2, err[-3000:]
