@@ -77,7 +77,9 @@ async def first_line(reader: asyncio.StreamReader, timeout: float = 1.0) -> byte
 
 
 async def test_connection_limit_evicts_silent_clients_then_answers_503(start_server: Any, redis_url: str) -> None:
-    server: Server = start_server("web", env={"REDIS_URL": redis_url, "ASYNCJOBS_MAX_CONNECTIONS": "20"})
+    # a long header timeout: the kept-alive connections of the second part must stay open
+    env = {"REDIS_URL": redis_url, "ASYNCJOBS_MAX_CONNECTIONS": "20", "ASYNCJOBS_HEADER_TIMEOUT": "60"}
+    server: Server = start_server("web", env=env)
     await server.wait_ready()
     # 20 connections that never send a request fill the server; a real client still gets in,
     # by replacing the oldest of them
@@ -108,7 +110,7 @@ async def test_connection_limit_evicts_silent_clients_then_answers_503(start_ser
             writer.close()
             assert time.monotonic() < deadline, line
     extra = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(5)]
-    lines = await asyncio.gather(*(first_line(r) for r, _ in extra))
+    lines = await asyncio.gather(*(first_line(r, 5) for r, _ in extra))
     assert all(line.startswith(b"HTTP/1.1 503") for line in lines), lines
     for writer in kept + [w for _, w in extra]:
         writer.close()
