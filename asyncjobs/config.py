@@ -105,7 +105,7 @@ def redis_settings(url: str) -> RedisSettings | None:
     rs = RedisSettings.from_dsn(url)
     # a plain arq worker rides out a Redis restart too (reconnecting with backoff, for ever)
     rs.retry = Reconnect(url, -1)
-    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]  # type: ignore[list-item]  # arq's hint is wrong
+    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]  # type: ignore[list-item, unused-ignore]  # arq < 0.28: its hint is wrong
     return rs
 
 
