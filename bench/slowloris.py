@@ -8,7 +8,8 @@ then keeps CLIENTS connections trickling one header line every 5 s for SECONDS (
 ``--reconnect`` a client the server cuts off reconnects at once: a connection flood), while
 another process times a fresh ``/healthz`` request every 0.5 s.
 Prints how many probes got 200, another status, or no answer within 5 s, the probe latencies,
-and the server's stderr size.
+and the server's stderr size. ``ASYNCJOBS_*`` variables reach the server, e.g.
+``ASYNCJOBS_MAX_CONNECTIONS=5000`` lifts the connection limit above the open-file limit.
 """
 
 from __future__ import annotations
@@ -116,8 +117,7 @@ def main() -> None:
         redis = RedisServer(Path(tmp))
         redis.start()
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_")}
-        env.update(REDIS_URL=redis.url, PYTHONPATH=str(ROOT))
+        env = {**os.environ, "REDIS_URL": redis.url, "PYTHONPATH": str(ROOT)}  # ASYNCJOBS_* pass through
         proc = subprocess.Popen(
             [sys.executable, "-m", "asyncjobs", "web", "--port", str(port)],
             cwd=ROOT,
