@@ -17,6 +17,11 @@ ASYNCJOBS_SHUTDOWN_GRACE       25                            seconds SIGTERM let
 ASYNCJOBS_JOB_EXPIRY           86400                         seconds a due job may wait before it expires
 ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body limit
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
+ASYNCJOBS_ALLOWED_HOSTS        (none)                        extra Host names the HTTP API answers to (loopback always)
+ASYNCJOBS_HEADER_TIMEOUT       10                            seconds to send request headers
+ASYNCJOBS_BODY_TIMEOUT         30                            seconds to send a request body
+ASYNCJOBS_MAX_CONNECTIONS      0 (from the open-file limit)  open HTTP connections at most
+ASYNCJOBS_SHOW_TRACEBACK_PATHS  false                        full file paths in job tracebacks
 ASYNCJOBS_DURABLE_ENQUEUE      0                             seconds an enqueue waits for a replica (WAIT 1)
 ASYNCJOBS_EXAMPLES             false                         register the example jobs (asyncjobs dev always does)
 ASYNCJOBS_DATA_DIR             (none)                        the only directory jobs may read files from
@@ -89,6 +94,11 @@ class Environment(BaseSettings):
     allow_public_without_token: bool | None = None
     metrics_port: int | None = None
     durable_enqueue: float | None = None
+    allowed_hosts: str | None = None
+    header_timeout: float | None = None
+    body_timeout: float | None = None
+    max_connections: int | None = None
+    show_traceback_paths: bool | None = None
     examples: bool | None = None
     data_dir: str | None = None
     smtp_host: str | None = None
@@ -130,8 +140,9 @@ def settings_from(e: Environment) -> Settings:
     values = {name: value for name in Settings.field_names() if (value := getattr(e, name)) is not None}
     if not e.redis_url:  # unset or empty: the default
         values.pop("redis_url", None)
-    if e.queues is not None:
-        values["queues"] = tuple(q.strip() for q in e.queues.split(",") if q.strip())
+    for name in ("queues", "allowed_hosts"):  # comma-separated lists
+        if (raw := getattr(e, name)) is not None:
+            values[name] = tuple(item.strip() for item in raw.split(",") if item.strip())
     try:
         return Settings(**values)
     except ConfigError as err:  # name the variable the user set, not the field behind it

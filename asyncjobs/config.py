@@ -62,6 +62,17 @@ class Settings:
     metrics_port: int | None = None
     #: seconds an enqueue waits for a Redis replica to confirm it (0: it does not wait)
     durable_enqueue: float = 0.0
+    #: extra ``Host`` names the HTTP API answers to (loopback names always pass); without an
+    #: API token only these and loopback are served, which defeats DNS rebinding; ``*``: any
+    allowed_hosts: tuple[str, ...] = ()
+    #: seconds a client gets to send a request's headers (and an idle keep-alive connection lives)
+    header_timeout: float = 10.0
+    #: seconds a client gets to send a request body
+    body_timeout: float = 30.0
+    #: open HTTP connections at most (0: from the open-file limit); more are answered 503 and closed
+    max_connections: int = 0
+    #: show job tracebacks with the worker's absolute file paths (default: relative paths)
+    show_traceback_paths: bool = False
 
     def __post_init__(self) -> None:
         validate_url(self.redis_url)
@@ -80,7 +91,11 @@ class Settings:
             raise ConfigError(f"shutdown_grace must be >= 0 seconds, got {self.shutdown_grace}", key="shutdown_grace")
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
             raise ConfigError(f"metrics_port must be a TCP port (1-65535), got {self.metrics_port}", key="metrics_port")
-        for name in ("job_timeout", "lease", "poll_delay", "job_expiry"):
+        if self.max_connections < 0:
+            raise ConfigError(
+                f"max_connections must be >= 0 (0: automatic), got {self.max_connections}", key="max_connections"
+            )
+        for name in ("job_timeout", "lease", "poll_delay", "job_expiry", "header_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}", key=name)
 

@@ -35,6 +35,11 @@ def test_defaults():
         "allow_public_without_token": False,
         "metrics_port": None,
         "durable_enqueue": 0,
+        "allowed_hosts": (),
+        "header_timeout": 10,
+        "body_timeout": 30,
+        "max_connections": 0,
+        "show_traceback_paths": False,
     }
     assert s == Settings()
 
@@ -59,7 +64,7 @@ def test_the_documented_defaults_are_the_defaults(doc, row):
     for name, value in documented.items():
         actual = defaults[name]
         if isinstance(actual, tuple):
-            actual = ",".join(actual)
+            actual = ",".join(actual) or "(none)"
         elif isinstance(actual, bool):
             actual = str(actual).lower()
         elif actual is None:

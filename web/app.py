@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import ipaddress
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from asyncjobs.errors import ConfigError
 from asyncjobs.registry import Registry
 from web import middlewares, sse
 from web.metrics import Metrics
+from web.middlewares import is_loopback
 from web.routes import ROUTES
 from web.schemas import Schemas
 from web.state import BROKER, CLIENT, HUB, METRICS, REGISTRY, SCHEMAS, SETTINGS, SSE_PING_S, SSE_STREAMS
@@ -46,8 +46,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
-
 
 def create_app(settings: Settings, registry: Registry, *, broker: Broker | None = None) -> web.Application:
     """The HTTP API (and the dashboard, when ``web.dashboard`` is installed).
@@ -62,7 +60,9 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
         middlewares=[
             middlewares.metrics_middleware(metrics.observe),
             middlewares.error_middleware,
+            middlewares.host_middleware(settings.api_token, settings.allowed_hosts),
             middlewares.auth_middleware(settings.api_token),
+            middlewares.unsafe_request_middleware,
             middlewares.body_limit_middleware(settings.max_body_bytes),
         ],
     )
@@ -75,6 +75,7 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
     app.cleanup_ctx.append(_redis_context(broker))
     app.cleanup_ctx.append(sse.streams_context)
     app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(middlewares.hide_server_version)
     app.add_routes(ROUTES)
     _setup_dashboard(app)
     return app
@@ -140,16 +141,6 @@ async def _close_streams(app: web.Application) -> None:
     """End open event streams (the API's and the dashboard's), so shutdown does not wait for
     jobs that never finish."""
     sse.end_streams(app)
-
-
-def is_loopback(host: str) -> bool:
-    """True for names and addresses that only this machine can reach."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, settings: Settings) -> None:

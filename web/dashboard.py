@@ -11,9 +11,10 @@ Security model
   any other request. On every reconnect the page gets a fresh ticket.
 * Cross-site request forgery: every unsafe request to ``/api/`` is refused when the browser
   says it comes from another site (``Sec-Fetch-Site: cross-site`` or an ``Origin`` that is not
-  this host); the dashboard's own actions also require the ``X-Asyncjobs-Request`` header,
-  which a cross-site form cannot send. A bearer token is never sent automatically by a browser,
-  so with a token set forged requests fail authentication as well.
+  this host), and must carry a JSON body or the ``X-Asyncjobs-Request`` header
+  (``web.middlewares.unsafe_request_middleware``), which a cross-site form cannot send; the
+  dashboard's own actions require that header. A bearer token is never sent automatically by a
+  browser, so with a token set forged requests fail authentication as well.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ from asyncjobs.config import Settings
 from asyncjobs.records import JobStatus
 from web import dashboard_queries as q
 from web import sse
+from web.middlewares import CSRF_HEADER, bearer_matches
+from web.responses import ApiError, error_response
 from web.state import CLIENT, REGISTRY, SETTINGS
+from web.tracebacks import scrub_record
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -44,7 +48,6 @@ TICKET_TTL_S = 60
 TICK_S = 1.0
 STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-store"}
 FEED_PER_TICK = 25  # events forwarded per second on the global feed; the rest are only counted
-CSRF_HEADER = "X-Asyncjobs-Request"
 
 CRON_JOBS = web.AppKey("dashboard_cron_jobs", list)
 
@@ -84,7 +87,7 @@ def _find_cron_jobs(app: web.Application) -> list[Any]:
 
 # --- security ---------------------------------------------------------------------------
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return error_response(status, code, message)
 
 
 def _cross_site(request: web.Request) -> bool:
@@ -108,22 +111,14 @@ def _authorized(request: web.Request) -> bool:
     token = _settings(request).api_token
     if not token:
         return True
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    return bearer_matches(request, token.encode())
 
 
 def _guard(request: web.Request, *, unsafe: bool = False) -> None:
     if not _authorized(request):
-        raise web.HTTPUnauthorized(
-            text='{"error": {"code": "unauthorized", "message": "missing or bad token"}}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise ApiError(401, "unauthorized", "missing or bad token: send 'Authorization: Bearer <token>'")
     if unsafe and request.headers.get(CSRF_HEADER) != "1":
-        raise web.HTTPForbidden(
-            text=f'{{"error": {{"code": "csrf", "message": "send the {CSRF_HEADER}: 1 header"}}}}',
-            content_type="application/json",
-        )
+        raise ApiError(403, "csrf", f"send the '{CSRF_HEADER}: 1' header")
 
 
 def _sign(token: str, expiry: int) -> str:
@@ -137,9 +132,10 @@ def make_ticket(token: str, now: float | None = None) -> str:
 
 def check_ticket(token: str, ticket: str, now: float | None = None) -> bool:
     expiry_s, _, sig = ticket.partition(".")
-    if not expiry_s.isdigit() or int(expiry_s) < (now or time.time()):
+    # ASCII digits only (int() also takes other scripts' digits) and short enough for int()
+    if not (expiry_s.isascii() and expiry_s.isdigit() and len(expiry_s) <= 12) or int(expiry_s) < (now or time.time()):
         return False
-    return hmac.compare_digest(sig, _sign(token, int(expiry_s)))
+    return hmac.compare_digest(sig.encode(), _sign(token, int(expiry_s)).encode())
 
 
 # --- handlers ---------------------------------------------------------------------------
@@ -170,11 +166,8 @@ def _int(request: web.Request, name: str, default: int, high: int) -> int:
     raw = request.query.get(name, "")
     if not raw:
         return default
-    if not raw.isdigit():
-        raise web.HTTPBadRequest(
-            text=f'{{"error": {{"code": "bad_request", "message": "{name} must be a whole number"}}}}',
-            content_type="application/json",
-        )
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 15):  # int() also takes other scripts' digits
+        raise ApiError(400, "bad_request", f"{name} must be a whole number (at most 15 digits)", {"parameter": name})
     return min(int(raw), high)
 
 
@@ -251,7 +244,7 @@ async def _global_stream(request: web.Request, client: Client) -> web.StreamResp
 async def _job_stream(request: web.Request, handle: Any) -> web.StreamResponse:
     rec = await handle.info()
     async with sse.open_stream(request, asyncio.Queue(), STREAM_HEADERS) as out:
-        await out.send("snapshot", rec.as_dict())
+        await out.send("snapshot", scrub_record(rec.as_dict(), full_paths=_settings(request).show_traceback_paths))
         ended = rec.status.finished or rec.status is JobStatus.NOT_FOUND
 
         async def relay(kind: str, event: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -11,6 +12,7 @@ from web.middlewares import REDIS_DOWN_MESSAGE
 from web.responses import json_response
 from web.state import BROKER, CLIENT, METRICS
 
+logger = logging.getLogger(__name__)
 READY_TIMEOUT_S = 2.0
 
 
@@ -20,12 +22,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: 200 when Redis answers, 503 saying why when it does not."""
+    """``GET /readyz``: 200 when Redis answers, 503 when it does not. The endpoint is public:
+    the client sees only the kind of failure, the server log has the details (Redis's address)."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             await request.app[BROKER].ping()
     except (TimeoutError, RedisError, OSError) as e:
-        reason = str(e) or type(e).__name__
+        logger.warning("readiness check: Redis unreachable (%s)", str(e)[:200] or type(e).__name__)
         return json_response(
             {
                 "status": "unavailable",
@@ -33,7 +36,7 @@ async def readyz(request: web.Request) -> web.Response:
                 "error": {
                     "code": "redis_unavailable",
                     "message": REDIS_DOWN_MESSAGE,
-                    "details": {"reason": reason[:200]},
+                    "details": {"reason": type(e).__name__},
                 },
             },
             status=503,

@@ -16,6 +16,7 @@ from web import params
 from web.responses import ApiError, json_response
 from web.schemas import EnqueueRequest, parse_enqueue
 from web.state import CLIENT, METRICS, SCHEMAS, SETTINGS
+from web.tracebacks import scrub_record
 
 MAX_WAIT_S = 60.0
 
@@ -26,9 +27,9 @@ def links(job_id: str) -> dict[str, str]:
     return {"self": base, "result": f"{base}/result", "events": f"{base}/events", "abort": f"{base}/abort"}
 
 
-def job_body(rec: JobRecord) -> dict[str, Any]:
-    """A job record as the API shows it."""
-    return {**rec.as_dict(), "links": links(rec.job_id)}
+def job_body(rec: JobRecord, *, full_paths: bool = False) -> dict[str, Any]:
+    """A job record as the API shows it (traceback paths relative unless ``full_paths``)."""
+    return {**scrub_record(rec.as_dict(), full_paths=full_paths), "links": links(rec.job_id)}
 
 
 async def enqueue(request: web.Request) -> web.Response:
@@ -107,7 +108,7 @@ async def get_job(request: web.Request) -> web.Response:
             f"job {rec.job_id} not found (never enqueued, or its result expired)",
             {"job_id": rec.job_id},
         )
-    return json_response(job_body(rec))
+    return json_response(job_body(rec, full_paths=request.app[SETTINGS].show_traceback_paths))
 
 
 async def get_result(request: web.Request) -> web.Response:
@@ -123,7 +124,8 @@ async def get_result(request: web.Request) -> web.Response:
     rec = await handle.info()
     if rec.status is JobStatus.NOT_FOUND:  # result() raised JobNotFound unless it expired meanwhile
         raise ApiError(404, "job_not_found", f"job {rec.job_id} not found", {"job_id": rec.job_id})
-    return json_response(job_body(rec), status=200 if rec.status.finished else 202)
+    full_paths = request.app[SETTINGS].show_traceback_paths
+    return json_response(job_body(rec, full_paths=full_paths), status=200 if rec.status.finished else 202)
 
 
 async def abort(request: web.Request) -> web.Response:

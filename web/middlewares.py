@@ -1,9 +1,11 @@
-"""The app's middlewares: errors to the JSON error shape (never a traceback), bearer-token
-auth, the request-body limit, and request metrics."""
+"""The app's middlewares: errors to the JSON error shape (never a traceback), the ``Host``
+check (DNS rebinding), bearer-token auth, the cross-site request guard, the request-body
+limit, and request metrics."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +36,12 @@ REDIS_DOWN_MESSAGE = "Redis is unreachable; the request was not carried out. Ret
 # paths anyone may read: liveness, readiness, and the dashboard shell (it holds no data)
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/dashboard/")
 PUBLIC_EXACT = frozenset({"/", "/favicon.ico"})
+# probes may address the server by any name (a pod IP); these answer nothing worth rebinding for
+HEALTH_PREFIXES = ("/healthz", "/readyz")
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# a header no cross-site page can send without a CORS preflight, which this server never grants
+CSRF_HEADER = "X-Asyncjobs-Request"
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -42,6 +50,7 @@ HTTP_CODES = {
     405: "method_not_allowed",
     413: "body_too_large",
     415: "unsupported_media_type",
+    421: "misdirected_request",
 }
 
 
@@ -91,6 +100,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(status, code, message, details)
 
 
+def bearer_matches(request: web.Request, expected: bytes) -> bool:
+    """True if the request sends ``Authorization: Bearer <expected>``; the scheme name is
+    case-insensitive (RFC 7235), the token is compared in constant time."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
 def auth_middleware(token: str | None) -> Any:
     """Require ``Authorization: Bearer <token>`` on everything but the public paths."""
     expected = token.encode() if token else None
@@ -99,8 +115,7 @@ def auth_middleware(token: str | None) -> Any:
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if expected is None or request.path in PUBLIC_EXACT or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        if not bearer_matches(request, expected):
             raise ApiError(
                 401,
                 "unauthorized",
@@ -151,3 +166,84 @@ def metrics_middleware(observe: Callable[[str, str, int, float], None]) -> Any:
             observe(request.method, template, status, time.perf_counter() - start)
 
     return metrics
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header, lower-cased, without port or trailing dot."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header.partition("]")[0] + "]"
+    name, _, port = header.rpartition(":")
+    return (name if name and port.isdigit() else header).rstrip(".")
+
+
+def host_middleware(token: str | None, allowed: tuple[str, ...]) -> Any:
+    """Serve only requests addressed to this server by a name it was told about.
+
+    Without a token, a web page on another site could make the browser send requests here
+    through a DNS name that resolves to 127.0.0.1 (DNS rebinding): only loopback names and
+    ``allowed`` pass then. With a token, ``allowed`` (when set) still applies.
+    """
+    names = frozenset(h.strip().lower().rstrip(".") for h in allowed)
+    check = "*" not in names and (bool(names) or not token)
+
+    @web.middleware
+    async def host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Host")
+        if check and header is not None and not request.path.startswith(HEALTH_PREFIXES):
+            name = host_name(header)
+            if not (is_loopback(name) or name in names):
+                raise ApiError(
+                    421,
+                    "misdirected_request",
+                    f"this server does not answer to the host name {name[:80]!r}: list it in ASYNCJOBS_ALLOWED_HOSTS",
+                    {"host": name[:80]},
+                )
+        return await handler(request)
+
+    return host_check
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+@web.middleware
+async def unsafe_request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A state-changing ``/api/`` request must be one that a page on another site cannot
+    forge: a JSON body, or (without a body) the ``X-Asyncjobs-Request`` or ``Authorization``
+    header. Each of these needs a CORS preflight, which this server never grants."""
+    unrouted = request.match_info.http_exception is not None  # 404/405 answer first
+    if request.method not in UNSAFE_METHODS or not request.path.startswith("/api/") or unrouted:
+        return await handler(request)
+    content_type = request.headers.get("Content-Type", "")
+    if _is_json(content_type):
+        return await handler(request)
+    has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
+    if not has_body and (CSRF_HEADER in request.headers or "Authorization" in request.headers):
+        return await handler(request)
+    shown = content_type[:80] or "none"
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"send the request body as JSON with 'Content-Type: application/json' (got {shown!r}); "
+        f"a request without a body may send the '{CSRF_HEADER}: 1' header instead",
+        {"content_type": content_type[:80] or None},
+    )
+
+
+async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: name no software versions (aiohttp adds ``Python/x aiohttp/y``
+    only when the header is missing)."""
+    response.headers["Server"] = "asyncjobs"

@@ -37,6 +37,7 @@ def errors(*statuses: int) -> dict[str, Any]:
         404: "not found",
         409: "conflict",
         413: "request body too large",
+        415: "not JSON: a state-changing request carries a JSON body or, without one, its header",
         422: "invalid input",
         503: "Redis unreachable",
     }
@@ -51,6 +52,10 @@ DASHBOARD_HEADER = {
     "description": "proves the request comes from a page of this site",
     "schema": {"const": "1"},
 }
+
+
+# the dashboard reads query numbers of at most 15 digits
+MAX_QUERY_NUMBER = 10**15 - 1
 
 
 def number(name: str, low: float, high: float | None, integer: bool = False) -> dict[str, Any]:
@@ -222,8 +227,8 @@ DASHBOARD_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             text("queue"),
             text("function"),
             text("q", description="text to look for"),
-            _or_empty(number("cursor", 0, None, True), "where the page starts (from next_cursor)"),
-            _or_empty(number("limit", 0, None, True), "page size, taken as 1 to 200"),
+            _or_empty(number("cursor", 0, MAX_QUERY_NUMBER, True), "where the page starts (from next_cursor)"),
+            _or_empty(number("limit", 0, MAX_QUERY_NUMBER, True), "page size, taken as 1 to 200"),
         ],
     ),
     ("GET", "/api/dashboard/cron"): operation(
@@ -259,3 +264,19 @@ DASHBOARD_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         [text("job", pattern=ID_RE.pattern, description="one job's events only")],
     ),
 }
+
+
+def _state_changing(operations: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Every POST may answer 415; one without a body carries the header that proves it is not a
+    cross-site form (``Authorization`` does too, when a token is configured)."""
+    for (method, _), op in operations.items():
+        if method != "POST":
+            continue
+        op["responses"].setdefault("415", errors(415)["415"])
+        params = op.setdefault("parameters", [])
+        if "requestBody" not in op and DASHBOARD_HEADER not in params:
+            params.append(DASHBOARD_HEADER)
+
+
+_state_changing(OPERATIONS)
+_state_changing(DASHBOARD_OPERATIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -10,6 +11,10 @@ from aiohttp import web
 from asyncjobs.client import check_job_id
 from asyncjobs.errors import ConfigError
 from web.responses import ApiError
+from web.state import SETTINGS
+
+# deeper JSON is refused: no job needs it, and orjson cannot encode past 255 levels
+MAX_JSON_DEPTH = 64
 
 
 def job_id(request: web.Request) -> str:
@@ -42,9 +47,43 @@ def number(request: web.Request, name: str, default: float, low: float, high: fl
 
 
 async def json_body(request: web.Request) -> Any:
-    """The request body parsed as JSON; 400 if it is not JSON (413 if it is too large)."""
-    raw = await request.read()
+    """The request body parsed as JSON; 400 if it is not JSON or nests deeper than
+    :data:`MAX_JSON_DEPTH`, 408 if it does not arrive in time (413 if it is too large)."""
+    limit = request.app[SETTINGS].body_timeout
     try:
-        return orjson.loads(raw)
+        async with asyncio.timeout(limit):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within {limit:g} s (ASYNCJOBS_BODY_TIMEOUT)",
+            {"limit": limit},
+        ) from None
+    try:
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {e}", None) from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise ApiError(
+            400,
+            "json_too_deep",
+            f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+            {"max_depth": MAX_JSON_DEPTH},
+        )
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True if ``value`` nests containers more than ``limit`` levels deep (iterative: no
+    recursion limit to hit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

@@ -18,6 +18,7 @@ from asyncjobs.config import Settings, redis_location
 from asyncjobs.connections import create_broker
 from asyncjobs.registry import Registry
 from web.app import check_bind, create_app
+from web.serving import serve
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def run_web(settings: Settings, registry: Registry, host: str, port: int) -> Non
     check_bind(host, settings)
     app = create_app(settings, registry)
     logger.info("serving the API for Redis at %s", redis_location(settings.redis_url))
-    web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
+    serve(app, host, port, settings, _printer(host, port))
 
 
 def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_url: str, host: str, port: int) -> None:
@@ -50,7 +51,7 @@ def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_
     app.on_startup.append(_say_why_it_stops)
     app.cleanup_ctx.append(_worker_context(worker_settings, redis_url))
     app.on_cleanup.append(lambda _: broker.aclose(close_connection_pool=True))
-    web.run_app(app, host=host, port=port, print=_printer(host, port), access_log=None)
+    serve(app, host, port, settings, _printer(host, port))
 
 
 def _worker_context(worker_settings: Any, redis_url: str) -> Any:
@@ -118,7 +119,7 @@ def _report_worker_exit(task: Any) -> None:
 
 
 def _printer(host: str, port: int) -> Any:
-    def show(_: str) -> None:
+    def show() -> None:
         shown = f"[{host}]" if ":" in host else host
         print(f"asyncjobs: listening on http://{shown}:{port} (API: /api/openapi.json)", flush=True)
 

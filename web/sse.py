@@ -28,7 +28,8 @@ from asyncjobs.client import JobHandle
 from asyncjobs.records import JobStatus
 from web import params
 from web.responses import ApiError, dumps
-from web.state import CLIENT, SSE_PING_S, SSE_STREAMS
+from web.state import CLIENT, SETTINGS, SSE_PING_S, SSE_STREAMS
+from web.tracebacks import scrub_record
 
 SWEEP_S = 1.0  # how often the sweeper looks for streams whose client went away
 HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
@@ -88,7 +89,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     if rec.status is JobStatus.NOT_FOUND:
         raise ApiError(404, "job_not_found", f"job {rec.job_id} not found", {"job_id": rec.job_id})
     async with open_stream(request, asyncio.Queue()) as stream:
-        await stream.send("state", rec.as_dict())
+        await stream.send("state", scrub_record(rec.as_dict(), full_paths=request.app[SETTINGS].show_traceback_paths))
         await follow_job(stream, handle, stream.send)
     return stream.response
 

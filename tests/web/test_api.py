@@ -9,6 +9,8 @@ from web.app import BROKER, CLIENT, HUB, create_app
 from web.openapi import OPERATIONS
 from web.routes import ROUTES
 
+CSRF = {"X-Asyncjobs-Request": "1"}  # a body-less POST proves it is not a cross-site form
+
 
 async def enqueue(api: Any, body: dict[str, Any], status: int = 202) -> dict[str, Any]:
     r = await api.post("/api/jobs", json=body)
@@ -101,13 +103,13 @@ async def test_failed_job_result(aiohttp_client: Any, run_worker: Any, memory_ur
 async def test_abort_queued_job_then_conflict_after_finish(make_api: Any, run_worker: Any, memory_url: str) -> None:
     api = await make_api()
     job = await enqueue(api, {"function": "count_words", "args": ["a"]})
-    r = await api.post(f"/api/jobs/{job['job_id']}/abort")
+    r = await api.post(f"/api/jobs/{job['job_id']}/abort", headers=CSRF)
     assert r.status == 200 and (await r.json())["aborted"] is True
     assert (await (await api.get(f"/api/jobs/{job['job_id']}")).json())["status"] == "aborted"
     await run_worker(memory_url)
     done = await enqueue(api, {"function": "count_words", "args": ["a"]})
     assert (await api.get(f"/api/jobs/{done['job_id']}/result?timeout=10")).status == 200
-    r = await api.post(f"/api/jobs/{done['job_id']}/abort")
+    r = await api.post(f"/api/jobs/{done['job_id']}/abort", headers=CSRF)
     assert r.status == 409 and (await r.json())["error"]["code"] == "already_finished"
 
 
@@ -140,12 +142,12 @@ async def test_dead_letters_list_and_retry(api: Any) -> None:
     )
     page = await (await api.get("/api/dead?limit=10")).json()
     assert page["total"] == 1 and page["items"][0]["job_id"] == "dead-1"
-    r = await api.post("/api/dead/dead-1/retry")
+    r = await api.post("/api/dead/dead-1/retry", headers=CSRF)
     assert r.status == 202
     r = await api.get("/api/jobs/dead-1/result?timeout=10")
     assert (await r.json())["result"] == 2
     assert (await (await api.get("/api/dead")).json())["total"] == 0
-    r = await api.post("/api/dead/dead-1/retry")
+    r = await api.post("/api/dead/dead-1/retry", headers=CSRF)
     assert r.status == 404 and (await r.json())["error"]["code"] == "dead_letter_not_found"
 
 
@@ -199,6 +201,6 @@ async def test_job_on_a_queue_the_app_does_not_serve_is_found_and_aborted(make_a
     body = await r.json()
     assert r.status == 200, body
     assert (body["status"], body["queue"]) == ("queued", "high")
-    r = await api.post("/api/jobs/api-high/abort")
+    r = await api.post("/api/jobs/api-high/abort", headers=CSRF)
     body = await r.json()
     assert (r.status, body["aborted"], body["status"]) == (200, True, "aborted"), body

@@ -215,3 +215,17 @@ def test_screenshots_go_to_an_ignored_folder_not_docs() -> None:
     ignored = subprocess.run(["git", "check-ignore", "-q", str(SHOTS / "dashboard-job.png")], cwd=ROOT)
     assert ignored.returncode == 0, f"{SHOTS} is not ignored by git"
     assert "\nscreenshots:" in (ROOT / "Makefile").read_text()
+
+
+def test_badge_shows_degraded_while_redis_is_down(page: Any, spawn: Any, env: dict[str, str], own_redis: Any) -> None:
+    """The event stream stays open while Redis is down; the badge must not say "live" then."""
+    port = free_port()
+    start_web(spawn, port, {**env, "REDIS_URL": own_redis.url})
+    page.goto(f"http://127.0.0.1:{port}/#/")
+    conn = page.locator("#conn")
+    expect(conn).to_have_attribute("data-state", "live")
+    own_redis.stop()
+    expect(conn).to_have_attribute("data-state", "degraded", timeout=15_000)
+    expect(conn).to_have_text("degraded")
+    own_redis.start()  # the page keeps checking and comes back by itself
+    expect(conn).to_have_attribute("data-state", "live", timeout=15_000)

@@ -59,7 +59,7 @@ async def test_cross_site_posts_are_refused(make_api: Any) -> None:
     )
     assert forged.status == 403
     assert (await client.post("/api/dashboard/dead/purge", headers={"Origin": "https://evil.example"})).status == 403
-    assert (await client.post("/api/dashboard/dead/purge")).status == 403  # no CSRF header
+    assert (await client.post("/api/dashboard/dead/purge")).status == 415  # no JSON body, no CSRF header
     ok = await client.post("/api/dashboard/dead/purge", headers=CSRF)
     assert ok.status == 200
     assert (await ok.json()) == {"purged": 0}

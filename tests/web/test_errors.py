@@ -42,7 +42,7 @@ async def test_404_unknown_job(make_api: Any) -> None:
         assert r.status == 404, path
         code, message = error_of(await r.json())
         assert code == "job_not_found" and "missing-1" in message
-    r = await api.post("/api/jobs/missing-1/abort")
+    r = await api.post("/api/jobs/missing-1/abort", headers={"X-Asyncjobs-Request": "1"})
     assert r.status == 404
 
 

@@ -33,7 +33,7 @@ def error_of(body: dict[str, Any]) -> tuple[str, str]:
 class Server:
     """A real ``asyncjobs`` subprocess serving HTTP on a free loopback port."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], **popen: Any) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -42,6 +42,7 @@ class Server:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            **popen,
         )
 
     async def wait_ready(self, timeout: float = 20.0) -> None:
