@@ -42,21 +42,40 @@ def free_port() -> int:
 
 class RedisServer:
     """A redis-server process of its own, in ``directory``; AOF on by default (as in
-    docker-compose.yml). ``stop()`` then ``start()`` restarts it on the same port."""
+    docker-compose.yml). ``stop()`` then ``start()`` restarts it on the same port.
+
+    ``databases``: how many logical databases it has (Redis's default: 16); tests that share
+    one server can each take a database of their own (:meth:`url_of`)."""
 
     def __init__(
-        self, directory: Path | str, *, password: str | None = None, port: int | None = None, appendonly: bool = True
+        self,
+        directory: Path | str,
+        *,
+        password: str | None = None,
+        port: int | None = None,
+        appendonly: bool = True,
+        databases: int = 16,
     ) -> None:
         self.dir = Path(directory)
         self.port = port or free_port()
         self.password = password
         self.appendonly = appendonly
+        self.databases = databases
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The URL of database 0."""
+        return self.url_of(0)
+
+    def url_of(self, db: int) -> str:
+        """The URL of database ``db`` (0 to ``databases - 1``)."""
+        if not 0 <= db < self.databases:
+            raise ValueError(
+                f"database {db} is out of range: this server has {self.databases} (0 to {self.databases - 1})"
+            )
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start it and return once it answers PING."""
@@ -65,7 +84,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
-        args += ["--daemonize", "no", "--loglevel", "warning"]
+        args += ["--daemonize", "no", "--loglevel", "warning", "--databases", str(self.databases)]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -86,7 +105,7 @@ class RedisServer:
         self.proc = None
 
     def flush(self) -> None:
-        """Delete every key."""
+        """Delete every key, in every database."""
         redis.Redis(port=self.port, password=self.password).flushall()
 
 
