@@ -73,6 +73,7 @@ def web_url(installed: Path, tmp_path: Path, redis_url: str) -> Iterator[str]:
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCJOBS_", "PYTHON", "VIRTUAL_ENV"))}
     env["REDIS_URL"] = redis_url
+    env["ASYNCJOBS_EXAMPLES"] = "1"  # the test enqueues an example job, served only when asked
     port = free_port()
     proc = subprocess.Popen(
         [str(installed / "asyncjobs"), "web", "--port", str(port)],
