@@ -30,6 +30,10 @@ def shielded(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     return asyncio.shield(task)
 
 
+def _nothing() -> None:
+    pass
+
+
 def _note_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.debug("finishing a job failed: %r", task.exception())
@@ -38,11 +42,14 @@ def _note_error(task: asyncio.Future[Any]) -> None:
 class Finisher:
     """Collects finished jobs and writes them in batches, one round trip per batch."""
 
-    def __init__(self, redis: Any, release: Callable[[str], None] = lambda job_id: None) -> None:
+    def __init__(self, redis: Any, release: Callable[[str], Callable[[], None]] = lambda job_id: _nothing) -> None:
         self._script = redis.register_script(scripts.FINISH)
-        self._release = release  # stops a job's lease renewal before its finish is sent
+        # stops a job's lease renewal once its finish is written (or failed): until then its
+        # lease is kept, so a finish held up by a Redis outage does not let it lapse
+        self._release = release
         self._head = [keys.in_progress(""), keys.job(""), keys.retry(""), keys.result(""), keys.events("")]
         self._argv: list[Any] = []
+        self._releases: list[Callable[[], None]] = []
         self._targets: dict[tuple[str, str], int] = {}  # (stats hash, outcome) -> index, per batch
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +69,6 @@ class Finisher:
     ) -> None:
         """Queue one job's finish for the next batch and wait until it is written. ``count``:
         (stats hash, outcome) to count the job in."""
-        self._release(job_id)
         keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
         target = "" if count is None else self._targets.setdefault(count, len(self._targets) + 1)
         self._argv += [
@@ -76,6 +82,7 @@ class Finisher:
             event or "",
             target,
         ]
+        self._releases.append(self._release(job_id))
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._waiters.append(fut)
@@ -87,8 +94,8 @@ class Finisher:
         try:
             await asyncio.sleep(0)  # let the jobs ending in this loop turn join the batch
             while self._waiters:
-                argv, waiters, targets = self._argv, self._waiters, self._targets
-                self._argv, self._waiters, self._targets = [], [], {}
+                argv, waiters, targets, releases = self._argv, self._waiters, self._targets, self._releases
+                self._argv, self._waiters, self._targets, self._releases = [], [], {}, []
                 head = [*self._head, len(targets)]
                 for stats_key, outcome in targets:  # in index order (dicts keep insertion order)
                     head += [stats_key, outcome]
@@ -102,6 +109,9 @@ class Finisher:
                         raise
                     # the waiters have the error; nobody awaits this task, so it must not end
                     # with it too (asyncio would log "Task exception was never retrieved")
+                finally:
+                    for release in releases:
+                        release()
                 for w in waiters:
                     if not w.done():
                         w.set_result(None)

@@ -3,10 +3,10 @@
 A job that blocks the event loop (``time.sleep`` or CPU work inside ``async def``) must not
 stop its worker's leases from being renewed, or another worker takes the job while it still
 runs. So the leases of a worker's running jobs are renewed by a thread with its own
-synchronous Redis connection: one ``scripts.RENEW`` call per tick for all of them. The finish
-path takes a job out of the renewed set before it finishes the job, and RENEW only extends a
-marker that still exists and holds this worker's id, so a renewal racing with a finish never
-brings a finished job's lease back.
+synchronous Redis connection: one ``scripts.RENEW`` call per tick for all of them. A job stays
+in the renewed set until its finish is written (a finish held up by a Redis outage keeps its
+lease), and RENEW only extends a marker that still exists and holds this worker's id, so a
+renewal racing with a finish never brings a finished job's lease back.
 
 The same thread watches the event loop: if the loop has not run a callback for
 ``BLOCKED_WARN_S`` seconds it logs a warning naming the job whose code is running.
@@ -19,6 +19,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -96,9 +97,22 @@ class LeaseKeeper:
             self._jobs[job_id] = (queue_key, task)
 
     def discard(self, job_id: str) -> None:
-        """Stop renewing ``job_id`` (called before its finish is sent)."""
+        """Stop renewing ``job_id``."""
         with self._lock:
             self._jobs.pop(job_id, None)
+
+    def releaser(self, job_id: str) -> Callable[[], None]:
+        """A callable that stops renewing ``job_id``'s current run, to call once its finish is
+        written; a later run of the same id (a retry taken again meanwhile) is left renewed."""
+        with self._lock:
+            entry = self._jobs.get(job_id)
+
+        def release() -> None:
+            with self._lock:
+                if self._jobs.get(job_id) is entry:
+                    self._jobs.pop(job_id, None)
+
+        return release
 
     def start(self, pool: Any, owner: str) -> None:
         """Start the thread; ``owner`` is the value this worker's in-progress markers hold."""

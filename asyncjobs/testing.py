@@ -42,7 +42,10 @@ def free_port() -> int:
 
 class RedisServer:
     """A redis-server process of its own, in ``directory``; AOF on by default (as in
-    docker-compose.yml). ``stop()`` then ``start()`` restarts it on the same port."""
+    docker-compose.yml). ``stop()`` then ``start()`` restarts it on the same port.
+
+    ``databases``: how many logical databases it has (Redis's default: 16); tests that share
+    one server can each take a database of their own (:meth:`url_of`)."""
 
     def __init__(
         self,
@@ -52,18 +55,29 @@ class RedisServer:
         port: int | None = None,
         appendonly: bool = True,
         replica_of: int | None = None,
+        databases: int = 16,
     ) -> None:
         self.dir = Path(directory)
         self.port = port or free_port()
         self.password = password
         self.appendonly = appendonly
         self.replica_of = replica_of  # the loopback port of the primary this one replicates
+        self.databases = databases
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The URL of database 0."""
+        return self.url_of(0)
+
+    def url_of(self, db: int) -> str:
+        """The URL of database ``db`` (0 to ``databases - 1``)."""
+        if not 0 <= db < self.databases:
+            raise ValueError(
+                f"database {db} is out of range: this server has {self.databases} (0 to {self.databases - 1})"
+            )
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start it and return once it answers PING."""
@@ -73,6 +87,7 @@ class RedisServer:
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
         args += ["--daemonize", "no", "--loglevel", "warning", "--repl-diskless-sync-delay", "0"]
+        args += ["--databases", str(self.databases)]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         if self.replica_of is not None:
@@ -102,7 +117,7 @@ class RedisServer:
         self.proc = None
 
     def flush(self) -> None:
-        """Delete every key."""
+        """Delete every key, in every database."""
         redis.Redis(port=self.port, password=self.password).flushall()
 
 

@@ -106,7 +106,7 @@ class Worker(ArqWorker):
         owner = self.housekeeper.worker_id
         label = f"{socket.gethostname()}:{os.getpid()}"
         self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner)
-        self.finisher = Finisher(self.pool, release=self.leases.discard)
+        self.finisher = Finisher(self.pool, release=self.leases.releaser)
         self.leases.start(self.pool, owner)
         self._hub = EventHub(self.pool)
         loop = asyncio.get_running_loop()

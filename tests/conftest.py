@@ -1,8 +1,15 @@
 """Fixtures only. Integration tests use a real redis-server started here on a free loopback
-port with its own temp dir (so a test may stop and restart it); unit tests use fakeredis."""
+port with its own temp dir (so a test may stop and restart it); unit tests use fakeredis.
+
+Tests are isolated without flushing anything, so they can run in parallel (``pytest -n auto``):
+each pytest process (an xdist worker) starts its own session server, each test gets a logical
+database of that server no other test has used, and a test that looks at the whole server
+(pub/sub counts, INFO, CLIENT LIST, SCRIPT FLUSH timing) starts a server of its own
+(``private_redis``)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -19,20 +26,35 @@ from asyncjobs.connections import Broker, create_broker
 from asyncjobs.testing import InProcessWorkers, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
+# logical databases of the session server: one per test that asks for ``redis_url`` (database
+# 0 is left to code that takes ``redis_server.url``)
+TEST_DATABASES = 10_000
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    """This pytest process's redis-server (each xdist worker has its own)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), databases=TEST_DATABASES)
     server.start()
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def _fresh_databases() -> Iterator[int]:
+    return itertools.count(1)
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    redis_server.flush()
-    return redis_server.url
+def redis_url(request: pytest.FixtureRequest, redis_server: RedisServer, _fresh_databases: Iterator[int]) -> str:
+    """The URL of an empty database: one of the session server's that no other test has used,
+    or, for a test marked ``own_redis``, database 0 of a server of the test's own."""
+    if request.node.get_closest_marker("own_redis"):
+        return str(request.getfixturevalue("private_redis")().url)
+    db = next(_fresh_databases)
+    if db >= redis_server.databases:
+        pytest.fail(f"more than {db - 1} tests asked for redis_url in one session: raise TEST_DATABASES")
+    return redis_server.url_of(db)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ async def test_concurrent_enqueues_all_land_once(client: Any) -> None:
     assert client.redis._line is not None  # a real Redis broker has the line
 
 
+@pytest.mark.own_redis  # CLIENT KILL acts on the whole server
 async def test_a_killed_connection_is_replaced_and_nothing_is_lost(client: Any) -> None:
     first = await client.enqueue(count_words, "before")
     killed = await client.redis.execute_command("CLIENT", "KILL", "TYPE", "normal")
@@ -52,6 +53,7 @@ async def test_a_reply_lost_after_redis_ran_the_enqueue_is_not_a_duplicate(clien
         await client.enqueue(count_words.options(job_id=handle.id), "again")
 
 
+@pytest.mark.own_redis  # SCRIPT FLUSH acts on the whole server
 async def test_a_flushed_script_is_loaded_again(client: Any) -> None:
     await client.enqueue(count_words, "one")
     await client.redis.script_flush()
@@ -59,6 +61,7 @@ async def test_a_flushed_script_is_loaded_again(client: Any) -> None:
     assert await handle.status() == "queued"
 
 
+@pytest.mark.own_redis  # CLIENT PAUSE acts on the whole server
 async def test_a_cancelled_enqueue_leaves_no_stale_reply(client: Any) -> None:
     taken = await client.enqueue(count_words.options(job_id="taken"), "x")
     # hold every command for a moment, so the next enqueue is cancelled while it waits for its reply
@@ -76,6 +79,7 @@ async def test_a_cancelled_enqueue_leaves_no_stale_reply(client: Any) -> None:
         await client.enqueue(count_words.options(job_id=taken.id), "x")
 
 
+@pytest.mark.own_redis  # SCRIPT FLUSH acts on the whole server
 async def test_a_batch_on_the_line_survives_a_flushed_script_and_reports_taken_ids(client: Any) -> None:
     taken = await client.enqueue(count_words.options(job_id="taken-in-batch"), "x")
     await client.redis.script_flush()

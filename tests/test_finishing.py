@@ -11,6 +11,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from asyncjobs.finishing import Finisher, shielded
+from asyncjobs.leases import LeaseKeeper
 
 
 class FailingRedis:
@@ -66,3 +67,37 @@ async def test_a_shielded_finish_that_fails_after_its_job_was_cancelled_is_not_l
             await asyncio.sleep(0)
 
     assert await unretrieved_errors(run) == []
+
+
+class HeldRedis:
+    """Only what Finisher needs: a registered script whose calls wait until ``go`` is set (a
+    finish held up, as by a Redis outage)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.calls = 0
+
+    def register_script(self, source: str) -> Any:
+        async def call(**_: Any) -> Any:
+            self.calls += 1
+            await self.go.wait()
+
+        return call
+
+
+async def test_a_job_keeps_its_lease_renewed_until_its_finish_is_written() -> None:
+    keeper = LeaseKeeper(lease_s=2.0)
+    redis = HeldRedis()
+    finisher = Finisher(redis, release=keeper.releaser)
+    keeper.add("done-1", "q")
+    keeper.add("retried-1", "q")
+    finishing = asyncio.gather(
+        finisher.finish("done-1", "q", done=True), finisher.finish("retried-1", "q", done=False, retry_score=1)
+    )
+    while not redis.calls:
+        await asyncio.sleep(0)
+    assert sorted(keeper._running_ids()) == ["done-1", "retried-1"]  # still renewed while the finish waits
+    keeper.add("retried-1", "q")  # the retry taken again by this worker meanwhile: a new run
+    redis.go.set()
+    await asyncio.wait_for(finishing, 5)
+    assert keeper._running_ids() == ["retried-1"]  # the new run stays renewed

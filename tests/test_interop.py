@@ -95,6 +95,7 @@ async def test_our_client_awaits_a_job_run_by_plain_arq(client, plain_arq_worker
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.own_redis  # SCRIPT FLUSH and INFO commandstats concern the whole server
 async def test_plain_arq_start_indexes_jobs_in_its_one_round_trip(client, plain_arq_worker):
     """The runtime's start hook indexes the job inside its pipeline, loading the script after a
     SCRIPT FLUSH, and never asks SCRIPT EXISTS (what a Script object in a pipeline would do)."""
