@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,42 +24,12 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.server import free_port, start_server, wait_ready  # noqa: E402
+
 BODY = '{"function": "count_words", "args": ["the quick brown fox"]}'
 WRK_LUA = f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\nwrk.headers["Content-Type"] = "application/json"\n'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(port: int, redis_url: str | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_") and k != "REDIS_URL"}
-    env["PYTHONPATH"] = str(ROOT)
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return subprocess.Popen(
-        [sys.executable, "-m", "asyncjobs", "dev", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as s:
-        while time.monotonic() < deadline:
-            try:
-                async with s.get(base + "/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise SystemExit("server did not start")
 
 
 def wrk_rate(base: str, seconds: int, connections: int) -> tuple[str, float]:
@@ -128,7 +97,7 @@ def main() -> None:
     a = p.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(port, a.redis_url)
+    server = start_server("dev", port, a.redis_url)
     try:
         asyncio.run(wait_ready(base))
         lat = asyncio.run(latency(base, 50))  # warm-up

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,34 +25,7 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.server import PrivateRedis, free_port  # noqa: E402
-
-
-def start_server(port: int, redis_url: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_") and k != "REDIS_URL"}
-    env["PYTHONPATH"] = str(ROOT)
-    env["REDIS_URL"] = redis_url
-    return subprocess.Popen(
-        [sys.executable, "-m", "asyncjobs", "web", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as s:
-        while time.monotonic() < deadline:
-            try:
-                async with s.get(base + "/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise SystemExit("server did not start")
+from bench.server import PrivateRedis, free_port, start_server, wait_ready  # noqa: E402
 
 
 async def enqueue(redis_url: str, n: int) -> list[str]:
@@ -130,7 +101,7 @@ def main() -> None:
     args = p.parse_args()
     with PrivateRedis() as redis_url:
         port = free_port()
-        server = start_server(port, redis_url)
+        server = start_server("web", port, redis_url)
         try:
             asyncio.run(run(redis_url, f"http://127.0.0.1:{port}", psutil.Process(server.pid), args))
         finally:
