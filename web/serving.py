@@ -75,15 +75,27 @@ class ConnectionCap:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.server: web.Server | None = None  # set once the runner has made it
+        self.server: web.Server | None = None  # set by attach() once the runner has made it
         # handlers made but not yet connected: the event loop accepts a burst of connections
-        # before any of them reaches ``server.connections``
+        # before any of them reaches ``server.connections``; one leaves as it connects (see
+        # :meth:`attach`), since one that connects and is gone by the next call looks unconnected
         self.pending: dict[web.RequestHandler, float] = {}
         # (aiohttp's handlers take no weak references: both sets are pruned to the open ones)
         self.served: set[web.RequestHandler] = set()  # sent a complete request
         self.evicted: set[web.RequestHandler] = set()  # closed to make room, not gone yet
         self.refused = RateLimitedLog("refusing connections: %d open, the limit is %d (ASYNCJOBS_MAX_CONNECTIONS)")
         self.cut = RateLimitedLog("closing connections that sent no request to make room: %d open, the limit is %d")
+
+    def attach(self, server: web.Server) -> None:
+        """Serve with ``server``'s handlers, learning from it when each one connects."""
+        self.server = server
+        made = server.connection_made
+
+        def connection_made(handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+            self.pending.pop(handler, None)
+            made(handler, transport)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -96,7 +108,7 @@ class ConnectionCap:
         assert self.server is not None
         now = time.monotonic()
         for handler, made in list(self.pending.items()):
-            if handler.transport is not None or now - made > PENDING_S:
+            if now - made > PENDING_S:  # its connection failed before it was made
                 del self.pending[handler]
         everyone = self.server.connections
         self.served.intersection_update(everyone)
@@ -200,7 +212,8 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings,
     await runner.setup()
     listener = None
     try:
-        cap.server = runner.server
+        assert runner.server is not None  # made by setup()
+        cap.attach(runner.server)
         loop = asyncio.get_running_loop()
         accept_error_handler(loop)
         listener = await loop.create_server(cap, host, port, backlog=BACKLOG, reuse_address=True)

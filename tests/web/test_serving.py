@@ -120,6 +120,23 @@ async def test_connection_limit_evicts_silent_clients_then_answers_503(start_ser
         writer.close()
 
 
+async def test_short_lived_connections_do_not_count_against_the_limit(start_server: Any, redis_url: str) -> None:
+    # one request per connection, one connection at a time: never more than one is open, so
+    # none may be refused however many there are (each is gone before the next is accepted)
+    env = {"REDIS_URL": redis_url, "ASYNCJOBS_MAX_CONNECTIONS": "4"}
+    server: Server = start_server("web", env=env)
+    await server.wait_ready()
+    lines = []
+    for _ in range(30):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        lines.append(await first_line(reader, 5))
+        with contextlib.suppress(ConnectionError):  # a 503 may come with a reset
+            await asyncio.wait_for(reader.read(), 5)  # the server closes it
+        writer.close()
+    assert all(line.startswith(b"HTTP/1.1 200") for line in lines), lines
+
+
 def _low_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
