@@ -96,10 +96,13 @@ class LeaseKeeper:
         with self._lock:
             self._jobs[job_id] = (queue_key, task)
 
-    def discard(self, job_id: str) -> None:
-        """Stop renewing ``job_id``."""
+    def discard(self, job_id: str, task: asyncio.Task[Any] | None = None) -> None:
+        """Stop renewing ``job_id`` (with ``task``: only if that task's run is the one renewed,
+        so a later run of the same id, already taken again, keeps its lease)."""
         with self._lock:
-            self._jobs.pop(job_id, None)
+            entry = self._jobs.get(job_id)
+            if entry is not None and (task is None or entry[1] is task):
+                del self._jobs[job_id]
 
     def releaser(self, job_id: str) -> Callable[[], None]:
         """A callable that stops renewing ``job_id``'s current run, to call once its finish is

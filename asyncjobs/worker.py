@@ -149,14 +149,14 @@ class Worker(ArqWorker):
             task = asyncio.get_running_loop().create_task(run_job(self, c))
         finally:
             current_queue.reset(token)
-        task.add_done_callback(lambda _: self._job_done(c.job_id))
+        task.add_done_callback(lambda t: self._job_done(c.job_id, t))
         self.tasks[c.job_id] = task
         self.leases.add(c.job_id, c.queue_key, task)
 
-    def _job_done(self, job_id: str) -> None:
+    def _job_done(self, job_id: str, task: asyncio.Task[Any]) -> None:
         self.job_counter -= 1
         self.running.pop(job_id, None)
-        self.leases.discard(job_id)  # a job task that ended without finishing: let its lease lapse
+        self.leases.discard(job_id, task)  # a job task that ended without finishing: let its lease lapse
         self._wake.set()
 
     def _reap(self) -> None:
