@@ -2,8 +2,8 @@
 
 Each line is an object with the fields of ``POST /api/jobs`` / ``asyncjobs enqueue``:
 ``{"function": ..., "args": [...], "kwargs": {...}, "job_id"?, "queue"?, "defer_by"?,
-"priority"?}``, checked the same way (the registry's argument check, job id, queue, deferral and
-priority rules). The file is read as a stream (``-`` is stdin) and sent in batches, one round
+"defer_until"?, "priority"?}``, checked the same way (the registry's argument check, job id,
+queue, deferral and priority rules). The file is read as a stream (``-`` is stdin) and sent in batches, one round
 trip per batch (:meth:`Client.enqueue_many`). A line that does not fit is reported on stderr with
 its number and the reason, and the rest go on; a job whose id is taken is skipped and counted.
 Exit 1 if any line was rejected.
@@ -18,11 +18,14 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 import orjson
+from arq.utils import timestamp_ms
 
+from asyncjobs.arguments import whole_number
 from asyncjobs.cli_wait import MODES
 from asyncjobs.client import Client, JobCall, call, check_new_job_id, check_queue
 from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
@@ -31,7 +34,7 @@ from asyncjobs.registry import EnqueueOptions, check_defer, to_seconds
 if TYPE_CHECKING:
     from asyncjobs.cli import Ctx
 
-FIELDS = ("function", "args", "kwargs", "job_id", "queue", "defer_by", "priority")
+FIELDS = ("function", "args", "kwargs", "job_id", "queue", "defer_by", "defer_until", "priority")
 
 
 class BadLine(Exception):
@@ -60,10 +63,20 @@ class Tally:
 
 
 def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
-    value = obj.get(name)
+    value = whole_number(obj.get(name)) if kind is int else obj.get(name)
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
         raise BadLine(f"{name} must be {what}, got {truncate(orjson.dumps(value).decode(), 60)}")
     return value
+
+
+def _datetime(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        example = "2030-01-01T12:00:00Z"
+        raise BadLine(f"defer_until {truncate(value, 60)!r} is not an ISO 8601 date-time like {example}") from None
 
 
 def parse_line(raw: bytes, client: Client) -> JobCall:
@@ -85,11 +98,18 @@ def parse_line(raw: bytes, client: Client) -> JobCall:
     job_id = _field(obj, "job_id", str, "a string")
     queue = _field(obj, "queue", str, "a string")
     defer_by = to_seconds(_field(obj, "defer_by", (int, float), "a number of seconds"), "defer_by")
-    priority = _field(obj, "priority", int, "a whole number") or 0
+    defer_until = _datetime(_field(obj, "defer_until", str, "an ISO 8601 date-time string"))
+    if defer_by is not None and defer_until is not None:
+        raise BadLine("give defer_by or defer_until, not both")
+    check_defer(defer_by, defer_until, timestamp_ms())
+    priority = _field(obj, "priority", int, "a whole number from 0 to 9") if "priority" in obj else 0
     options = EnqueueOptions(
-        check_new_job_id(job_id) if job_id else None, check_queue(queue) if queue else None, defer_by, None, priority
+        check_new_job_id(job_id) if job_id else None,
+        check_queue(queue) if queue else None,
+        defer_by,
+        defer_until,
+        priority or 0,
     )
-    check_defer(defer_by, None, 0)
     if client.registry is None:
         return JobCall(function, args, kwargs, options)
     # the function's own defaults (its queue), overridden by the line's; arguments checked once

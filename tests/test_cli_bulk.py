@@ -7,6 +7,7 @@ import asyncio
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,32 @@ def test_usage_errors_exit_2(cli_env, tmp_path):
     assert missing.returncode == 2 and "missing.jsonl" in missing.stderr
     bad_batch = bulk(cli_env, "-", "--batch-size", "0", stdin=b"")
     assert bad_batch.returncode == 2
+
+
+async def test_fields_are_checked_like_enqueue(cli_env, client, tmp_path):
+    ok = {"function": "count_words", "args": ["a"]}
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(
+        lines(
+            {**ok, "job_id": "later", "defer_until": tomorrow},
+            {**ok, "job_id": "urgent", "priority": 9.0, "queue": "default"},
+            {**ok, "priority": 3, "defer_by": 10},  # line 3
+            {**ok, "defer_until": "tomorrow"},  # line 4
+            {**ok, "colour": "red"},  # line 5
+            {**ok, "job_id": "bad id!"},  # line 6
+            {**ok, "defer_by": 10, "defer_until": tomorrow},  # line 7
+            [1, 2],  # line 8
+            {**ok, "priority": True},  # line 9
+        )
+    )
+    done = await asyncio.to_thread(bulk, cli_env, str(path), "--progress", "none")
+    assert done.returncode == 1, done.stderr
+    assert "enqueued 2, duplicates skipped 0, rejected 7 of 9 lines" in done.stdout, done.stdout
+    reasons = dict(re.findall(r"^line (\d+): (.*)$", done.stderr, re.M))
+    assert "priority" in reasons["3"] and "defer" in reasons["3"], reasons
+    assert "ISO 8601" in reasons["4"] and "unknown field(s) colour" in reasons["5"], reasons
+    assert "job id" in reasons["6"] and "not both" in reasons["7"] and "JSON object" in reasons["8"], reasons
+    assert "priority must be a whole number" in reasons["9"], reasons
+    assert (await client.job("later").info()).status.value == "deferred"
+    assert (await client.job("urgent").info()).priority == 9
