@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from asyncjobs.cli_bulk import enqueue_many
 from asyncjobs.cli_wait import MODES, WaitState, follow
 from asyncjobs.errors import (
     AsyncJobsError,
@@ -476,3 +477,6 @@ def worker_health(ctx: Ctx, any_host: bool) -> None:
         click.echo(f"ok: {len(live)} live worker process(es), {running} job(s) running")
 
     run(ctx, go)
+
+
+main.add_command(enqueue_many)

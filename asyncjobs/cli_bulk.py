@@ -1,0 +1,244 @@
+"""``asyncjobs enqueue-many FILE.jsonl``: enqueue one job per line of a JSON Lines file.
+
+Each line is an object with the fields of ``POST /api/jobs`` / ``asyncjobs enqueue``:
+``{"function": ..., "args": [...], "kwargs": {...}, "job_id"?, "queue"?, "defer_by"?,
+"defer_until"?, "priority"?}``, checked the same way (the registry's argument check, job id,
+queue, deferral and priority rules). The file is read as a stream (``-`` is stdin) and sent in batches, one round
+trip per batch (:meth:`Client.enqueue_many`). A line that does not fit is reported on stderr with
+its number and the reason, and the rest go on; a job whose id is taken is skipped and counted.
+Exit 1 if any line was rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+import orjson
+from arq.utils import timestamp_ms
+
+from asyncjobs.arguments import whole_number
+from asyncjobs.cli_wait import MODES
+from asyncjobs.client import Client, JobCall, call, check_new_job_id, check_queue
+from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
+from asyncjobs.registry import EnqueueOptions, check_defer, to_seconds
+
+if TYPE_CHECKING:
+    from asyncjobs.cli import Ctx
+
+FIELDS = ("function", "args", "kwargs", "job_id", "queue", "defer_by", "defer_until", "priority")
+
+
+class BadLine(Exception):
+    """A line that is not a job: the message says why."""
+
+
+@dataclass
+class Tally:
+    lines: int = 0
+    bytes_read: int = 0
+    enqueued: int = 0
+    duplicates: int = 0
+    rejected: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    queues: set[str] = field(default_factory=set)
+
+    @property
+    def rate(self) -> float:
+        return (self.enqueued + self.duplicates) / max(time.perf_counter() - self.started, 1e-9)
+
+    def describe(self) -> str:
+        return (
+            f"{self.lines} lines: {self.enqueued} enqueued, {self.duplicates} duplicates skipped, "
+            f"{len(self.rejected)} rejected ({self.rate:,.0f} jobs/s)"
+        )
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = whole_number(obj.get(name)) if kind is int else obj.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise BadLine(f"{name} must be {what}, got {truncate(orjson.dumps(value).decode(), 60)}")
+    return value
+
+
+def _datetime(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        example = "2030-01-01T12:00:00Z"
+        raise BadLine(f"defer_until {truncate(value, 60)!r} is not an ISO 8601 date-time like {example}") from None
+
+
+def parse_line(raw: bytes, client: Client) -> JobCall:
+    """The job a line describes, checked as ``enqueue`` checks it; :class:`BadLine` if it does not fit."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadLine(f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise BadLine('not a JSON object like {"function": "count_words", "args": ["some text"]}')
+    unknown = sorted(set(obj) - set(FIELDS))
+    if unknown:
+        raise BadLine(f"unknown field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}")
+    function = _field(obj, "function", str, "a function name")
+    if not function:
+        raise BadLine("function is missing")
+    args = _field(obj, "args", list, "a JSON list") or []
+    kwargs = _field(obj, "kwargs", dict, "a JSON object") or {}
+    job_id = _field(obj, "job_id", str, "a string")
+    queue = _field(obj, "queue", str, "a string")
+    defer_by = to_seconds(_field(obj, "defer_by", (int, float), "a number of seconds"), "defer_by")
+    defer_until = _datetime(_field(obj, "defer_until", str, "an ISO 8601 date-time string"))
+    if defer_by is not None and defer_until is not None:
+        raise BadLine("give defer_by or defer_until, not both")
+    check_defer(defer_by, defer_until, timestamp_ms())
+    priority = _field(obj, "priority", int, "a whole number from 0 to 9") if "priority" in obj else 0
+    options = EnqueueOptions(
+        check_new_job_id(job_id) if job_id else None,
+        check_queue(queue) if queue else None,
+        defer_by,
+        defer_until,
+        priority or 0,
+    )
+    if client.registry is None:
+        return JobCall(function, args, kwargs, options)
+    # the function's own defaults (its queue), overridden by the line's; arguments checked once
+    c = call(client.registry.get(function), *args, **kwargs)
+    return dataclasses.replace(c, options=c.options.merged(options))
+
+
+def read_jobs(stream: IO[bytes], client: Client, tally: Tally, report: Any) -> Iterator[JobCall]:
+    """The jobs of ``stream``'s lines (blank lines skipped); a bad line goes to ``report``."""
+    for number, raw in enumerate(stream, 1):
+        tally.lines, tally.bytes_read = number, tally.bytes_read + len(raw)
+        if not raw.strip():
+            continue
+        try:
+            yield parse_line(raw, client)
+        except (BadLine, ConfigError, InvalidArguments, UnknownFunction) as e:
+            tally.rejected.append(number)
+            report(f"line {number}: {e}")
+
+
+async def enqueue_stream(
+    client: Client, stream: IO[bytes], tally: Tally, *, batch_size: int, report: Any, shown: Any
+) -> None:
+    """Enqueue ``stream``'s jobs ``batch_size`` at a time, calling ``shown()`` after each batch."""
+    batch: list[JobCall] = []
+
+    async def send() -> None:
+        handles = await client.enqueue_many(batch, batch_size=len(batch))
+        for h in handles:
+            if h is None:
+                tally.duplicates += 1
+            else:
+                tally.enqueued += 1
+                tally.queues.add(h.queue or client.default_queue)
+        batch.clear()
+        shown()
+
+    for c in read_jobs(stream, client, tally, report):
+        batch.append(c)
+        if len(batch) >= batch_size:
+            await send()
+    if batch:
+        await send()
+    shown()
+
+
+async def run_bulk(client: Client, stream: IO[bytes], tally: Tally, *, batch_size: int, mode: str) -> None:
+    """:func:`enqueue_stream` with progress on stderr: a rich bar, a line per batch, or nothing."""
+    if mode != "bar":
+        quiet = mode == "none"
+        await enqueue_stream(
+            client,
+            stream,
+            tally,
+            batch_size=batch_size,
+            report=lambda text: click.echo(text, err=True),
+            shown=lambda: None if quiet else click.echo(tally.describe(), err=True),
+        )
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        # a file's share read so far; stdin or a pipe has no size (the bar pulses)
+        task = bar.add_task(tally.describe(), total=_size(stream))
+        await enqueue_stream(
+            client,
+            stream,
+            tally,
+            batch_size=batch_size,
+            report=lambda text: console.print(text, markup=False, highlight=False),
+            shown=lambda: bar.update(task, completed=tally.bytes_read, description=tally.describe()),
+        )
+
+
+def _size(stream: IO[bytes]) -> int | None:
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def summary(tally: Tally) -> str:
+    seconds = time.perf_counter() - tally.started
+    text = (
+        f"enqueued {tally.enqueued}, duplicates skipped {tally.duplicates}, rejected {len(tally.rejected)} "
+        f"of {tally.lines} lines in {seconds:.1f}s ({tally.rate:,.0f} jobs/s)"
+    )
+    if tally.rejected:
+        shown = ", ".join(map(str, tally.rejected[:20])) + (", ..." if len(tally.rejected) > 20 else "")
+        text += f"\nrejected lines: {shown}"
+    return text
+
+
+@click.command("enqueue-many")
+@click.argument("path", type=click.File("rb"))
+@click.option(
+    "--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="jobs per round trip"
+)
+@click.option(
+    "--progress",
+    "progress_mode",
+    type=click.Choice(MODES),
+    default="bar",
+    show_default=True,
+    help="a live counter, one line per batch (plain), or nothing",
+)
+@click.pass_obj
+def enqueue_many(ctx: Ctx, path: IO[bytes], batch_size: int, progress_mode: str) -> None:
+    """Enqueue one job per line of a JSON Lines file (- for stdin), each line like
+    {"function": ..., "args": [...], "kwargs": {...}, "job_id"?, "queue"?, "defer_by"?,
+    "priority"?}. A bad line is reported with its number and skipped (exit 1)."""
+    from asyncjobs.cli import run
+
+    tally = Tally()
+
+    async def go() -> None:
+        async with ctx.client() as client:
+            await run_bulk(client, path, tally, batch_size=batch_size, mode=progress_mode)
+            for queue in sorted(tally.queues):
+                unserved = await client.unserved(queue)
+                if unserved:
+                    click.echo(f"warning: {unserved}", err=True)
+        click.echo(summary(tally))
+
+    run(ctx, go)
+    if tally.rejected:
+        raise SystemExit(1)
