@@ -4,6 +4,7 @@ stops on close."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -103,3 +104,15 @@ async def test_every_way_a_job_ends_drops_its_lease_and_close_stops_the_thread(c
 
 async def _failed(handle) -> bool:
     return (await handle.status()) is asyncjobs.JobStatus.FAILED
+
+
+async def test_a_job_task_that_ends_drops_only_its_own_runs_lease() -> None:
+    keeper = LeaseKeeper(lease_s=LEASE_S)
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()  # stand-ins for two runs' tasks
+    keeper.add("job-1", "q", first)
+    keeper.add("job-1", "q", second)  # a retry of the same id taken again by this worker
+    keeper.discard("job-1", first)  # the first run's task ends after that
+    assert keeper._running_ids() == ["job-1"]  # the new run is still renewed
+    keeper.discard("job-1", second)
+    assert keeper._running_ids() == []
