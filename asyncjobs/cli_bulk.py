@@ -23,13 +23,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 import orjson
-from arq.utils import timestamp_ms
 
 from asyncjobs.arguments import whole_number
 from asyncjobs.cli_wait import MODES
-from asyncjobs.client import Client, JobCall, call, check_new_job_id, check_queue
+from asyncjobs.client import Client, JobCall, call
 from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
-from asyncjobs.registry import EnqueueOptions, check_defer, to_seconds
+from asyncjobs.registry import EnqueueOptions, to_seconds
 
 if TYPE_CHECKING:
     from asyncjobs.cli import Ctx
@@ -99,17 +98,8 @@ def parse_line(raw: bytes, client: Client) -> JobCall:
     queue = _field(obj, "queue", str, "a string")
     defer_by = to_seconds(_field(obj, "defer_by", (int, float), "a number of seconds"), "defer_by")
     defer_until = _datetime(_field(obj, "defer_until", str, "an ISO 8601 date-time string"))
-    if defer_by is not None and defer_until is not None:
-        raise BadLine("give defer_by or defer_until, not both")
-    check_defer(defer_by, defer_until, timestamp_ms())
     priority = _field(obj, "priority", int, "a whole number from 0 to 9") if "priority" in obj else 0
-    options = EnqueueOptions(
-        check_new_job_id(job_id) if job_id else None,
-        check_queue(queue) if queue else None,
-        defer_by,
-        defer_until,
-        priority or 0,
-    )
+    options = EnqueueOptions(job_id or None, queue or None, defer_by, defer_until, priority or 0)
     if client.registry is None:
         return JobCall(function, args, kwargs, options)
     # the function's own defaults (its queue), overridden by the line's; arguments checked once

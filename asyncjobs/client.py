@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,45 +15,23 @@ import orjson
 from arq.utils import timestamp_ms
 
 from asyncjobs import deadletter, events, keys, scripts
-from asyncjobs.connections import Broker, connect_broker, new_job_id
-from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound, truncate
+from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
+from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
 from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
-from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, check_defer, to_seconds
+from asyncjobs.registry import ID_RE as ID_RE
+from asyncjobs.registry import QUEUE_RE as QUEUE_RE
+from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_seconds
+from asyncjobs.registry import check_job_id as check_job_id
+from asyncjobs.registry import check_new_job_id as check_new_job_id
+from asyncjobs.registry import check_queue as check_queue
 from asyncjobs.serialization import RemoteError, deserialize, serialize
 from asyncjobs.serving import ServedQueues, live_workers
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-
-def check_job_id(job_id: str) -> str:
-    if not isinstance(job_id, str) or not ID_RE.fullmatch(job_id):  # fullmatch: "$" would allow a final "\n"
-        raise ConfigError(f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:-", key="job_id")
-    return job_id
-
-
-def check_new_job_id(job_id: str) -> str:
-    """A valid id a client may enqueue under: not in a namespace the scheduler owns."""
-    check_job_id(job_id)
-    for prefix in keys.RESERVED_ID_PREFIXES:
-        if job_id.startswith(prefix):
-            raise ConfigError(
-                f"job_id {truncate(job_id)!r} is reserved: ids starting with {prefix!r} belong to the cron "
-                "scheduler; pick another job_id",
-                key="job_id",
-            )
-    return job_id
-
-
-def check_queue(name: str) -> str:
-    if not isinstance(name, str) or not QUEUE_RE.fullmatch(name):
-        raise ConfigError(f"queue name {name!r} is not valid: use 1-64 letters, digits and _.-", key="queue")
-    return name
 
 
 class _State(enum.Enum):
@@ -175,7 +152,7 @@ class Client:
         registry that knows it; otherwise (say, a job served by another code base) the
         arguments are sent as given. Raises :class:`DuplicateJob` if the job id is taken.
         """
-        return await self._enqueue_one(call(function, *args, **kwargs))
+        return (await self.enqueue_placed(call(function, *args, **kwargs)))[0]
 
     async def enqueue_call(
         self,
@@ -192,7 +169,7 @@ class Client:
         """Enqueue by name with explicit arguments and options (what the CLI and HTTP API use).
         ``priority`` (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``."""
         options = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
-        return await self._enqueue_one(JobCall(function, args, kwargs or {}, options))
+        return (await self.enqueue_placed(JobCall(function, args, kwargs or {}, options)))[0]
 
     async def enqueue_many(self, calls: Iterable[JobCall], *, batch_size: int = 1000) -> list[JobHandle[Any] | None]:
         """Enqueue many jobs (build each with :func:`asyncjobs.call`), one round trip per batch.
@@ -208,35 +185,36 @@ class Client:
             out.extend(await self._enqueue_calls(batch, strict=False))
         return out
 
-    def _prepare(self, c: JobCall, *, internal: bool = False) -> tuple[str, str, list[str], list[Any]]:
+    def _prepare(self, c: JobCall) -> tuple[str, str, Encoded]:
+        """The call encoded for the enqueue script; its options were checked when built."""
         args, kwargs = c.args, c.kwargs
         if self.registry is not None and not c.checked:
             args, kwargs = self.registry.get(c.function).encode_arguments(args, kwargs)
         o = c.options
-        job_id = (check_job_id if internal else check_new_job_id)(o.job_id) if o.job_id else new_job_id()
-        queue = check_queue(o.queue or c.default_queue or self.default_queue)
-        check_defer(o.defer_by, o.defer_until, timestamp_ms())
-        key_list, argv = self.redis.encode_enqueue(
-            c.function, args, kwargs, job_id, keys.queue(queue), o.defer_until, o.defer_by, None, None, o.priority
+        job_id = o.job_id or new_job_id()
+        queue = o.queue or c.default_queue or self.default_queue
+        return (
+            job_id,
+            queue,
+            self.redis.encode_enqueue(c.function, args, kwargs, o, job_id=job_id, queue_key=keys.queue(queue)),
         )
-        return job_id, queue, key_list, argv
 
-    async def _enqueue_one(self, c: JobCall, *, internal: bool = False) -> JobHandle[Any]:
-        """Enqueue one job in one EVALSHA round trip; :class:`DuplicateJob` if its id is taken.
-        ``internal``: our own re-enqueue (a dead letter's retry), which may use a cron tick's id."""
-        job_id, queue, k, a = self._prepare(c, internal=internal)
-        if not await self.redis.evalsha_enqueue(k, a):
+    async def enqueue_placed(self, c: JobCall) -> tuple[JobHandle[Any], Encoded]:
+        """Enqueue one :class:`JobCall` in one EVALSHA round trip (:class:`DuplicateJob` if its
+        id is taken), with how it was placed: when it was encoded and when it runs."""
+        job_id, queue, enc = self._prepare(c)
+        if not await self.redis.evalsha_enqueue(enc.keys, enc.argv):
             raise DuplicateJob(job_id)
         await self._served.check(self.redis, queue)
-        return JobHandle(self, job_id, queue)
+        return JobHandle(self, job_id, queue), enc
 
     async def _enqueue_calls(self, calls: list[JobCall], *, strict: bool) -> list[Any]:
         prepared = [self._prepare(c) for c in calls]
-        created = await self.redis.evalsha_enqueue_many([(k, a) for _, _, k, a in prepared])
-        for queue in {q for _, q, _, _ in prepared}:
+        created = await self.redis.evalsha_enqueue_many([(e.keys, e.argv) for _, _, e in prepared])
+        for queue in {q for _, q, _ in prepared}:
             await self._served.check(self.redis, queue)
         out: list[Any] = []
-        for (job_id, queue, _, _), ok in zip(prepared, created, strict=True):
+        for (job_id, queue, _), ok in zip(prepared, created, strict=True):
             if not ok and strict:
                 raise DuplicateJob(job_id)
             out.append(JobHandle(self, job_id, queue) if ok else None)
@@ -266,8 +244,8 @@ class Client:
         # taken before the enqueue: a retry that fails again at once is dead-lettered anew
         entry, blob = await deadletter.take(self.redis, job_id)
         try:
-            retry = JobCall(entry.function, entry.args, entry.kwargs, EnqueueOptions(job_id=job_id, queue=entry.queue))
-            return await self._enqueue_one(retry, internal=True)
+            options = EnqueueOptions(job_id=job_id, queue=entry.queue, internal=True)
+            return (await self.enqueue_placed(JobCall(entry.function, entry.args, entry.kwargs, options)))[0]
         except BaseException:
             await deadletter.put_back(self.redis, job_id, blob)
             raise

@@ -9,8 +9,8 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, TypeVar, cast
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, TypeVar, cast
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
@@ -26,8 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from asyncjobs import keys, redis_url, scripts
 from asyncjobs.backoff import RECONNECT
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
-from asyncjobs.errors import BrokerUnavailable, ConfigError, NotReplicated
-from asyncjobs.registry import check_priority, until_ms
+from asyncjobs.errors import BrokerUnavailable, NotReplicated
+from asyncjobs.registry import EnqueueOptions, to_seconds
 from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,16 @@ def validate_url(url: str) -> str:
     (:func:`asyncjobs.redis_url.parse` knows every form and parameter)."""
     redis_url.parse(url)
     return url
+
+
+class Encoded(NamedTuple):
+    """One job's enqueue, ready to send: the script's KEYS and ARGV, when it was encoded and
+    when it runs (the run-at time, not the queue score: a priority's score is earlier)."""
+
+    keys: list[str]
+    argv: list[Any]
+    now_ms: int
+    run_at_ms: int
 
 
 class Broker(ArqRedis):
@@ -75,17 +85,19 @@ class Broker(ArqRedis):
         _job_id: str | None = None,
         _queue_name: str | None = None,
         _defer_until: datetime | None = None,
-        _defer_by: float | int | None = None,
+        _defer_by: float | int | timedelta | None = None,
         _expires: float | int | None = None,
         _job_try: int | None = None,
         **kwargs: Any,
     ) -> Job | None:
         queue_key = _queue_name or self.default_queue_name
+        # arq's own callers (its cron scheduler) use the ids reserved for it
+        options = EnqueueOptions(_job_id, None, to_seconds(_defer_by, "defer_by"), _defer_until, internal=True)
         job_id = _job_id or new_job_id()
-        args_ = self.encode_enqueue(
-            function, args, kwargs, job_id, queue_key, _defer_until, _defer_by, _expires, _job_try
+        enc = self.encode_enqueue(
+            function, args, kwargs, options, job_id=job_id, queue_key=queue_key, expires=_expires, job_try=_job_try
         )
-        if not await self.evalsha_enqueue(*args_):
+        if not await self.evalsha_enqueue(enc.keys, enc.argv):
             return None
         return Job(job_id, redis=self, _queue_name=queue_key, _deserializer=self.job_deserializer)
 
@@ -94,33 +106,21 @@ class Broker(ArqRedis):
         function: str,
         args: Any,
         kwargs: dict[str, Any],
+        options: EnqueueOptions,
+        *,
         job_id: str,
         queue_key: str,
-        defer_until: datetime | None,
-        defer_by: float | int | None,
-        expires: float | int | None,
-        job_try: int | None,
-        priority: int = 0,
-    ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of the enqueue script for one job (no I/O). A ``priority`` (0-9) moves
-        a job that is due now ahead of due jobs of lower priority (:func:`keys.priority_score`)."""
-        if defer_until is not None and defer_by is not None:
-            raise ConfigError("use either defer_until or defer_by, not both")
+        expires: float | int | None = None,
+        job_try: int | None = None,
+    ) -> Encoded:
+        """KEYS and ARGV of the enqueue script for one job (no I/O), placed as ``options`` (checked
+        when they were built) score it at this moment; ``job_id`` and ``queue_key`` resolved."""
         now = timestamp_ms()
-        # a past time means now: a score below now would read as a priority (keys.decode_score)
-        if defer_until is not None:
-            score = max(until_ms(defer_until), now)
-        elif defer_by:
-            score = now + max(to_ms(defer_by), 0)
-        else:
-            score = now
-        if priority:
-            check_priority(priority, deferred=defer_until is not None or defer_by is not None)
-            score = keys.priority_score(now, priority)
-        ttl = to_ms(expires) if expires else max(score - now, 0) + self.expires_extra_ms
+        score, run_at = options.score(now)
+        ttl = to_ms(expires) if expires else run_at - now + self.expires_extra_ms
         queue_name, wake_channel = _queue_names(queue_key)
         payload = serialize({"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name})
-        return [queue_key], [job_id, payload, score, ttl, wake_channel]
+        return Encoded([queue_key], [job_id, payload, score, ttl, wake_channel], now, run_at)
 
     async def evalsha_enqueue(self, key_list: list[str], argv: list[Any]) -> bool:
         """Run the enqueue script for one job: True if it was enqueued, False if its id is taken."""

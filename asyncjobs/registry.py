@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from arq.utils import to_unix_ms
+from arq.utils import timestamp_ms, to_ms, to_unix_ms
 
 from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, UnknownFunction, truncate
-from asyncjobs.keys import PRIORITY_MAX
+from asyncjobs.keys import PRIORITY_MAX, RESERVED_ID_PREFIXES, priority_score
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,6 +25,33 @@ R = TypeVar("R")
 MAX_DEFER_S = 366 * 24 * 3600.0
 
 Seconds = float | int | timedelta
+ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not ID_RE.fullmatch(job_id):  # fullmatch: "$" would allow a final "\n"
+        raise ConfigError(f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:-", key="job_id")
+    return job_id
+
+
+def check_new_job_id(job_id: str) -> str:
+    """A valid id a client may enqueue under: not in a namespace the scheduler owns."""
+    check_job_id(job_id)
+    for prefix in RESERVED_ID_PREFIXES:
+        if job_id.startswith(prefix):
+            raise ConfigError(
+                f"job_id {truncate(job_id)!r} is reserved: ids starting with {prefix!r} belong to the cron "
+                "scheduler; pick another job_id",
+                key="job_id",
+            )
+    return job_id
+
+
+def check_queue(name: str) -> str:
+    if not isinstance(name, str) or not QUEUE_RE.fullmatch(name):
+        raise ConfigError(f"queue name {name!r} is not valid: use 1-64 letters, digits and _.-", key="queue")
+    return name
 
 
 def to_seconds(value: Seconds | None, what: str) -> float | None:
@@ -78,10 +106,11 @@ def check_priority(priority: object, *, deferred: bool = False) -> int:
 
 @dataclass(frozen=True)
 class EnqueueOptions:
-    """How one enqueue places a job; given separately from the job's own arguments.
-
-    ``priority`` (0-9, higher first) orders jobs that are due now; it cannot be combined with
-    ``defer_by`` / ``defer_until`` (:class:`ConfigError`).
+    """How one enqueue places a job; given separately from the job's own arguments. Checked
+    once, when built (:class:`ConfigError` naming the option): the job id (not a cron tick's
+    unless ``internal``, our own re-enqueue), the queue name, ``priority`` (a whole number 0-9,
+    higher first, only for jobs due now: not with ``defer_by`` / ``defer_until``), one
+    deferral at most, at most :data:`MAX_DEFER_S` ahead. :meth:`score` places it in its queue.
     """
 
     job_id: str | None = None
@@ -89,10 +118,39 @@ class EnqueueOptions:
     defer_by: float | None = None
     defer_until: datetime | None = None
     priority: int = 0
+    #: our own re-enqueue (a cron tick, a dead letter's retry): a reserved id is allowed
+    internal: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.priority.__class__ is not int or self.priority:  # nothing more to check for 0
-            check_priority(self.priority, deferred=self.defer_by is not None or self.defer_until is not None)
+        if self.job_id is None and self.queue is None and self.defer_by is None and self.defer_until is None:
+            if self.priority.__class__ is not int or self.priority:  # nothing more to check for 0
+                check_priority(self.priority)
+            return
+        if self.job_id is not None:
+            (check_job_id if self.internal else check_new_job_id)(self.job_id)
+        if self.queue is not None:
+            check_queue(self.queue)
+        if self.defer_by is not None:
+            object.__setattr__(self, "defer_by", to_seconds(self.defer_by, "defer_by"))
+        deferred = self.defer_by is not None or self.defer_until is not None
+        if self.defer_by is not None and self.defer_until is not None:
+            raise ConfigError("use either defer_until or defer_by, not both", key="defer_until")
+        if self.priority.__class__ is not int or self.priority:
+            check_priority(self.priority, deferred=deferred)
+        if deferred:
+            check_defer(self.defer_by, self.defer_until, timestamp_ms())
+
+    def score(self, now_ms: int) -> tuple[int, int]:
+        """``(queue score, run-at ms)`` of this job enqueued at ``now_ms``: a past
+        ``defer_until`` means now (a score below now would read as a priority,
+        :func:`asyncjobs.keys.decode_score`); a priority moves a due job ahead."""
+        if self.defer_until is not None:
+            run_at = max(until_ms(self.defer_until), now_ms)
+        elif self.defer_by:
+            run_at = now_ms + to_ms(self.defer_by)
+        else:
+            return (priority_score(now_ms, self.priority) if self.priority else now_ms), now_ms
+        return run_at, run_at
 
     def merged(self, other: EnqueueOptions) -> EnqueueOptions:
         return EnqueueOptions(
@@ -101,6 +159,7 @@ class EnqueueOptions:
             defer_by=other.defer_by if other.defer_by is not None else self.defer_by,
             defer_until=other.defer_until or self.defer_until,
             priority=other.priority or self.priority,
+            internal=self.internal or other.internal,
         )
 
 
@@ -283,7 +342,7 @@ def job(
             timeout=to_seconds(timeout, "timeout"),
             retries=retries,
             backoff=as_backoff(backoff),
-            queue=queue,
+            queue=check_queue(queue) if queue is not None else None,
             keep_result=to_seconds(keep_result, "keep_result"),
             executor=executor,
         )

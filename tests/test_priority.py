@@ -97,11 +97,12 @@ def test_options_carry_and_merge_priority() -> None:
     assert f.enqueue_options == EnqueueOptions(job_id="x", priority=7)
 
 
-async def test_broker_refuses_priority_on_a_deferred_job(broker: Any) -> None:
+async def test_broker_scores_a_priority_its_options_allowed(broker: Any) -> None:
     with pytest.raises(ConfigError, match="cannot be combined"):
-        broker.encode_enqueue("f", (), {}, "id1", keys.queue("default"), None, 5, None, None, 2)
-    _, argv = broker.encode_enqueue("f", (), {}, "id2", keys.queue("default"), None, None, None, None, 2)
-    assert keys.decode_score(argv[2], timestamp_ms()) == (pytest.approx(timestamp_ms(), abs=2_000), 2)
+        EnqueueOptions(defer_by=5, priority=2)
+    enc = broker.encode_enqueue("f", (), {}, EnqueueOptions(priority=2), job_id="id2", queue_key=keys.queue("default"))
+    assert keys.decode_score(enc.argv[2], timestamp_ms()) == (pytest.approx(timestamp_ms(), abs=2_000), 2)
+    assert enc.run_at_ms == enc.now_ms  # the run-at time, not the score
 
 
 # --- enqueue, inspect -----------------------------------------------------------------------

@@ -6,15 +6,14 @@ import contextlib
 from typing import Any
 
 from aiohttp import web
-from arq.utils import timestamp_ms
 
-from asyncjobs.client import JobHandle
+from asyncjobs.client import JobCall, JobHandle
+from asyncjobs.connections import Encoded
 from asyncjobs.errors import DuplicateJob, JobAborted, JobFailed
 from asyncjobs.records import JobRecord, JobStatus
-from asyncjobs.registry import until_ms
 from web import params
 from web.responses import ApiError, json_response
-from web.schemas import EnqueueRequest, parse_enqueue
+from web.schemas import EnqueueRequest, enqueue_options, parse_enqueue
 from web.state import CLIENT, METRICS, SCHEMAS, SETTINGS
 from web.tracebacks import scrub_record
 
@@ -35,6 +34,7 @@ def job_body(rec: JobRecord, *, full_paths: bool = False) -> dict[str, Any]:
 async def enqueue(request: web.Request) -> web.Response:
     """``POST /api/jobs``: 202 and the new job; 200 and the existing job if ``job_id`` is taken."""
     req = parse_enqueue(await params.json_body(request))
+    options = enqueue_options(req)
     schema = request.app[SCHEMAS].get(req.function)
     args, kwargs = schema.validate(req.args, req.kwargs)
     req = req.model_copy(update={"args": args, "kwargs": kwargs})
@@ -45,41 +45,26 @@ async def enqueue(request: web.Request) -> web.Response:
         raise ApiError(422, "unknown_queue", f"queue {queue!r} is not served here; queues: {served}", {"queue": queue})
     client = request.app[CLIENT]
     try:
-        handle = await client.enqueue_call(
-            req.function,
-            req.args,
-            req.kwargs,
-            job_id=req.job_id,
-            queue=queue,
-            defer_by=req.defer_by,
-            defer_until=req.defer_until,
-            priority=req.priority,
-        )
+        handle, placed = await client.enqueue_placed(JobCall(req.function, args, kwargs, options, queue, checked=True))
     except DuplicateJob as e:
         return await _existing(client.job(e.job_id), req)
     request.app[METRICS].enqueued.labels(req.function).inc()
     return json_response(
-        job_body(_new_record(handle, req, queue)), status=202, headers={"Location": links(handle.id)["self"]}
+        job_body(_new_record(handle, req, placed)), status=202, headers={"Location": links(handle.id)["self"]}
     )
 
 
-def _new_record(handle: JobHandle[Any], req: EnqueueRequest, queue: str) -> JobRecord:
-    now = timestamp_ms()
-    # as the enqueue scored it: a past defer_until means now
-    if req.defer_until is not None:
-        scheduled = max(until_ms(req.defer_until), now)
-    else:
-        scheduled = now + int((req.defer_by or 0) * 1000)
-    status = JobStatus.DEFERRED if scheduled > now else JobStatus.QUEUED
+def _new_record(handle: JobHandle[Any], req: EnqueueRequest, placed: Encoded) -> JobRecord:
+    """The new job as the enqueue placed it (its run-at time, not its priority's score)."""
     return JobRecord(
         handle.id,
-        status,
+        JobStatus.DEFERRED if placed.run_at_ms > placed.now_ms else JobStatus.QUEUED,
         function=req.function,
         args=req.args,
         kwargs=req.kwargs,
-        queue=queue,
-        enqueue_ms=now,
-        scheduled_ms=scheduled,
+        queue=handle.queue,
+        enqueue_ms=placed.now_ms,
+        scheduled_ms=placed.run_at_ms,
         priority=req.priority,
     )
 

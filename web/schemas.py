@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from arq.utils import timestamp_ms
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,10 +21,9 @@ from pydantic import (
 )
 
 from asyncjobs.arguments import ArgumentSpec, whole_number
-from asyncjobs.client import ID_RE, QUEUE_RE
 from asyncjobs.errors import ConfigError
 from asyncjobs.keys import PRIORITY_MAX
-from asyncjobs.registry import MAX_DEFER_S, Registry, check_defer
+from asyncjobs.registry import ID_RE, MAX_DEFER_S, QUEUE_RE, EnqueueOptions, Registry
 from web.responses import ApiError
 
 
@@ -56,7 +54,7 @@ class EnqueueRequest(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
     job_id: Annotated[str | None, Field(pattern=ID_RE.pattern, description="idempotency key")] = None
     queue: Annotated[str | None, Field(pattern=QUEUE_RE.pattern)] = None
-    # the bound is checked with defer_until's (check_defer), so both give the same error
+    # the bound is checked with defer_until's (EnqueueOptions), so both give the same error
     defer_by: Annotated[
         StrictFloat | None, Field(ge=0, description="seconds", json_schema_extra={"maximum": MAX_DEFER_S})
     ] = None
@@ -89,23 +87,36 @@ def parse_enqueue(body: Any) -> EnqueueRequest:
         errors = pydantic_errors(e)
         where = ".".join(str(p) for p in errors[0]["loc"]) or "body"
         raise ApiError(422, "invalid_request", f"{where}: {errors[0]['msg']}", errors) from None
-    if req.defer_by is not None and req.defer_until is not None:
-        raise ApiError(422, "invalid_request", "give defer_by or defer_until, not both", None)
-    if req.priority and (req.defer_by is not None or req.defer_until is not None):
-        raise ApiError(
-            422,
-            "invalid_request",
-            "priority: cannot be combined with defer_by or defer_until (priority orders jobs that are due now); "
-            "drop the deferral or the priority",
-            [{"loc": ["priority"], "msg": "not allowed with defer_by or defer_until", "type": "priority_with_defer"}],
-        )
-    try:
-        check_defer(req.defer_by, req.defer_until, timestamp_ms())
-    except ConfigError as e:
-        raise ApiError(
-            422, "invalid_request", str(e), [{"loc": [e.key], "msg": str(e), "type": "too_far_ahead"}]
-        ) from None
     return req
+
+
+def enqueue_options(req: EnqueueRequest) -> EnqueueOptions:
+    """The request's placement, checked (once) by :class:`EnqueueOptions`; its refusal as a 422
+    naming the field. A reserved job id is left to the app's :class:`ConfigError` handler."""
+    try:
+        return EnqueueOptions(req.job_id, req.queue, req.defer_by, req.defer_until, req.priority)
+    except ConfigError as e:
+        if e.key == "priority":  # the range is the schema's: only the mix with a deferral is left
+            raise ApiError(
+                422,
+                "invalid_request",
+                "priority: cannot be combined with defer_by or defer_until (priority orders jobs that are due now); "
+                "drop the deferral or the priority",
+                [
+                    {
+                        "loc": ["priority"],
+                        "msg": "not allowed with defer_by or defer_until",
+                        "type": "priority_with_defer",
+                    }
+                ],
+            ) from None
+        if e.key in ("defer_by", "defer_until"):
+            if req.defer_by is not None and req.defer_until is not None:
+                raise ApiError(422, "invalid_request", "give defer_by or defer_until, not both", None) from None
+            raise ApiError(
+                422, "invalid_request", str(e), [{"loc": [e.key], "msg": str(e), "type": "too_far_ahead"}]
+            ) from None
+        raise
 
 
 #: the parameters of one job function: the library's own checker, so HTTP, the CLI and the
