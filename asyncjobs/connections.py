@@ -27,7 +27,7 @@ from asyncjobs import keys, redis_url, scripts
 from asyncjobs.backoff import RECONNECT
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, NotReplicated
-from asyncjobs.registry import EnqueueOptions, to_seconds
+from asyncjobs.registry import EnqueueOptions
 from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -91,8 +91,12 @@ class Broker(ArqRedis):
         **kwargs: Any,
     ) -> Job | None:
         queue_key = _queue_name or self.default_queue_name
-        # arq's own callers (its cron scheduler) use the ids reserved for it
-        options = EnqueueOptions(_job_id, None, to_seconds(_defer_by, "defer_by"), _defer_until, internal=True)
+        # arq's API takes any id (its cron scheduler uses the ones reserved for it) and any
+        # deferral, a negative defer_by meaning now, as in arq
+        defer_by = _defer_by.total_seconds() if isinstance(_defer_by, timedelta) else _defer_by
+        options = EnqueueOptions(
+            _job_id, None, None if defer_by is None else max(float(defer_by), 0.0), _defer_until, internal=True
+        )
         job_id = _job_id or new_job_id()
         enc = self.encode_enqueue(
             function, args, kwargs, options, job_id=job_id, queue_key=queue_key, expires=_expires, job_try=_job_try

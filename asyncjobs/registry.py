@@ -118,7 +118,9 @@ class EnqueueOptions:
     defer_by: float | None = None
     defer_until: datetime | None = None
     priority: int = 0
-    #: our own re-enqueue (a cron tick, a dead letter's retry): a reserved id is allowed
+    #: enqueued through arq's own API (its cron scheduler, ``ctx["redis"].enqueue_job``) or our
+    #: re-enqueue of a dead letter: the id and the deferral are taken as arq takes them (any id,
+    #: a reserved one included; no bound on the deferral)
     internal: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -126,8 +128,8 @@ class EnqueueOptions:
             if self.priority.__class__ is not int or self.priority:  # nothing more to check for 0
                 check_priority(self.priority)
             return
-        if self.job_id is not None:
-            (check_job_id if self.internal else check_new_job_id)(self.job_id)
+        if self.job_id is not None and not self.internal:
+            check_new_job_id(self.job_id)
         if self.queue is not None:
             check_queue(self.queue)
         if self.defer_by is not None:
@@ -137,7 +139,7 @@ class EnqueueOptions:
             raise ConfigError("use either defer_until or defer_by, not both", key="defer_until")
         if self.priority.__class__ is not int or self.priority:
             check_priority(self.priority, deferred=deferred)
-        if deferred:
+        if deferred and not self.internal:
             check_defer(self.defer_by, self.defer_until, timestamp_ms())
 
     def score(self, now_ms: int) -> tuple[int, int]:

@@ -42,10 +42,22 @@ def test_each_rule_is_checked_when_built(given: dict[str, Any], key: str, messag
     assert e.value.key == key
 
 
-def test_internal_options_may_use_a_cron_id_but_not_a_bad_one() -> None:
+def test_internal_options_take_ids_and_deferrals_as_arq_does() -> None:
     assert EnqueueOptions(job_id="cron:tick:1", internal=True).job_id == "cron:tick:1"
+    assert EnqueueOptions(job_id="user 42 / welcome", internal=True).job_id == "user 42 / welcome"
+    assert EnqueueOptions(defer_by=3 * 365 * 86400.0, internal=True).defer_by == 3 * 365 * 86400.0
     with pytest.raises(ConfigError, match="is not valid"):
-        EnqueueOptions(job_id="a b", internal=True)
+        EnqueueOptions(job_id="a b")  # a client's own enqueue keeps the id rules
+
+
+async def test_arqs_enqueue_job_takes_any_id_and_deferral(broker) -> None:
+    """``ctx["redis"].enqueue_job`` is arq's API: any id, any deferral, a negative one meaning now."""
+    job = await broker.enqueue_job("count_words", "a", _job_id="user 42 / welcome", _defer_by=-5)
+    assert job is not None and job.job_id == "user 42 / welcome"
+    score = await broker.zscore(broker.default_queue_name, "user 42 / welcome")
+    assert score is not None and abs(score - timestamp_ms()) < 5_000  # due now, not read as a priority
+    far = await broker.enqueue_job("count_words", "a", _defer_by=timedelta(days=3 * 365))
+    assert far is not None
 
 
 def test_valid_options_are_kept_as_given() -> None:
