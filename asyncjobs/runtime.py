@@ -210,8 +210,8 @@ class Runtime:
     async def _failed(
         self, ctx: dict[str, Any], jf: JobFunction[Any, Any], exc: Exception, args: Any, kwargs: Any
     ) -> None:
-        # the outcome goes on arq's own ctx dict (a JobContext is a copy), where the engine's
-        # finishing and after_job_end read it
+        # the outcome goes on arq's own ctx dict, where the engine's finishing and
+        # after_job_end read it
         jc = ctx if isinstance(ctx, JobContext) else JobContext(ctx)
         tries = jc.job_try
         error = {"type": type(exc).__name__, "message": str(exc)[:500]}

@@ -176,3 +176,31 @@ async def test_plain_arq_delivers_rich_arguments_as_the_annotated_types(client, 
     for function, value, _, expected in CASES:
         handle = await client.enqueue(function, value)
         assert await handle.result(timeout=10) == expected, function.name
+
+
+@pytest.mark.parametrize("kind", ["asyncjobs", "arq"])
+async def test_a_user_on_job_end_hook_sees_what_the_job_set_on_its_context(
+    kind, client, start_worker, plain_arq_worker
+):
+    """Values a job stores on its ``JobContext`` (item or attribute) land in the ctx dict arq
+    hands to ``on_job_end``, on both workers."""
+    seen: dict[str, tuple[object, object, object]] = {}
+
+    async def on_job_end(ctx):
+        seen[ctx["job_id"]] = (ctx.get("rows"), ctx.get("note"), ctx.get("total"))
+
+    @job(name=unique("tagged"))
+    async def tagged(ctx, n: int) -> int:
+        ctx["rows"] = n
+        ctx.note = "set as an attribute"
+        ctx.setdefault("total", n * 2)
+        return n
+
+    if kind == "asyncjobs":
+        await start_worker([tagged], on_job_end=on_job_end)
+    else:
+        await plain_arq_worker([tagged], on_job_end=on_job_end)
+    handle = await client.enqueue(tagged, 7)
+    assert await handle.result(timeout=10) == 7
+    # both workers run on_job_end before they store the result
+    assert seen[handle.id] == (7, "set as an attribute", 14)
