@@ -152,6 +152,7 @@ def worker_settings(
         default_timeout=s.job_timeout,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        after_job_end=options.pop("after_job_end", None),  # runs after the runtime's own
         metrics_port=s.metrics_port,
     )
     arq_functions = runtime.arq_functions()

@@ -25,7 +25,45 @@ class JobContext(dict[str, Any]):
     ``on_startup`` such as ``ctx["http"]``), plus attributes: ``job_id``, ``job_try``,
     ``enqueue_time``, ``function``, ``redis``, ``log`` and ``await ctx.progress(...)``.
     Resources are also reachable as attributes (``ctx.http``).
+
+    What a job stores on it (``ctx["rows"] = n``, ``ctx.rows = n``) is written through to the
+    ctx dict it was built from, arq's per-job ``ctx``, so the worker's ``on_job_end`` and
+    ``after_job_end`` hooks see it.
     """
+
+    def __init__(self, ctx: dict[str, Any] | None = None, /) -> None:
+        super().__init__(ctx or {})
+        object.__setattr__(self, "_origin", ctx)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if self._origin is not None:
+            self._origin[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        if self._origin is not None:
+            self._origin.pop(key, None)
+
+    def setdefault(self, key: str, default: Any = None, /) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def pop(self, key: str, /, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        if self._origin is not None:
+            self._origin.pop(key, None)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if hasattr(type(self), name):  # job_id, progress, ...: not resources
+            raise AttributeError(f"job context attribute {name!r} is read-only")
+        self[name] = value
 
     @property
     def job_id(self) -> str:
@@ -52,6 +90,8 @@ class JobContext(dict[str, Any]):
         return logging.LoggerAdapter(logger, {"job_id": self.get("job_id")})
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_origin":  # a copy made without __init__ (copy.copy, pickle)
+            return None
         try:
             return self[name]
         except KeyError:

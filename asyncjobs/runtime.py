@@ -62,6 +62,7 @@ class Runtime:
         default_timeout: float = DEFAULT_TIMEOUT_S,
         on_startup: Hook | None = None,
         on_shutdown: Hook | None = None,
+        after_job_end: Hook | None = None,
         metrics_port: int | None = None,
     ) -> None:
         self.registry = registry
@@ -71,6 +72,7 @@ class Runtime:
         self.default_timeout = default_timeout
         self.user_startup = on_startup
         self.user_shutdown = on_shutdown
+        self.user_after_job_end = after_job_end
         self.worker_label = f"{socket.gethostname()}:{os.getpid()}"
         self._process_pool: ProcessPool | None = None
         self._index_script: Any = None
@@ -109,7 +111,13 @@ class Runtime:
         self.metrics.stop()
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
-        """Publish the terminal event once arq has stored the result."""
+        """Publish the terminal event once arq has stored the result, then run the user's
+        ``after_job_end``."""
+        await self._announce_end(ctx)
+        if self.user_after_job_end is not None:
+            await self.user_after_job_end(ctx)
+
+    async def _announce_end(self, ctx: dict[str, Any]) -> None:
         outcome = ctx.get(CTX_OUTCOME)
         if outcome is None or outcome == events.RETRYING:
             return
@@ -210,8 +218,8 @@ class Runtime:
     async def _failed(
         self, ctx: dict[str, Any], jf: JobFunction[Any, Any], exc: Exception, args: Any, kwargs: Any
     ) -> None:
-        # the outcome goes on arq's own ctx dict (a JobContext is a copy), where the engine's
-        # finishing and after_job_end read it
+        # the outcome goes on arq's own ctx dict, where the engine's finishing and
+        # after_job_end read it
         jc = ctx if isinstance(ctx, JobContext) else JobContext(ctx)
         tries = jc.job_try
         error = {"type": type(exc).__name__, "message": str(exc)[:500]}

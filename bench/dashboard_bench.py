@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from asyncjobs.connections import create_broker
 from asyncjobs.examples import FUNCTIONS
 from asyncjobs.registry import Registry
 from asyncjobs.serialization import serialize
+from asyncjobs.testing import free_port
 from web.app import create_app
 
 N = 100_000
@@ -106,9 +106,7 @@ async def main(url: str) -> int:
 
 
 def private_redis() -> tuple[subprocess.Popen[bytes], str, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     tmp = tempfile.mkdtemp(prefix="dashbench")
     exe = shutil.which("redis-server") or "redis-server"
     proc = subprocess.Popen(

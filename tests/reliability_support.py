@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 SETTINGS_PATH = "reliability_app.WorkerSettings"
-
-
-def free_port() -> int:
-    """A free loopback TCP port (as tests/conftest.py's; importing that by name is ambiguous
-    when tests/web/conftest.py is collected too)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.02) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import socket
 import subprocess
 import sys
 import tomllib
@@ -16,15 +15,10 @@ import pytest
 import asyncjobs
 from asyncjobs import job
 from asyncjobs.examples import count_words
+from asyncjobs.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "asyncjobs")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -286,7 +280,7 @@ async def test_dead_retry_all(cli_env, private_redis, start_worker):
 def test_ctrl_c_in_dev_says_it_was_interrupted(cli_env):
     import signal
 
-    from asyncjobs.testing import free_port, stop_process
+    from asyncjobs.testing import stop_process
 
     env = {k: v for k, v in cli_env.items() if k != "REDIS_URL"}  # the in-memory broker
     cmd = [CLI, "dev", "--port", str(free_port())]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,12 +22,7 @@ from asyncjobs import (
 )
 from asyncjobs.errors import ClientClosed
 from asyncjobs.examples import count_words, generate_report
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from asyncjobs.testing import free_port
 
 
 @job(queue="side")

@@ -176,3 +176,57 @@ async def test_plain_arq_delivers_rich_arguments_as_the_annotated_types(client, 
     for function, value, _, expected in CASES:
         handle = await client.enqueue(function, value)
         assert await handle.result(timeout=10) == expected, function.name
+
+
+@pytest.mark.parametrize("kind", ["asyncjobs", "arq"])
+async def test_a_user_on_job_end_hook_sees_what_the_job_set_on_its_context(
+    kind, client, start_worker, plain_arq_worker
+):
+    """Values a job stores on its ``JobContext`` (item or attribute) land in the ctx dict arq
+    hands to ``on_job_end``, on both workers."""
+    seen: dict[str, tuple[object, object, object]] = {}
+
+    async def on_job_end(ctx):
+        seen[ctx["job_id"]] = (ctx.get("rows"), ctx.get("note"), ctx.get("total"))
+
+    @job(name=unique("tagged"))
+    async def tagged(ctx, n: int) -> int:
+        ctx["rows"] = n
+        ctx.note = "set as an attribute"
+        ctx.setdefault("total", n * 2)
+        return n
+
+    if kind == "asyncjobs":
+        await start_worker([tagged], on_job_end=on_job_end)
+    else:
+        await plain_arq_worker([tagged], on_job_end=on_job_end)
+    handle = await client.enqueue(tagged, 7)
+    assert await handle.result(timeout=10) == 7
+    # both workers run on_job_end before they store the result
+    assert seen[handle.id] == (7, "set as an attribute", 14)
+
+
+async def test_a_user_after_job_end_runs_after_the_runtime_s_own(client, plain_arq_worker):
+    """``worker_settings(after_job_end=...)`` adds the user's hook after the runtime's (which
+    publishes and counts the job's end under plain arq) instead of replacing it."""
+    seen: dict[str, object] = {}
+
+    async def after_job_end(ctx):
+        seen[ctx["job_id"]] = ctx.get("rows")
+
+    @job(name=unique("after"))
+    async def after(ctx, n: int) -> int:
+        ctx["rows"] = n
+        return n
+
+    await plain_arq_worker([after], after_job_end=after_job_end)
+    handle = await client.enqueue(after, 5)
+    assert await handle.result(timeout=10) == 5
+    deadline = asyncio.get_running_loop().time() + 10
+    while handle.id not in seen:  # arq runs after_job_end once the result is stored
+        assert asyncio.get_running_loop().time() < deadline, "the user's after_job_end did not run"
+        await asyncio.sleep(0.01)
+    assert seen[handle.id] == 5
+    # the runtime's hook ran first: the end was announced (and counted with it)
+    assert await client.redis.hget(keys.stats("default"), "complete") == b"1"
+    assert await client.redis.zscore(keys.RECENT, handle.id) is not None

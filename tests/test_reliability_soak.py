@@ -13,10 +13,11 @@ import time
 
 import aiohttp
 from reliability_app import read_runs, rel_work
-from reliability_support import free_port, wait_for
+from reliability_support import wait_for
 
 import asyncjobs
 from asyncjobs import keys
+from asyncjobs.testing import free_port
 
 SOAK_JOBS = int(os.environ.get("SOAK_JOBS", "3000"))
 HTTP_IN_FLIGHT = 32

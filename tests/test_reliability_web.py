@@ -15,10 +15,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from reliability_support import ROOT, TESTS, free_port, wait_for
+from reliability_support import ROOT, TESTS, wait_for
 
 from asyncjobs import keys
-from asyncjobs.testing import stop_process
+from asyncjobs.testing import free_port, stop_process
 
 PASSWORD = "pw-never-logged"
 

@@ -16,14 +16,14 @@ import pytest
 import redis.asyncio
 from redis.exceptions import RedisError
 from reliability_app import read_runs, rel_work
-from reliability_support import Workers, free_port, wait_for
+from reliability_support import Workers, wait_for
 
 import asyncjobs
 from asyncjobs import JobStatus, connections, keys
 from asyncjobs.config import redis_settings
 from asyncjobs.errors import ConfigError
 from asyncjobs.leases import close_sync, sync_client
-from asyncjobs.testing import RedisSentinels, RedisServer
+from asyncjobs.testing import RedisSentinels, RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -59,12 +58,6 @@ BROWSER_ARGS = [
 ]
 CHROMIUM = "/usr/bin/chromium"
 PIPES: list[Any] = []  # stdout pipes of web servers, closed after each test
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_settings(directory: Path) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 import playwright.sync_api as playwright_api
 import pytest
 
+from asyncjobs.testing import free_port
 from tests.web.dashboard_support import (
     BROWSER_ARGS,
     CHROMIUM,
@@ -22,7 +23,6 @@ from tests.web.dashboard_support import (
     ROOT,
     SETTINGS_MODULE,
     call,
-    free_port,
     start_web,
     stop,
     write_settings,

@@ -15,7 +15,8 @@ import playwright.sync_api as playwright_api
 import pytest
 from croniter import croniter
 
-from tests.web.dashboard_support import SETTINGS_MODULE, call, free_port, start_web
+from asyncjobs.testing import free_port
+from tests.web.dashboard_support import SETTINGS_MODULE, call, start_web
 from tests.web.test_dashboard import _close_pipes, browser, env  # noqa: F401  (fixtures)
 
 expect = playwright_api.expect
