@@ -160,17 +160,13 @@ async def finish_failed(
     event = events.ABORTED if aborted else events.FAILED
     function = str(info.get("f") or "<unknown>")
     worker.leases.discard(job_id)
-    async with worker.pool.pipeline(transaction=True) as tr:
-        tr.get(keys.job(job_id))
-        tr.get(keys.retry(job_id))
-        tr.delete(keys.retry(job_id), keys.in_progress(job_id), keys.job(job_id))
-        tr.zrem(keys.ARQ_ABORT, job_id)
-        tr.zrem(queue_key, job_id)
-        tr.zrem(keys.leases(queue_key), job_id)
-        keep, px = failed_result_retention(worker, function)
-        if result_data is not None and keep:
-            tr.set(keys.result(job_id), result_data, px=px)
-        raw, tries, *_ = await tr.execute()
+    # the dead letter is written before the job's keys are deleted and its result shown: a
+    # crash in between leaves the job to be claimed and dead-lettered again (the same entry),
+    # never gone without a record, and whoever sees the failed result finds its dead letter
+    async with worker.pool.pipeline(transaction=False) as read:
+        read.get(keys.job(job_id))
+        read.get(keys.retry(job_id))
+        raw, tries = await read.execute()
     if not aborted:
         undecodable = function == "<unknown>" and raw is not None
         runtime = worker.ctx.get(CTX_RUNTIME) if worker.ctx else None
@@ -188,6 +184,15 @@ async def finish_failed(
             error=error,
             raw=raw if undecodable else None,
         )
+    async with worker.pool.pipeline(transaction=True) as tr:
+        tr.delete(keys.retry(job_id), keys.in_progress(job_id), keys.job(job_id))
+        tr.zrem(keys.ARQ_ABORT, job_id)
+        tr.zrem(queue_key, job_id)
+        tr.zrem(keys.leases(queue_key), job_id)
+        keep, px = failed_result_retention(worker, function)
+        if result_data is not None and keep:
+            tr.set(keys.result(job_id), result_data, px=px)
+        await tr.execute()
     async with worker.pool.pipeline(transaction=False) as pipe:
         events.announce_end(pipe, job_id, keys.queue_name_of(queue_key), event, info.get("f"))
         await pipe.execute()
