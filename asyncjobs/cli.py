@@ -17,7 +17,7 @@ import click
 import orjson
 
 from asyncjobs.cli_bulk import enqueue_many
-from asyncjobs.cli_wait import MODES, WaitState, follow
+from asyncjobs.cli_wait import WaitState, follow, progress_option
 from asyncjobs.errors import (
     AsyncJobsError,
     BrokerUnavailable,
@@ -147,14 +147,7 @@ def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
 @click.option("--job-id", help="job id (enqueue is unique by id)")
 @click.option("--wait", is_flag=True, help="show progress, then print the result")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds (exit 1)")
-@click.option(
-    "--progress",
-    "progress_mode",
-    type=click.Choice(MODES),
-    default="bar",
-    show_default=True,
-    help="with --wait: a live bar, one line per change (plain), or nothing",
-)
+@progress_option("with --wait: a live bar, one line per change (plain), or nothing")
 @click.pass_obj
 def enqueue(
     ctx: Ctx,

@@ -25,7 +25,7 @@ import click
 import orjson
 
 from asyncjobs.arguments import whole_number
-from asyncjobs.cli_wait import MODES
+from asyncjobs.cli_wait import progress_option
 from asyncjobs.client import Client, JobCall, call
 from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
 from asyncjobs.registry import EnqueueOptions, to_seconds
@@ -203,14 +203,7 @@ def summary(tally: Tally) -> str:
 @click.option(
     "--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="jobs per round trip"
 )
-@click.option(
-    "--progress",
-    "progress_mode",
-    type=click.Choice(MODES),
-    default="bar",
-    show_default=True,
-    help="a live counter, one line per batch (plain), or nothing",
-)
+@progress_option("a live counter, one line per batch (plain), or nothing")
 @click.pass_obj
 def enqueue_many(ctx: Ctx, path: IO[bytes], batch_size: int, progress_mode: str) -> None:
     """Enqueue one job per line of a JSON Lines file (- for stdin), each line like

@@ -8,8 +8,9 @@ reports. ``--progress bar`` draws a live bar (rich), ``plain`` writes one line p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -17,6 +18,14 @@ from asyncjobs import events
 from asyncjobs.errors import truncate
 
 MODES = ("bar", "plain", "none")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def progress_option(help: str) -> Callable[[F], F]:
+    """The ``--progress bar|plain|none`` option of the commands that show progress."""
+    return click.option(
+        "--progress", "progress_mode", type=click.Choice(MODES), default="bar", show_default=True, help=help
+    )
 
 
 @dataclass

@@ -65,6 +65,14 @@ def write_settings(directory: Path) -> Path:
     return directory
 
 
+def start_worker(spawn: Any, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """``asyncjobs worker`` on the dashboard tests' settings (output discarded)."""
+    return spawn(
+        sys.executable, "-m", "asyncjobs", "--settings", SETTINGS_MODULE, "worker", *args,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def start_web(spawn: Any, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """``asyncjobs web`` on ``port``; returns once it prints that it is listening."""
     proc = spawn(

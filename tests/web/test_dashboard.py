@@ -7,7 +7,6 @@ import csv
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from tests.web.dashboard_support import (
     CHROMIUM,
     PIPES,
     ROOT,
-    SETTINGS_MODULE,
     call,
     start_web,
+    start_worker,
     stop,
     write_settings,
 )
@@ -75,17 +74,7 @@ def stack(spawn: Callable[..., subprocess.Popen[bytes]], env: dict[str, str]) ->
         e = {**env, **({"ASYNCJOBS_API_TOKEN": token} if token else {})}
         port = free_port()
         start_web(spawn, port, e)
-        spawn(
-            sys.executable,
-            "-m",
-            "asyncjobs",
-            "--settings",
-            SETTINGS_MODULE,
-            "worker",
-            env=e,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start_worker(spawn, e)
         return f"http://127.0.0.1:{port}"
 
     return start

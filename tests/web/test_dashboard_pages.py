@@ -4,8 +4,6 @@ and ``asyncjobs worker`` subprocesses on the real redis-server."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +14,7 @@ import pytest
 from croniter import croniter
 
 from asyncjobs.testing import free_port
-from tests.web.dashboard_support import SETTINGS_MODULE, call, start_web
+from tests.web.dashboard_support import call, start_web, start_worker
 from tests.web.test_dashboard import _close_pipes, browser, env  # noqa: F401  (fixtures)
 
 expect = playwright_api.expect
@@ -41,21 +39,6 @@ def en_us(ms: int) -> str:
 
 def next_tick_ms(schedule: str) -> int:
     return int(croniter(schedule, datetime.now(UTC)).get_next(datetime).timestamp() * 1000)
-
-
-def start_worker(spawn: Any, worker_env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return spawn(
-        sys.executable,
-        "-m",
-        "asyncjobs",
-        "--settings",
-        SETTINGS_MODULE,
-        "worker",
-        *args,
-        env=worker_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def test_cron_page_shows_the_schedule_and_next_run(page: Any, spawn: Any, env: dict[str, str]) -> None:  # noqa: F811
