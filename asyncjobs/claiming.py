@@ -26,7 +26,9 @@ class Claimed:
 class Claimer:
     """Builds the CLAIM call for a worker's queues and decodes its answer."""
 
-    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_label: str, *, owner: str) -> None:
+    def __init__(
+        self, redis: Any, queue_keys: list[str], lease_s: float, worker_label: str, *, owner: str, limits: str = ""
+    ) -> None:
         self.queue_keys = queue_keys
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
@@ -40,12 +42,16 @@ class Claimer:
             keys.events(""),
             keys.ARQ_ABORT,
             owner,  # the in-progress marker's value: only this worker renews the lease
+            limits,  # the flow-control table of this worker's functions (limits.limits_table)
         ]
+        #: jobs the last claim set aside (parked or scheduled by flow control): progress, so
+        #: the worker claims again at once instead of sleeping
+        self.moved = 0
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
         """Up to ``room`` due jobs, and the earliest score left in any queue (None if empty)."""
         argv = [timestamp_ms(), self.lease_ms, room, room + 100, *self._tail]
-        found, earliest = await self._script(keys=self.queue_keys, args=argv)
+        found, earliest, self.moved = await self._script(keys=self.queue_keys, args=argv)
         jobs = [
             Claimed(
                 found[i + 1].decode(),

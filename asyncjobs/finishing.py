@@ -10,7 +10,7 @@ import pickle
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs import deadletter, events, keys, limits, scripts
 from asyncjobs.context import CTX_RUNTIME
 from asyncjobs.serialization import error_to_dict
 
@@ -44,6 +44,7 @@ class Finisher:
 
     def __init__(self, redis: Any, release: Callable[[str], Callable[[], None]] = lambda job_id: _nothing) -> None:
         self._script = redis.register_script(scripts.FINISH)
+        self._release_script = redis.register_script(limits.RELEASE)
         # stops a job's lease renewal once its finish is written (or failed): until then its
         # lease is kept, so a finish held up by a Redis outage does not let it lapse
         self._release = release
@@ -89,6 +90,11 @@ class Finisher:
         if self._task is None:
             self._task = loop.create_task(self._flush())
         await fut
+
+    async def release_one(self, job_id: str, queue_key: str) -> None:
+        """Release what ``job_id`` held (its flow-control slots), for an end written without
+        ``FINISH``; a crash before it leaves the slot to be pruned once its lease lapsed."""
+        await self._release_script(keys=[queue_key], args=[job_id])
 
     async def _flush(self) -> None:
         try:
@@ -193,6 +199,7 @@ async def finish_failed(
         if result_data is not None and keep:
             tr.set(keys.result(job_id), result_data, px=px)
         await tr.execute()
+    await worker.finisher.release_one(job_id, queue_key)
     async with worker.pool.pipeline(transaction=False) as pipe:
         events.announce_end(pipe, job_id, keys.queue_name_of(queue_key), event, info.get("f"))
         await pipe.execute()

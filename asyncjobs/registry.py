@@ -17,6 +17,7 @@ from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, UnknownFunction, truncate
 from asyncjobs.keys import PRIORITY_MAX, RESERVED_ID_PREFIXES, priority_score
+from asyncjobs.limits import KeyFunction, RateLimit, check_limit_key, check_max_concurrency
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,12 +119,18 @@ class EnqueueOptions:
     defer_by: float | None = None
     defer_until: datetime | None = None
     priority: int = 0
+    #: the keys of the function's per-key rate and concurrency limits this job counts against
+    rate_key: str | None = None
+    concurrency_key: str | None = None
     #: enqueued through arq's own API (its cron scheduler, ``ctx["redis"].enqueue_job``) or our
     #: re-enqueue of a dead letter: the id and the deferral are taken as arq takes them (any id,
     #: a reserved one included; no bound on the deferral)
     internal: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
+        for what in ("rate_key", "concurrency_key"):
+            if getattr(self, what) is not None:
+                object.__setattr__(self, what, check_limit_key(getattr(self, what), what))
         if self.job_id is None and self.queue is None and self.defer_by is None and self.defer_until is None:
             if self.priority.__class__ is not int or self.priority:  # nothing more to check for 0
                 check_priority(self.priority)
@@ -161,6 +168,8 @@ class EnqueueOptions:
             defer_by=other.defer_by if other.defer_by is not None else self.defer_by,
             defer_until=other.defer_until or self.defer_until,
             priority=other.priority or self.priority,
+            rate_key=other.rate_key or self.rate_key,
+            concurrency_key=other.concurrency_key or self.concurrency_key,
             internal=self.internal or other.internal,
         )
 
@@ -176,6 +185,12 @@ class JobOptions:
     queue: str | None = None
     keep_result: float | None = None
     executor: str | None = None
+    #: flow control (:mod:`asyncjobs.limits`): starts per period and running jobs, fleet-wide,
+    #: per function or per key (computed from a job's arguments at enqueue)
+    rate_limit: RateLimit | None = None
+    max_concurrency: int | None = None
+    rate_key: KeyFunction | None = None
+    concurrency_key: KeyFunction | None = None
 
 
 class JobFunction(Generic[P, R]):
@@ -219,10 +234,22 @@ class JobFunction(Generic[P, R]):
         defer_by: Seconds | None = None,
         defer_until: datetime | None = None,
         priority: int = 0,
+        rate_key: str | None = None,
+        concurrency_key: str | None = None,
     ) -> JobFunction[P, R]:
         """A copy of this job that enqueues with the given placement options. ``priority``
-        (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``."""
-        extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
+        (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``.
+        ``rate_key``/``concurrency_key``: the key of the function's per-key limits the job
+        counts against (instead of what the function's key function computes)."""
+        extra = EnqueueOptions(
+            job_id,
+            queue,
+            to_seconds(defer_by, "defer_by"),
+            defer_until,
+            priority,
+            rate_key=rate_key,
+            concurrency_key=concurrency_key,
+        )
         placed = JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
         if "arguments" in self.__dict__:  # same function and options: share what was built
             placed.__dict__["arguments"] = self.__dict__["arguments"]
@@ -291,6 +318,11 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: None = None,
+    rate_limit: str | None = None,
+    burst: int | None = None,
+    max_concurrency: int | None = None,
+    rate_key: KeyFunction | None = None,
+    concurrency_key: KeyFunction | None = None,
 ) -> Callable[[Callable[Concatenate[Any, P], Awaitable[R]]], JobFunction[P, R]]: ...
 
 
@@ -304,6 +336,11 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: str,
+    rate_limit: str | None = None,
+    burst: int | None = None,
+    max_concurrency: int | None = None,
+    rate_key: KeyFunction | None = None,
+    concurrency_key: KeyFunction | None = None,
 ) -> Callable[[Callable[..., Any]], JobFunction[..., Any]]: ...
 
 
@@ -318,6 +355,11 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: str | None = None,
+    rate_limit: str | None = None,
+    burst: int | None = None,
+    max_concurrency: int | None = None,
+    rate_key: KeyFunction | None = None,
+    concurrency_key: KeyFunction | None = None,
 ) -> Any:
     """Declare an ``async def f(ctx, ...)`` as a job.
 
@@ -334,9 +376,20 @@ def job(
         or is aborted is killed with its process (the pool starts a fresh one). A thread
         cannot be killed: the job ends at once, its :func:`~asyncjobs.cancel_event` is set,
         and the function should check that and return (see :mod:`asyncjobs.executors`).
+    :param rate_limit: at most this many starts per period across all workers, e.g. ``"100/m"``
+        (units s, m, h, d; ``"30/5m"``); ``burst`` (or ``"100/m:20"``) lets that many start at
+        once after an idle spell. Jobs over the rate wait in the queue without blocking others.
+    :param max_concurrency: at most this many jobs of the function run at once, fleet-wide
+    :param rate_key: ``(*args, **kwargs) -> key``: one rate limit per key (say, per tenant),
+        computed from a job's arguments at enqueue; ``f.options(rate_key=...)`` overrides it
+    :param concurrency_key: the same for ``max_concurrency``
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")
+    if burst is not None and rate_limit is None:
+        raise ConfigError("burst= needs a rate_limit=", key="burst")
+    rate = None if rate_limit is None else RateLimit.parse(rate_limit, burst)
+    max_running = check_max_concurrency(max_concurrency)
 
     def decorate(f: Callable[Concatenate[Any, P], Awaitable[R]]) -> JobFunction[P, R]:
         opts = JobOptions(
@@ -347,6 +400,10 @@ def job(
             queue=check_queue(queue) if queue is not None else None,
             keep_result=to_seconds(keep_result, "keep_result"),
             executor=executor,
+            rate_limit=rate,
+            max_concurrency=max_running,
+            rate_key=rate_key,
+            concurrency_key=concurrency_key,
         )
         return JobFunction(f, opts)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from string import Template
 
-from asyncjobs import keys
+from asyncjobs import keys, limits
 
 
 def _with_constants(source: str, **constants: str | int) -> str:
@@ -59,6 +59,17 @@ local function trim_index()
 end
 """
 
+# Lua: what a job that stops holding what its claim took releases (its end, a retry, a lapsed
+# lease, an abort while it waits): flow-control slots (:mod:`asyncjobs.limits`). Idempotent.
+_HOOKS = (
+    limits.LUA_RELEASE
+    + """
+local function release(id, q)
+  limits_release(id, q)
+end
+"""
+)
+
 # Lua that puts jobs whose lease lapsed (their worker died) back at the score they were
 # claimed at, so they keep their place and priority instead of queueing behind every job that
 # became due while they were leased. A lease entry that is due but whose in-progress marker
@@ -79,6 +90,7 @@ local function restore_lapsed(q, now, p_ip, p_state)
         if origin then redis.call('ZADD', q, 'XX', origin, id) end
       end
       redis.call('ZREM', lk, id)
+      release(id, q)
     end
   end
 end
@@ -94,13 +106,18 @@ end
 # (state hash, ``started`` event), so a job costs no extra round trip before its function runs.
 # The marker expires 1 ms before the re-scored job is due: a worker that wakes when it is due
 # finds the marker gone.
+# Flow control (:mod:`asyncjobs.limits`): a paused queue is not read; a job of a paused or
+# limited function that may not start now is parked or scheduled for its next token instead
+# (its marker dropped), which counts as progress: the worker claims again at once.
 # ARGV: now (ms), lease (ms), limit, scan limit per queue, worker label, state ttl (s),
 #       then key prefixes: in-progress, job, retry, state, events; then the arq abort zset,
-#       then the owner id
+#       then the owner id, then the limits table (JSON, '' for none: limits.limits_table)
 # -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
-#     earliest score in any queue or false}
+#     earliest score in any queue or false, jobs set aside by flow control}
 CLAIM = _with_constants(
     _INDEX
+    + _HOOKS
+    + limits.LUA_GATE
     + _RESTORE_LAPSED
     + """
 local now = tonumber(ARGV[1])
@@ -109,13 +126,22 @@ local limit = tonumber(ARGV[3])
 local scan = tonumber(ARGV[4])
 local p_ip, p_job, p_retry, p_state, p_events = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local owner = ARGV[13]
+local lim = {}
+if ARGV[14] and ARGV[14] ~= '' then lim = cjson.decode(ARGV[14]) end
+local paused = {}
+local pf = redis.call('HGETALL', $PAUSED)
+for i = 1, #pf, 2 do paused[pf[i]] = true end
+local gating = next(lim) ~= nil or #pf > 0
 local out = {}
-local n = 0
+local n, moved = 0, 0
 local base = false
 for qi, q in ipairs(KEYS) do
   if n >= limit then break end
   restore_lapsed(q, now, p_ip, p_state)
-  local due = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0, scan)
+  local due = {}
+  if not paused['q:' .. q] then
+    due = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0, scan)
+  end
   for i = 1, #due, 2 do
     if n >= limit then break end
     local id = due[i]
@@ -124,46 +150,56 @@ for qi, q in ipairs(KEYS) do
       local origin = due[i + 1]
       if redis.call('ZSCORE', lk, id) then  -- a lapsed lease not yet put back
         origin = redis.call('HGET', p_state .. id, 'queue_score') or origin
+        release(id, q)
       end
-      redis.call('ZADD', q, 'XX', now + lease, id)
-      redis.call('ZADD', lk, now + lease, id)
       local payload = redis.call('GET', p_job .. id)
-      local try = redis.call('INCR', p_retry .. id)
-      redis.call('EXPIRE', p_retry .. id, 88400)
-      local aborted = redis.call('ZREM', ARGV[12], id)
-      local fn = ''
+      local fn, d = '', nil
       if payload then
-        local ok, d = pcall(function() return cmsgpack.unpack(payload) end)  -- fakeredis has no cmsgpack
-        if ok and type(d) == 'table' and type(d['f']) == 'string' then fn = d['f'] end
+        local ok, v = pcall(function() return cmsgpack.unpack(payload) end)  -- fakeredis has no cmsgpack
+        if ok and type(v) == 'table' and type(v['f']) == 'string' then fn, d = v['f'], v end
       end
-      local sk = p_state .. id
-      redis.call('HSET', sk, 'started_ms', now, 'try', try, 'worker', ARGV[5], 'function', fn, 'queue_score', origin)
-      redis.call('EXPIRE', sk, ARGV[6])
-      redis.call('PUBLISH', p_events .. id, cjson.encode({job_id = id, event = 'started', ts = now,
-        started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}))
-      base = base or index_base()
-      index_job(id, base, n)
-      n = n + 1
-      out[#out + 1] = qi
-      out[#out + 1] = id
-      out[#out + 1] = origin
-      out[#out + 1] = payload
-      out[#out + 1] = try
-      out[#out + 1] = aborted
+      if gating and fn ~= '' and not lim_gate(id, q, origin, fn, lim[fn], d, now, lease, paused) then
+        redis.call('DEL', p_ip .. id)
+        redis.call('ZREM', lk, id)
+        moved = moved + 1
+      else
+        redis.call('ZADD', q, 'XX', now + lease, id)
+        redis.call('ZADD', lk, now + lease, id)
+        local try = redis.call('INCR', p_retry .. id)
+        redis.call('EXPIRE', p_retry .. id, 88400)
+        local aborted = redis.call('ZREM', ARGV[12], id)
+        local sk = p_state .. id
+        redis.call('HSET', sk, 'started_ms', now, 'try', try, 'worker', ARGV[5], 'function', fn, 'queue_score', origin)
+        redis.call('EXPIRE', sk, ARGV[6])
+        redis.call('PUBLISH', p_events .. id, cjson.encode({job_id = id, event = 'started', ts = now,
+          started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}))
+        base = base or index_base()
+        index_job(id, base, n)
+        n = n + 1
+        out[#out + 1] = qi
+        out[#out + 1] = id
+        out[#out + 1] = origin
+        out[#out + 1] = payload
+        out[#out + 1] = try
+        out[#out + 1] = aborted
+      end
     end
   end
 end
 local earliest = false
 for _, q in ipairs(KEYS) do
-  local first = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
-  if first[2] and (not earliest or tonumber(first[2]) < earliest) then earliest = tonumber(first[2]) end
+  if not paused['q:' .. q] then
+    local first = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
+    if first[2] and (not earliest or tonumber(first[2]) < earliest) then earliest = tonumber(first[2]) end
+  end
 end
 if n > 0 then trim_index() end
-return {out, earliest and tostring(earliest) or false}
+return {out, earliest and tostring(earliest) or false, moved}
 """,
     RECENT=keys.RECENT,
     RECENT_MAX=keys.RECENT_MAX,
     LEASES=keys.leases(""),
+    PAUSED=keys.PAUSED,
 )
 
 # Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
@@ -177,7 +213,8 @@ return {out, earliest and tostring(earliest) or false}
 # A job is counted only if this call removed it from its queue, so a call sent again after a
 # lost reply (the client reconnects and retries) counts nothing twice.
 FINISH = _with_constants(
-    """
+    _HOOKS
+    + """
 local p_ip, p_job, p_retry, p_result, p_events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ended, tally = {}, {}
 local m = tonumber(ARGV[6])
@@ -187,6 +224,7 @@ for i = first, #ARGV, 9 do
   -- a kept marker is no longer the owner's: a renewal racing with this call leaves it alone
   if keep == '' then redis.call('DEL', p_ip .. id) else redis.call('SET', p_ip .. id, '1', 'XX', 'PX', keep) end
   redis.call('ZREM', $LEASES .. q, id)
+  release(id, q)
   if mode == 'f' then
     local res, px = ARGV[i + 4], ARGV[i + 5]
     if res ~= '' then
@@ -222,7 +260,8 @@ return (#ARGV - first + 1) / 9
 # is extended: a renewal that races with the job's finish (marker deleted or handed over) or
 # with another worker's claim after a lapse never resurrects or steals it. -> jobs renewed
 RENEW = _with_constants(
-    """
+    limits.LUA_RENEW_HOLD
+    + """
 local at = tonumber(ARGV[1])
 local n = 0
 for i, k in ipairs(KEYS) do
@@ -231,6 +270,7 @@ for i, k in ipairs(KEYS) do
     redis.call('PEXPIREAT', k, at - 1)
     redis.call('ZADD', q, 'XX', at, id)
     redis.call('ZADD', $LEASES .. q, 'XX', at, id)
+    lim_renew(id, at)
     n = n + 1
   end
 end
@@ -245,9 +285,11 @@ return n
 # -> 'aborted' | 'running' | 'missing'
 ABORT_QUEUED = _with_constants(
     _INDEX
+    + _HOOKS
     + """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'running' end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'missing' end
+release(ARGV[1], KEYS[1])
 redis.call('DEL', KEYS[2])
 index_job(ARGV[1], index_base(), 0)
 trim_index()

@@ -37,6 +37,7 @@ from asyncjobs.connections import give_up_reconnecting
 from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, finish_failed
+from asyncjobs.flow import FlowControl
 from asyncjobs.housekeeping import Housekeeper
 from asyncjobs.leases import LeaseKeeper
 from asyncjobs.running import run_job
@@ -72,6 +73,7 @@ class Worker(ArqWorker):
         self._background: list[asyncio.Task[Any]] = []
         self.housekeeper = Housekeeper(self)
         self.leases = LeaseKeeper(self.lease_s)  # renews running jobs' leases from a thread
+        self.flow = FlowControl(self)  # the limits of this worker's functions
 
     # arq picks settings by reading this signature; keep ours and arq's parameters visible
     __signature__ = inspect.Signature(
@@ -105,7 +107,8 @@ class Worker(ArqWorker):
             await self.on_startup(self.ctx)
         owner = self.housekeeper.worker_id
         label = f"{socket.gethostname()}:{os.getpid()}"
-        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner)
+        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner, limits=self.flow.table)
+        await self.flow.start()
         self.finisher = Finisher(self.pool, release=self.leases.releaser)
         self.leases.start(self.pool, owner)
         self._hub = EventHub(self.pool)
@@ -139,7 +142,8 @@ class Worker(ArqWorker):
         claimed, earliest = await self.claimer.claim(room)
         for c in claimed:
             self._start(c)
-        return len(claimed), earliest
+        # jobs set aside by flow control count as progress: claim again at once
+        return len(claimed) + self.claimer.moved, earliest
 
     def _start(self, c: Claimed) -> None:
         self.job_counter += 1
