@@ -10,6 +10,9 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import keys, scripts
 
+#: jobs a claim reads past its room after a claim that parked some (see :meth:`Claimer.claim`)
+SCAN_AFTER_MOVED = 500
+
 
 @dataclass(slots=True)
 class Claimed:
@@ -50,7 +53,10 @@ class Claimer:
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
         """Up to ``room`` due jobs, and the earliest score left in any queue (None if empty)."""
-        argv = [timestamp_ms(), self.lease_ms, room, room + 100, *self._tail]
+        # after a claim that set jobs aside, read further: a backlog of limited jobs is parked
+        # in a few large calls, and jobs behind it are reached sooner
+        scan = room + (SCAN_AFTER_MOVED if self.moved else 100)
+        argv = [timestamp_ms(), self.lease_ms, room, scan, *self._tail]
         found, earliest, self.moved = await self._script(keys=self.queue_keys, args=argv)
         jobs = [
             Claimed(

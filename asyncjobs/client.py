@@ -14,11 +14,11 @@ from typing import Any, Generic, TypeVar, cast, overload
 import orjson
 from arq.utils import timestamp_ms
 
-from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs import deadletter, events, keys, pausing, scripts
 from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
-from asyncjobs.limits import derive_key
+from asyncjobs.limits import PARKED_SCORE, derive_key
 from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import ID_RE as ID_RE
@@ -270,6 +270,27 @@ class Client:
     async def purge_dead(self) -> int:
         return await deadletter.purge(self.redis)
 
+    # --- flow control (asyncjobs.pausing) ------------------------------------------------
+    async def pause(self, *, queue: str | None = None, function: str | None = None) -> None:
+        """Pause a queue (workers do not read it) or a function (its jobs are parked); jobs
+        stay queued and visible. Give one of ``queue`` and ``function``."""
+        if (queue is None) == (function is None):
+            raise ConfigError("pause: give either queue= or function=")
+        await (pausing.pause_queue(self.redis, queue) if queue else pausing.pause_function(self.redis, function or ""))
+
+    async def resume(self, *, queue: str | None = None, function: str | None = None) -> None:
+        """Undo :meth:`pause`: workers start the jobs at once."""
+        if (queue is None) == (function is None):
+            raise ConfigError("resume: give either queue= or function=")
+        if queue:
+            await pausing.resume_queue(self.redis, queue)
+        else:
+            await pausing.resume_function(self.redis, function or "")
+
+    async def limits(self) -> list[pausing.LimitState]:
+        """Each limited or paused function: its limits and their use now."""
+        return await pausing.limit_states(self.redis)
+
     async def workers(self) -> list[dict[str, Any]]:
         """The live workers (seen in the last minute): id, host, pid, queues, concurrency, ..."""
         return await live_workers(self.redis)
@@ -306,9 +327,10 @@ class JobHandle(Generic[R]):
             pipe.exists(keys.in_progress(self.id))
             pipe.hgetall(keys.state(self.id))
             pipe.get(keys.retry(self.id))
+            pipe.hkeys(keys.PAUSED)
             for q in queues:
                 pipe.zscore(keys.queue(q), self.id)
-            job_raw, result_raw, running, state, retry, *scores = await pipe.execute()
+            job_raw, result_raw, running, state, retry, paused, *scores = await pipe.execute()
         rec = JobRecord(self.id, JobStatus.NOT_FOUND)
         st = {k.decode(): v.decode() for k, v in state.items()}
         if result_raw is not None:
@@ -323,9 +345,7 @@ class JobHandle(Generic[R]):
             if running:
                 rec.status = JobStatus.IN_PROGRESS
             elif score is not None:
-                now = timestamp_ms()
-                rec.scheduled_ms, rec.priority = keys.decode_score(score, now)
-                rec.status = JobStatus.DEFERRED if score > now else JobStatus.QUEUED
+                _place(rec, score, st.get("waiting"), paused)
             if "started_ms" in st and rec.status is JobStatus.IN_PROGRESS:
                 rec.start_ms = int(st["started_ms"])
         if "progress" in st:
@@ -486,6 +506,23 @@ def _started_event(rec: JobRecord) -> dict[str, Any]:
         "try": rec.tries,
         "function": rec.function,
     }
+
+
+def _place(rec: JobRecord, score: float, waiting: str | None, paused: list[bytes]) -> None:
+    """Status, run-at time and priority of a job waiting in its queue at ``score``, and why it
+    waits if flow control holds it: parked on a limit or a paused function (queued, its
+    run-at time kept aside), scheduled for its next rate token (deferred to then), or in a
+    paused queue."""
+    if score >= PARKED_SCORE:
+        rec.status, rec.waiting = JobStatus.QUEUED, waiting or "paused"
+        return
+    now = timestamp_ms()
+    rec.scheduled_ms, rec.priority = keys.decode_score(score, now)
+    rec.status = JobStatus.DEFERRED if score > now else JobStatus.QUEUED
+    if rec.queue and f"q:{keys.queue(rec.queue)}".encode() in paused:
+        rec.waiting = "paused"
+    elif waiting and rec.status is JobStatus.DEFERRED:
+        rec.waiting = waiting
 
 
 def _fill_from_job(rec: JobRecord, raw: bytes) -> None:

@@ -148,7 +148,8 @@ for qi, q in ipairs(KEYS) do
     if redis.call('SET', p_ip .. id, owner, 'NX', 'PXAT', now + lease - 1) then
       local lk = $LEASES .. q
       local origin = due[i + 1]
-      if redis.call('ZSCORE', lk, id) then  -- a lapsed lease not yet put back
+      local lapsed = redis.call('ZSCORE', lk, id)
+      if lapsed then  -- a lapsed lease not yet put back
         origin = redis.call('HGET', p_state .. id, 'queue_score') or origin
         release(id, q)
       end
@@ -160,7 +161,7 @@ for qi, q in ipairs(KEYS) do
       end
       if gating and fn ~= '' and not lim_gate(id, q, origin, fn, lim[fn], d, now, lease, paused) then
         redis.call('DEL', p_ip .. id)
-        redis.call('ZREM', lk, id)
+        if lapsed then redis.call('ZREM', lk, id) end
         moved = moved + 1
       else
         redis.call('ZADD', q, 'XX', now + lease, id)

@@ -40,6 +40,7 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
         meta=nullable("object"),
         result={},
         error=nullable("object"),
+        waiting={"enum": ["rate_limited", "at_concurrency", "paused", None]},
         links=obj(**{k: {"type": "string"} for k in ("self", "result", "events", "abort")}),
     )
     error = obj(
@@ -54,6 +55,23 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
         complete={"type": "integer"},
         failed={"type": "integer"},
         aborted={"type": "integer"},
+        waiting={"type": "integer"},
+        paused={"type": "boolean"},
+    )
+    limit = obj(
+        function={"type": "string"},
+        queue=nullable("string"),
+        rate_limit=nullable("string"),
+        burst=nullable("integer"),
+        max_concurrency=nullable("integer"),
+        rate_keyed={"type": "boolean"},
+        concurrency_keyed={"type": "boolean"},
+        running={"type": "integer"},
+        at_concurrency={"type": "integer"},
+        tokens=nullable("number"),
+        rate_limited={"type": "integer"},
+        paused={"type": "boolean"},
+        paused_jobs={"type": "integer"},
     )
     function = obj(
         name={"type": "string"},
@@ -68,6 +86,8 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
         "Error": error,
         "Queue": queue,
         "Function": function,
+        "Limit": limit,
+        "FunctionPause": obj(function={"type": "string"}, paused={"type": "boolean"}, resumed_jobs={"type": "integer"}),
         "AbortResult": obj(job_id={"type": "string"}, aborted={"type": "boolean"}, status={"type": "string"}),
     }
     for fs in schemas.all():
