@@ -13,7 +13,6 @@ from redis.exceptions import RedisError
 from asyncjobs import keys
 from asyncjobs.context import CTX_RUNTIME
 from asyncjobs.limits import describe, limits_table
-from asyncjobs.serving import live_workers
 
 if TYPE_CHECKING:
     from asyncjobs.registry import JobFunction
@@ -21,8 +20,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: the plain-arq check runs at most this often (it reads the worker registry)
+#: the plain-arq check runs at most this often
 ARQ_CHECK_S = 60.0
+#: ends the arq health line an asyncjobs worker writes (``<queue>:health-check``): a line
+#: without it was written by a plain arq worker
+HEALTH_MARK = "engine=asyncjobs"
 
 
 class FlowControl:
@@ -78,8 +80,9 @@ class FlowControl:
 
     async def check_plain_arq(self, *, force: bool = False) -> None:
         """Warn (once per change) when plain arq workers serve a queue with limited functions:
-        they run its jobs without the limits. A plain arq worker shows as a queue's health line
-        that no asyncjobs worker writes (an asyncjobs worker writes it for its first queue)."""
+        they run its jobs without the limits. A plain arq worker shows as a queue's arq health
+        line without :data:`HEALTH_MARK` (it writes the line when it starts and every
+        ``health_check_interval``; an asyncjobs worker marks the line of its first queue)."""
         now = self.worker.loop.time()
         if not force and now - self._checked_at < ARQ_CHECK_S:
             return
@@ -88,20 +91,14 @@ class FlowControl:
         if not queues:
             return
         try:
-            ours = {w["queues"][0] for w in await live_workers(self.worker.pool) if w.get("queues")}
-            ours.update(self.worker.queue_names[:1])
-            others = [q for q in queues if q not in ours]
-            async with self.worker.pool.pipeline(transaction=False) as pipe:
-                for q in others:
-                    pipe.exists(keys.health_check(q))
-                seen = await pipe.execute() if others else []
+            lines = await self.worker.pool.mget([keys.health_check(q) for q in queues])
         except (RedisError, OSError):
             return
-        plain = frozenset(q for q, n in zip(others, seen, strict=True) if n)
+        plain = frozenset(q for q, line in zip(queues, lines, strict=True) if line and HEALTH_MARK.encode() not in line)
         if plain and plain != self._warned:
             logger.warning(
                 "plain arq workers serve queue(s) %s, which hold limited functions (%s): they run those jobs "
-                "without rate or concurrency limits; run only `asyncjobs worker` on these queues",
+                "without rate or concurrency limits or pauses; run only `asyncjobs worker` on these queues",
                 ", ".join(sorted(plain)),
                 ", ".join(f.name for f in self.limited),
             )

@@ -24,6 +24,8 @@ import logging
 import os
 import signal
 import socket
+import time
+from datetime import datetime
 from typing import Any
 
 from arq.connections import create_pool
@@ -37,7 +39,7 @@ from asyncjobs.connections import give_up_reconnecting
 from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, finish_failed
-from asyncjobs.flow import FlowControl
+from asyncjobs.flow import HEALTH_MARK, FlowControl
 from asyncjobs.housekeeping import Housekeeper
 from asyncjobs.leases import LeaseKeeper
 from asyncjobs.running import run_job
@@ -204,6 +206,21 @@ class Worker(ArqWorker):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
+
+    async def record_health(self) -> None:
+        """arq's health line (``arq --check`` reads it), marked as written by this engine: a
+        line without the mark was written by a plain arq worker (see :mod:`asyncjobs.flow`)."""
+        now = time.time()
+        if now - self._last_health_check < self.health_check_interval:
+            return
+        self._last_health_check = now
+        pending = sum(not t.done() for t in self.tasks.values())
+        queued = await self.pool.zcard(self.queue_name)
+        info = (
+            f"{datetime.now():%b-%d %H:%M:%S} j_complete={self.jobs_complete} j_failed={self.jobs_failed} "
+            f"j_retried={self.jobs_retried} j_ongoing={pending} queued={queued} {HEALTH_MARK}"
+        )
+        await self.pool.psetex(self.health_check_key, int((self.health_check_interval + 1) * 1000), info.encode())
 
     async def _burst_done(self) -> bool:
         if 0 <= self.max_burst_jobs <= self._jobs_started() or not self.tasks:

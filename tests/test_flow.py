@@ -45,6 +45,7 @@ async def test_max_concurrency_is_never_exceeded_and_is_reached(flow_workers):
     assert peak == 3
     assert live == 0
     assert leftovers == []
+    assert not any("plain arq workers serve" in p.output() for p in flow_workers.procs)  # none here
 
 
 async def test_kill_9_of_the_worker_holding_a_slot_frees_it_within_the_lease(flow_workers):
@@ -145,3 +146,15 @@ async def test_pause_and_resume_a_queue_and_a_function(flow_workers):
         await client.resume(function="flow_free")
         await results(parked, timeout=30)
         assert await client.redis.keys("asyncjobs:parked:*") == []
+
+
+async def test_asyncjobs_worker_warns_when_plain_arq_workers_serve_a_limited_queue(rel_workers):
+    rel_workers.settings = "flow_app.WorkerSettings"
+    arq = rel_workers.start("arq")
+    async with asyncjobs.connect(rel_workers.redis_url) as client:
+        line = await wait_for(lambda: client.redis.get(keys.health_check(rel_workers.queue)), "arq's health line")
+    ours = rel_workers.start()
+    await wait_for(lambda: "plain arq workers serve" in ours.output(), "the warning", timeout=60)
+    assert rel_workers.queue in ours.output()
+    assert b"engine=asyncjobs" not in line
+    assert "plain arq workers serve" not in arq.output()

@@ -46,6 +46,10 @@ async def test_pause_and_resume_over_http(aiohttp_client: Any, redis_url: str) -
         (stats,) = (await call(api, "GET", "/api/queues"))["queues"]
         assert stats["paused"] is True
         held = await job(api, "flow_free", ["g"], queue)
+        metrics = await (await api.get("/metrics")).text()
+        assert f'asyncjobs_queue_paused{{queue="{queue}"}} 1.0' in metrics
+        assert 'asyncjobs_limit_max_concurrency{function="flow_capped"} 3.0' in metrics
+        assert 'asyncjobs_limit_rate_tokens{function="flow_rated"} 1.0' in metrics
         record = await call(api, "GET", f"/api/jobs/{held}")
         assert record["status"] == "queued" and record["waiting"] == "paused"
         await call(api, "POST", f"/api/queues/{queue}/resume", headers=CSRF)
