@@ -8,7 +8,7 @@ from typing import Any
 
 from arq.utils import timestamp_ms
 
-from asyncjobs import keys, scripts
+from asyncjobs import scripts
 
 #: jobs a claim reads past its room after a claim that parked some (see :meth:`Claimer.claim`)
 SCAN_AFTER_MOVED = 500
@@ -35,18 +35,10 @@ class Claimer:
         self.queue_keys = queue_keys
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
-        self._tail = [
-            worker_label,
-            keys.STATE_TTL_S,
-            keys.in_progress(""),
-            keys.job(""),
-            keys.retry(""),
-            keys.state(""),
-            keys.events(""),
-            keys.ARQ_ABORT,
-            owner,  # the in-progress marker's value: only this worker renews the lease
-            limits,  # the flow-control table of this worker's functions (limits.limits_table)
-        ]
+        # the worker label goes in the state and started event; the owner is the in-progress
+        # marker's value (only this worker renews the lease); then the flow-control table of
+        # this worker's functions (limits.limits_table)
+        self._tail = [worker_label, owner, limits]
         #: jobs the last claim set aside (parked or scheduled by flow control): progress, so
         #: the worker claims again at once instead of sleeping
         self.moved = 0

@@ -38,11 +38,11 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from string import Template
 from typing import TYPE_CHECKING, Any
 
 from asyncjobs import keys
 from asyncjobs.errors import ConfigError, truncate
+from asyncjobs.lua import with_constants
 
 if TYPE_CHECKING:
     from asyncjobs.registry import JobFunction
@@ -159,11 +159,6 @@ def describe(f: JobFunction[Any, Any]) -> dict[str, Any]:
     }
 
 
-def _lua(source: str, **constants: str | int) -> str:
-    """``source`` with each ``$NAME`` replaced by a Lua literal (as :mod:`asyncjobs.scripts` does)."""
-    return Template(source).substitute({k: v if isinstance(v, int) else json.dumps(v) for k, v in constants.items()})
-
-
 _CONSTANTS: dict[str, str | int] = {
     "STATE": keys.state(""),
     "SLOTS": keys.slots(""),
@@ -175,12 +170,10 @@ _CONSTANTS: dict[str, str | int] = {
     "STATE_TTL": keys.STATE_TTL_S,
 }
 
-# Lua: ``limits_release(id, q)``, called whenever a job stops holding what its claim took (its
-# end, a retry, a lapsed lease) and when a waiting job leaves its queue (an abort): frees its
-# slots, each bringing the earliest job parked on that limit back, and takes it off any waiting
-# list. Idempotent: a second call finds nothing held. ``lim_unpark`` puts up to n parked jobs
-# back at the scores they had and wakes their queues.
-LUA_RELEASE = _lua(
+# Lua: ``lim_unpark(pk, n)`` puts up to n jobs parked in zset ``pk`` back in their queues at
+# the scores they had and wakes the queues (``lim_wake(q)``: the wake channel of queue key q,
+# as :func:`asyncjobs.keys.queue_name_of` names it). -> how many were put back
+LUA_PARKING = with_constants(
     """
 local function lim_wake(q)
   local name
@@ -207,6 +200,16 @@ local function lim_unpark(pk, n)
   end
   return done
 end
+""",
+    **_CONSTANTS,
+)
+
+# Lua: ``limits_release(id, q)``, called whenever a job stops holding what its claim took (its
+# end, a retry, a lapsed lease) and when a waiting job leaves its queue (an abort): frees its
+# slots, each bringing the earliest job parked on that limit back, and takes it off any waiting
+# list. Idempotent: a second call finds nothing held.
+LUA_RELEASE = LUA_PARKING + with_constants(
+    """
 local function lim_unwait(id, sk, w)
   redis.call('HDEL', sk, 'waiting', 'wait', 'wait_q')
   if w:sub(1, #$RATE) == $RATE then
@@ -233,12 +236,12 @@ end
     **_CONSTANTS,
 )
 
-# Lua, after LUA_RELEASE: ``lim_gate(id, q, origin, fn, cfg, d, now, lease, paused)`` decides
+# Lua: ``lim_gate(id, q, origin, fn, cfg, d, now, lease, paused)`` decides
 # at claim time whether a job (in-progress marker already taken) may start. True: it may (a
 # slot and a token are taken). False: it was parked or scheduled for its next token, with its
 # reason in its state hash; the caller drops the marker. ``cfg``: the function's limits (or
 # nil), ``d``: its decoded payload (for the keys), ``paused``: the paused hash as a table.
-LUA_GATE = _lua(
+LUA_GATE = LUA_PARKING + with_constants(
     """
 local function lim_park(id, q, origin, pk, reason)
   redis.call('ZADD', q, 'XX', $PARKED_SCORE, id)
@@ -334,18 +337,16 @@ end
     **_CONSTANTS,
 )
 
-# Release one job on its own (KEYS[1]: its queue zset, ARGV[1]: its id): for the ends not yet
-# written by a Lua call of their own (an early failure).
-RELEASE = LUA_RELEASE + "limits_release(ARGV[1], KEYS[1])\nreturn 1\n"
-
 # Renewing a lease renews the job's slots too (KEYS: slot zsets, ARGV: expiry ms, job id):
 # a holder's score is its lease expiry, so a lapsed one can be told from a live one.
-LUA_RENEW_HOLD = """
+LUA_RENEW_HOLD = with_constants(
+    """
 local function lim_renew(id, at)
   local h = redis.call('HGET', $STATE .. id, 'hold')
   if h then
     for ck in string.gmatch(h, '%S+') do redis.call('ZADD', ck, 'XX', at, id) end
   end
 end
-"""
-LUA_RENEW_HOLD = _lua(LUA_RENEW_HOLD, STATE=keys.state(""))
+""",
+    STATE=keys.state(""),
+)

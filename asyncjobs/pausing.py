@@ -22,7 +22,7 @@ from asyncjobs.registry import check_queue
 # KEYS[1]: the paused hash; ARGV: the function, how many parked jobs to bring back per call
 # -> how many were brought back (less than asked: none are left)
 RESUME_FUNCTION = (
-    limits.LUA_RELEASE
+    limits.LUA_PARKING
     + """
 redis.call('HDEL', KEYS[1], 'f:' .. ARGV[1])
 return lim_unpark(KEYS[2], tonumber(ARGV[2]))
