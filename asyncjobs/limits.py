@@ -131,7 +131,8 @@ def function_limits(f: JobFunction[Any, Any]) -> dict[str, Any] | None:
         entry["c"] = o.max_concurrency
     if o.rate_limit is not None:
         t = o.rate_limit.interval_ms
-        entry["r"] = [t, (o.rate_limit.burst - 1) * t]
+        # claims are timed in whole ms: a rate above 1,000/s may start its share of a ms at once
+        entry["r"] = [t, max((o.rate_limit.burst - 1) * t, 1.0 - t)]
     return entry
 
 

@@ -148,3 +148,12 @@ async def test_per_key_limits_are_separate_and_vanish_when_idle(client, queue_na
     (j,), _ = await c.claim(10)
     assert j.job_id == h.id
     assert await client.redis.zrange(keys.slots("per_tenant#vip"), 0, -1) == [h.id.encode()]
+
+
+def test_a_rate_above_1000_per_second_is_not_capped_by_the_ms_clock():
+    @asyncjobs.job(rate_limit="5000/s")
+    async def fast(ctx) -> None: ...
+
+    interval, tolerance = json.loads(limits.limits_table([fast]))["fast"]["r"]
+    assert interval == pytest.approx(0.2)
+    assert tolerance == pytest.approx(0.8)  # five starts within one ms of the claim clock
