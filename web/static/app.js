@@ -119,10 +119,11 @@ async function overviewPage() {
     fill(cards, ...[["Queued", total("queued")], ["In progress", total("in_progress")],
       ["Deferred", total("deferred")], ["Workers online", o.workers_online], ["Dead letters", o.dead]]
       .map(([k, v]) => h("div", { class: "card" }, k, h("b", { "data-card": k }, v))));
-    fill(queues, table(["Queue", "Queued", "Deferred", "In progress", "Complete", "Failed", "Aborted", "Oldest waiting"],
+    fill(queues, table(["Queue", "Queued", "Deferred", "In progress", "Complete", "Failed", "Aborted", "Oldest waiting",
+      "Held by limits", ""],
       o.queues.map((q) => h("tr", {}, h("td", {}, q.name), h("td", {}, q.queued), h("td", {}, q.deferred),
         h("td", {}, q.in_progress), h("td", {}, q.complete), h("td", {}, q.failed), h("td", {}, q.aborted),
-        h("td", {}, fmtAge(q.oldest_age_s))))));
+        h("td", {}, fmtAge(q.oldest_age_s)), h("td", {}, q.waiting ?? 0), h("td", {}, pauseButton(q, refresh))))));
   };
   await refresh();
   const chart = throughputChart(chartBox);
@@ -211,7 +212,8 @@ async function jobPage(id) {
       h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, id: "progress" },
         h("div", { style: `width:${Math.max(0, Math.min(100, pct))}%` })),
       h("p", { class: "muted", id: "progress-text" }, `${pct.toFixed(0)}%`, rec.message ? ` · ${rec.message}` : ""),
-      h("dl", {}, [["Function", rec.function], ["Queue", rec.queue], ["Tries", rec.tries], ["Enqueued", fmtTime(rec.enqueue_ms)],
+      h("dl", {}, [["Function", rec.function], ["Queue", rec.queue], ["Waiting", rec.waiting?.replace("_", " ")],
+        ["Tries", rec.tries], ["Enqueued", fmtTime(rec.enqueue_ms)],
         ["Started", fmtTime(rec.start_ms)], ["Finished", fmtTime(rec.finish_ms)]].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "—")])),
       h("h2", {}, "Arguments"), h("pre", { id: "args" }, json({ args: rec.args, kwargs: rec.kwargs })),
       rec.status === "complete" && [h("h2", {}, "Result"), h("pre", { id: "result" }, json(rec.result))],
@@ -231,6 +233,14 @@ async function jobPage(id) {
       else api(`/api/jobs/${encodeURIComponent(id)}`).then((rec) => { last = rec; render(rec); }).catch(() => {});
     },
   });
+}
+
+// pause or resume a queue (flow control): paused queues stay listed, their jobs stay queued
+function pauseButton(q, refresh) {
+  const action = q.paused ? "resume" : "pause";
+  return h("button", { id: `${action}-${q.name}`, onclick: () =>
+    api(`/api/queues/${encodeURIComponent(q.name)}/${action}`, { method: "POST" }).then(refresh, alertError) },
+  q.paused ? "Resume" : "Pause");
 }
 
 async function abortJob(id) {
