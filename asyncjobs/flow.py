@@ -61,11 +61,8 @@ class FlowControl:
         limited = self.limited
         if not limited:
             return
-        pool = self.worker.pool
-        mapping = {f.name: orjson.dumps({**describe(f), "queue": f.opts.queue}) for f in limited}
-        async with pool.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.LIMITS, mapping=mapping)
-            pipe.expire(keys.LIMITS, keys.LIMITS_TTL_S)
+        async with self.worker.pool.pipeline(transaction=False) as pipe:
+            self._publish(pipe, limited)
             pipe.eval("return type(cmsgpack)", 0)
             *_, kind = await pipe.execute()
         names = ", ".join(f.name for f in limited)
@@ -78,11 +75,18 @@ class FlowControl:
             )
         await self.check_plain_arq(force=True)
 
+    @staticmethod
+    def _publish(pipe: Any, limited: list[JobFunction[Any, Any]]) -> None:
+        mapping = {f.name: orjson.dumps({**describe(f), "queue": f.opts.queue}) for f in limited}
+        pipe.hset(keys.LIMITS, mapping=mapping)
+        pipe.expire(keys.LIMITS, keys.LIMITS_TTL_S)
+
     async def check_plain_arq(self, *, force: bool = False) -> None:
-        """Warn (once per change) when plain arq workers serve a queue with limited functions:
-        they run its jobs without the limits. A plain arq worker shows as a queue's arq health
-        line without :data:`HEALTH_MARK` (it writes the line when it starts and every
-        ``health_check_interval``; an asyncjobs worker marks the line of its first queue)."""
+        """Refresh the published limits, and warn (once per change) when plain arq workers
+        serve a queue with limited functions: they run its jobs without the limits. A plain
+        arq worker shows as a queue's arq health line without :data:`HEALTH_MARK` (it
+        writes the line when it starts and every ``health_check_interval``; an asyncjobs
+        worker marks the line of its first queue)."""
         now = self.worker.loop.time()
         if not force and now - self._checked_at < ARQ_CHECK_S:
             return
@@ -91,7 +95,10 @@ class FlowControl:
         if not queues:
             return
         try:
-            lines = await self.worker.pool.mget([keys.health_check(q) for q in queues])
+            async with self.worker.pool.pipeline(transaction=False) as pipe:
+                self._publish(pipe, self.limited)  # the limits stay listed while workers live
+                pipe.mget([keys.health_check(q) for q in queues])
+                *_, lines = await pipe.execute()
         except (RedisError, OSError):
             return
         plain = frozenset(q for q, line in zip(queues, lines, strict=True) if line and HEALTH_MARK.encode() not in line)

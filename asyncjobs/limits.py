@@ -244,6 +244,9 @@ end
 # nil), ``d``: its decoded payload (for the keys), ``paused``: the paused hash as a table.
 LUA_GATE = LUA_PARKING + with_constants(
     """
+-- limits found full in this call (a backlog of one function is parked without reading its
+-- limit again for each job): slot zset or rate key -> true
+local lim_full = {}
 local function lim_park(id, q, origin, pk, reason)
   redis.call('ZADD', q, 'XX', $PARKED_SCORE, id)
   redis.call('ZADD', pk, origin, id)
@@ -287,10 +290,12 @@ end
 local function lim_rate(id, q, origin, fn, r, key, now)
   local lid = lim_lid(fn, key)
   local rk = $RATE .. lid
+  if lim_full[rk] then return lim_park(id, q, origin, $PARKED .. 'rate:' .. lid, 'rate_limited') end
   local h = redis.call('HMGET', rk, 'tat', 'sched')
   local tat = math.max(tonumber(h[1]) or now, now)
   local live = h[2] and h[2] ~= id and redis.call('HGET', $STATE .. h[2], 'wait') == rk
   if tat - now > r[2] then
+    lim_full[rk] = true  -- (its scheduled job is live, or is this one from now on)
     if live then return lim_park(id, q, origin, $PARKED .. 'rate:' .. lid, 'rate_limited') end
     local sk = $STATE .. id
     redis.call('ZADD', q, 'XX', math.ceil(tat - r[2]), id)
@@ -312,13 +317,17 @@ local function lim_gate(id, q, origin, fn, cfg, d, now, lease, paused)
   if cfg.c then
     local lid = lim_lid(fn, d.ck)
     ck = $SLOTS .. lid
+    if lim_full[ck] then return lim_park(id, q, origin, $PARKED .. 'slots:' .. lid, 'at_concurrency') end
     if not redis.call('ZSCORE', ck, id) then  -- (held: this job's earlier run lapsed unreleased)
       local n = redis.call('ZCARD', ck)
       if n >= cfg.c then
         freed = lim_prune(ck, now)
         n = n - freed
       end
-      if n >= cfg.c then return lim_park(id, q, origin, $PARKED .. 'slots:' .. lid, 'at_concurrency') end
+      if n >= cfg.c then
+        lim_full[ck] = true
+        return lim_park(id, q, origin, $PARKED .. 'slots:' .. lid, 'at_concurrency')
+      end
     end
   end
   if cfg.r and not lim_rate(id, q, origin, fn, cfg.r, d.rk, now) then return false end

@@ -8,6 +8,7 @@ from aiohttp import web
 from asyncjobs import pausing
 from asyncjobs.client import check_queue
 from asyncjobs.errors import ConfigError
+from web.middlewares import CSRF_HEADER
 from web.responses import ApiError, json_response
 from web.state import CLIENT, REGISTRY, SETTINGS
 
@@ -20,7 +21,15 @@ async def list_limits(request: web.Request) -> web.Response:
     return json_response({"limits": [s.as_dict() for s in states], "paused": await pausing.paused(redis)})
 
 
+def _proven(request: web.Request) -> None:
+    """The ``X-Asyncjobs-Request`` header, when sent, says ``1`` (its documented value)."""
+    value = request.headers.get(CSRF_HEADER)
+    if value is not None and value != "1":
+        raise ApiError(422, "invalid_header", f"the {CSRF_HEADER} header must be 1", {"header": CSRF_HEADER})
+
+
 def _queue(request: web.Request) -> str:
+    _proven(request)
     raw = request.match_info["name"]
     try:
         name = check_queue(raw)
@@ -35,6 +44,7 @@ def _queue(request: web.Request) -> str:
 
 
 def _function(request: web.Request) -> str:
+    _proven(request)
     name = request.match_info["name"]
     if name not in request.app[REGISTRY]:
         raise ApiError(

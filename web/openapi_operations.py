@@ -168,12 +168,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("POST", "/api/functions/{name}/pause"): operation(
         "Pause a function: its jobs wait in their queues until resumed",
-        {"200": json_of(ref("FunctionPause"), "paused"), **errors(404)},
+        {"200": json_of(ref("FunctionPause"), "paused"), **errors(404, 422)},
         [FUNCTION_NAME],
     ),
     ("POST", "/api/functions/{name}/resume"): operation(
         "Resume a paused function: its waiting jobs are due again at once",
-        {"200": json_of(ref("FunctionPause"), "resumed"), **errors(404)},
+        {"200": json_of(ref("FunctionPause"), "resumed"), **errors(404, 422)},
         [FUNCTION_NAME],
     ),
     ("GET", "/api/workers"): operation(

@@ -84,4 +84,6 @@ async def test_pause_errors(aiohttp_client: Any, redis_url: str) -> None:
     body = await call(api, "POST", "/api/functions/nope/resume", 404, headers=CSRF)
     assert body["error"]["code"] == "function_not_found"
     assert (await call(api, "POST", "/api/queues/a/pause", 415))["error"]["code"] == "unsupported_media_type"
+    bad = {"X-Asyncjobs-Request": "yes"}
+    assert (await call(api, "POST", "/api/queues/a/pause", 422, headers=bad))["error"]["code"] == "invalid_header"
     assert (await call(api, "GET", "/api/limits")) == {"limits": [], "paused": {"queues": [], "functions": []}}
