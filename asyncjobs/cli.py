@@ -17,7 +17,7 @@ import click
 import orjson
 
 from asyncjobs.cli_bulk import enqueue_many
-from asyncjobs.cli_flow import function_group, limits_command, queue_group
+from asyncjobs.cli_limits import function_group, limits_command, queue_group
 from asyncjobs.cli_wait import WaitState, follow, progress_option
 from asyncjobs.errors import (
     AsyncJobsError,

@@ -66,7 +66,7 @@ class Housekeeper:
             pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
             pipe.zremrangebyscore(keys.ARQ_ABORT, "-inf", now - ABORT_MAX_AGE_MS)
             await pipe.execute()
-        await w.flow.check_plain_arq()
+        await w.limits.check_plain_arq()
 
     async def unregister(self) -> None:
         try:

@@ -38,11 +38,11 @@ from asyncjobs.claiming import Claimed, Claimer
 from asyncjobs.connections import give_up_reconnecting
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher
-from asyncjobs.flow import HEALTH_MARK, FlowControl
 from asyncjobs.housekeeping import Housekeeper
 from asyncjobs.leases import LeaseKeeper
 from asyncjobs.running import decode_result, early_end, failed_result_retention, run_job
 from asyncjobs.runtime import current_queue
+from asyncjobs.worker_limits import HEALTH_MARK, WorkerLimits
 
 logger = logging.getLogger(__name__)
 # at shutdown, how long Redis calls keep reconnecting (re-queueing cancelled jobs, unregistering)
@@ -74,7 +74,7 @@ class Worker(ArqWorker):
         self._background: list[asyncio.Task[Any]] = []
         self.housekeeper = Housekeeper(self)
         self.leases = LeaseKeeper(self.lease_s)  # renews running jobs' leases from a thread
-        self.flow = FlowControl(self)  # the limits of this worker's functions
+        self.limits = WorkerLimits(self)  # the limits of this worker's functions
 
     # arq picks settings by reading this signature; keep ours and arq's parameters visible
     __signature__ = inspect.Signature(
@@ -107,8 +107,8 @@ class Worker(ArqWorker):
             await self.on_startup(self.ctx)
         owner = self.housekeeper.worker_id
         label = f"{socket.gethostname()}:{os.getpid()}"
-        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner, limits=self.flow.table)
-        await self.flow.start()
+        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner, limits=self.limits.table)
+        await self.limits.start()
         self.finisher = Finisher(self.pool, release=self.leases.releaser)
         self.leases.start(self.pool, owner)
         self._hub = EventHub(self.pool)
@@ -207,7 +207,7 @@ class Worker(ArqWorker):
 
     async def record_health(self) -> None:
         """arq's health line (``arq --check`` reads it), marked as written by this engine: a
-        line without the mark was written by a plain arq worker (see :mod:`asyncjobs.flow`)."""
+        line without the mark was written by a plain arq worker (see :mod:`asyncjobs.worker_limits`)."""
         now = time.time()
         if now - self._last_health_check < self.health_check_interval:
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import admin, flow, health, jobs, openapi, sse
+from web import admin, health, jobs, limits, openapi, sse
 
 ROUTES = [
     web.post("/api/jobs", jobs.enqueue),
@@ -13,11 +13,11 @@ ROUTES = [
     web.get("/api/jobs/{id}/events", sse.job_events, allow_head=False),
     web.post("/api/jobs/{id}/abort", jobs.abort),
     web.get("/api/queues", admin.list_queues, allow_head=False),
-    web.post("/api/queues/{name}/pause", flow.pause_queue),
-    web.post("/api/queues/{name}/resume", flow.resume_queue),
-    web.get("/api/limits", flow.list_limits, allow_head=False),
-    web.post("/api/functions/{name}/pause", flow.pause_function),
-    web.post("/api/functions/{name}/resume", flow.resume_function),
+    web.post("/api/queues/{name}/pause", limits.pause_queue),
+    web.post("/api/queues/{name}/resume", limits.resume_queue),
+    web.get("/api/limits", limits.list_limits, allow_head=False),
+    web.post("/api/functions/{name}/pause", limits.pause_function),
+    web.post("/api/functions/{name}/resume", limits.resume_function),
     web.get("/api/workers", admin.list_workers, allow_head=False),
     web.get("/api/functions", admin.list_functions, allow_head=False),
     web.get("/api/dead", admin.list_dead, allow_head=False),

@@ -1,6 +1,6 @@
-"""Job functions and worker settings for the flow-control process tests (tests/test_flow.py).
+"""Job functions and worker settings for the flow-control process tests (tests/test_limits_workers.py).
 
-Worker subprocesses import it (``asyncjobs worker flow_app.WorkerSettings``, ``tests/`` on
+Worker subprocesses import it (``asyncjobs worker limits_app.WorkerSettings``, ``tests/`` on
 ``PYTHONPATH``). The jobs record what the tests check in Redis, under ``flowtest:<queue>:...``:
 how many run at once (``live``, and the highest seen, ``max``), and when each was claimed
 (the claim time the limits decide on, from the job's state hash). Starts are also appended to

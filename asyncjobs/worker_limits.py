@@ -27,7 +27,7 @@ ARQ_CHECK_S = 60.0
 HEALTH_MARK = "engine=asyncjobs"
 
 
-class FlowControl:
+class WorkerLimits:
     """The limits of one worker's functions."""
 
     def __init__(self, worker: Worker) -> None:

@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from flow_app import flow_capped, flow_free, flow_rated, flow_single, flow_tenant
+from limits_app import flow_capped, flow_free, flow_rated, flow_single, flow_tenant
 from reliability_app import read_timeline
 from reliability_support import Workers, wait_for
 
@@ -23,7 +23,7 @@ LEASE_S = 2.0
 
 @pytest.fixture
 def flow_workers(rel_workers: Workers) -> Workers:
-    rel_workers.settings = "flow_app.WorkerSettings"
+    rel_workers.settings = "limits_app.WorkerSettings"
     queues = f"{rel_workers.queue},{rel_workers.queue}b"  # a second queue, for the pause test
     for _ in range(3):
         rel_workers.start(ASYNCJOBS_LEASE=str(LEASE_S), ASYNCJOBS_CONCURRENCY="10", ASYNCJOBS_QUEUES=queues)
@@ -149,7 +149,7 @@ async def test_pause_and_resume_a_queue_and_a_function(flow_workers):
 
 
 async def test_asyncjobs_worker_warns_when_plain_arq_workers_serve_a_limited_queue(rel_workers):
-    rel_workers.settings = "flow_app.WorkerSettings"
+    rel_workers.settings = "limits_app.WorkerSettings"
     arq = rel_workers.start("arq")
     async with asyncjobs.connect(rel_workers.redis_url) as client:
         line = await wait_for(lambda: client.redis.get(keys.health_check(rel_workers.queue)), "arq's health line")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flow_app import flow_capped, flow_free, flow_rated
+from limits_app import flow_capped, flow_free, flow_rated
 from reliability_support import wait_for
 
 from asyncjobs import Registry, Settings
