@@ -32,8 +32,10 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from asyncjobs import keys, redis_url, scripts
+from asyncjobs.enqueue_line import LineFailed
 from asyncjobs.errors import ConfigError, NotReplicated, truncate
 
 #: the longest window and the longest key a flow option may name
@@ -131,22 +133,55 @@ def flow_options(
 
 
 async def run(broker: Any, calls: list[tuple[list[str], list[Any]]]) -> list[tuple[int, str]]:
-    """Run the flow enqueue script once per (keys, argv), in one round trip: ``(answer, job
-    id)`` for each (an id this very call enqueued, found by a retry after a lost reply, counts
-    as :data:`CREATED`). A script Redis does not know yet is loaded and the calls sent again."""
+    """Run the flow enqueue script once per (keys, argv), in one round trip (on the broker's
+    enqueue line when it is free, as a plain enqueue is): ``(answer, job id)`` for each. After
+    a lost connection the calls are sent again through the pool, and an answer naming the
+    call's own id (its first try reached Redis) counts as :data:`CREATED`."""
     script = getattr(broker, "_asyncjobs_flow", None)
     if script is None:
         script = broker._asyncjobs_flow = broker.register_script(scripts.ENQUEUE_FLOW)
-    async with broker.pipeline(transaction=False) as pipe:
-        for key_list, argv in calls:
-            await script(keys=key_list, args=argv, client=pipe)  # loads the script if needed
-        if broker.durable:
-            pipe.execute_command("WAIT", 1, max(1, int(broker.durable * 1000)))
-        replies = await pipe.execute()
+    line = broker._line
+    if broker.durable or line is None or line.busy:
+        replies = await _pool(broker, script, calls)
+    else:
+        try:
+            replies = await line.evalsha(script.sha, calls)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                script.sha = await broker.script_load(script.script)
+                replies = await line.evalsha(script.sha, calls)
+        except LineFailed:
+            answers = _answers(await _pool(broker, script, calls))
+            return [
+                (CREATED if code != CREATED and holder == argv[0] else code, holder)
+                for (_, argv), (code, holder) in zip(calls, answers, strict=True)
+            ]
+    return _answers(replies)
+
+
+async def _pool(broker: Any, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    """EVALSHA per call through the pool in one pipeline (and ``WAIT 1`` for a durable broker);
+    a script Redis does not know yet is loaded and the pipeline sent again."""
+    for attempt in (1, 2):
+        async with broker.pipeline(transaction=False) as pipe:
+            for key_list, argv in calls:
+                pipe.evalsha(script.sha, len(key_list), *key_list, *argv)
+            if broker.durable:
+                pipe.execute_command("WAIT", 1, max(1, int(broker.durable * 1000)))
+            replies = await pipe.execute(raise_on_error=False)
+        if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+            script.sha = await broker.script_load(script.script)
+            continue
+        break
     if broker.durable and int(replies.pop()) < 1:
         raise NotReplicated(redis_url.mask(broker.url), broker.durable, [argv[0] for _, argv in calls])
+    return list(replies)
+
+
+def _answers(replies: list[Any]) -> list[tuple[int, str]]:
     out = []
-    for (_, argv), (code, holder) in zip(calls, replies, strict=True):
-        holder = holder.decode() if isinstance(holder, bytes) else str(holder)
-        out.append((CREATED if code != TAKEN and holder == argv[0] else int(code), holder))
+    for r in replies:
+        if isinstance(r, Exception):
+            raise r
+        code, holder = r
+        out.append((int(code), holder.decode() if isinstance(holder, bytes) else str(holder)))
     return out

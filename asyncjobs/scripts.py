@@ -51,7 +51,7 @@ local holder = redis.call('GET', KEYS[2])
 if holder then
   if mode == 'd' then return {2, holder} end
   if mode == 't' then return {4, holder} end
-  if holder ~= id and redis.call('EXISTS', $IN_PROGRESS .. holder, $RETRY .. holder, $RESULT .. holder) == 0
+  if redis.call('EXISTS', $IN_PROGRESS .. holder, $RETRY .. holder, $RESULT .. holder) == 0
       and redis.call('ZSCORE', KEYS[1], holder) and redis.call('EXISTS', $JOB .. holder) == 1 then
     redis.call('SET', $JOB .. holder, ARGV[2], 'PX', ARGV[4])
     redis.call('ZADD', KEYS[1], 'XX', ARGV[3], holder)

@@ -287,3 +287,30 @@ async def test_throttle_without_a_key_is_per_function(client) -> None:
     b = await client.enqueue_call(fn.name, [2], throttle=30)
     assert b.throttled and b.id == a.id
     assert await client.redis.exists(keys.flow(THROTTLE, fn.name, "*"))
+
+
+async def test_a_flushed_script_is_loaded_again_on_the_line_and_through_the_pool(client) -> None:
+    fn, _ = recorder(unique("flush"))
+    placed = fn.options(dedupe_for=30, dedupe_key="k")
+    first = await client.enqueue(placed, 1)
+    await client.redis.script_flush()
+    assert (await client.enqueue(placed, 2)).deduplicated  # on the enqueue line
+    await client.redis.script_flush()
+    line, client.redis._line = client.redis._line, None
+    try:
+        again = await client.enqueue(placed, 3)  # through the pool
+    finally:
+        client.redis._line = line
+    assert again.deduplicated and again.id == first.id
+
+
+async def test_the_flow_script_runs_on_the_in_memory_broker() -> None:
+    fn, _ = recorder(unique("mem"))
+    async with asyncjobs.connect(f"memory://{uuid.uuid4().hex}") as c:
+        first = await c.enqueue(fn.options(dedupe_for=30), 1)
+        assert (await c.enqueue(fn.options(dedupe_for=30), 1)).id == first.id
+        assert (await c.enqueue(fn.options(throttle=30), 1)).admission == "created"
+        assert (await c.enqueue(fn.options(throttle=30), 2)).throttled
+        pending = await c.enqueue(fn.options(debounce=30), 1)
+        assert (await c.enqueue(fn.options(debounce=30), 2)).debounced
+        assert (await pending.info()).args == [2]
