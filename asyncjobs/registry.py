@@ -18,6 +18,7 @@ from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, UnknownFunction, truncate
 from asyncjobs.flow import DEBOUNCE, Flow, flow_options
 from asyncjobs.keys import PRIORITY_MAX, RESERVED_ID_PREFIXES, priority_score
+from asyncjobs.retry_filters import ExceptionTypes, check_retry_filters, refusal
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,7 +27,6 @@ R = TypeVar("R")
 MAX_DEFER_S = 366 * 24 * 3600.0
 
 Seconds = float | int | timedelta
-ExceptionTypes = type[BaseException] | Iterable[type[BaseException]]
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -197,13 +197,8 @@ class JobOptions:
     no_retry_on: tuple[type[BaseException], ...] = ()
 
     def not_retried(self, exc: BaseException) -> str | None:
-        """Why a try that raised ``exc`` is not retried by the filters (``None``: it may be).
-        Matching is ``isinstance``; ``no_retry_on`` wins over ``retry_on``."""
-        if self.no_retry_on and isinstance(exc, self.no_retry_on):
-            return f"{type(exc).__name__} is not retried (no_retry_on)"
-        if self.retry_on and not isinstance(exc, self.retry_on):
-            return f"{type(exc).__name__} is not in retry_on"
-        return None
+        """Why a try that raised ``exc`` is not retried by the filters (``None``: it may be)."""
+        return refusal(self.retry_on, self.no_retry_on, exc)
 
 
 class JobFunction(Generic[P, R]):
@@ -393,10 +388,7 @@ def job(
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")
-    retry_on, no_retry_on = exception_types(retry_on, "retry_on"), exception_types(no_retry_on, "no_retry_on")
-    both = [t.__name__ for t in retry_on if t in no_retry_on]
-    if both:
-        raise ConfigError(f"{', '.join(both)} is in both retry_on and no_retry_on: keep it in one", key="retry_on")
+    retry_on, no_retry_on = check_retry_filters(retry_on, no_retry_on)
 
     def decorate(f: Callable[Concatenate[Any, P], Awaitable[R]]) -> JobFunction[P, R]:
         opts = JobOptions(
@@ -413,22 +405,6 @@ def job(
         return JobFunction(f, opts)
 
     return decorate(func) if func is not None else decorate
-
-
-def exception_types(value: Any, what: str) -> tuple[type[BaseException], ...]:
-    """``value`` (an exception class or an iterable of them) as a tuple, or :class:`ConfigError`."""
-    types = (value,) if isinstance(value, type | str | bytes) else value
-    try:
-        out = tuple(types)
-    except TypeError:
-        out = (types,)
-    for t in out:
-        if not (isinstance(t, type) and issubclass(t, BaseException)):
-            raise ConfigError(
-                f"{what} must name exception classes, e.g. {what}=(ConnectionError,); got {truncate(repr(t))}",
-                key=what,
-            )
-    return out
 
 
 class Registry:

@@ -64,6 +64,7 @@ async def main() -> None:
                 ("plain enqueue", lambda k: (noop, ()), True),
                 ("dedupe, creates (new key)", lambda k: (noop.options(dedupe_for=600, dedupe_key=k), ()), True),
                 ("dedupe, hit (same key)", lambda k: (noop.options(dedupe_for=600, dedupe_key=k), ()), False),
+                ("plain enqueue, one str argument", lambda k: (echo, (k,)), True),
                 ("dedupe by arguments hash, creates", lambda k: (echo.options(dedupe_for=600), (k,)), True),
                 ("throttle, dropped", lambda k: (noop.options(throttle=600, throttle_key=k), ()), False),
                 ("debounce, replaces", lambda k: (noop.options(debounce=600, dedupe_key=k), ()), False),
