@@ -1,7 +1,7 @@
 """``python bench/flow_cost.py``: what an enqueue with a flow-control option (dedupe, debounce,
 throttle) costs, beside a plain enqueue, on a private redis-server. Not part of CI.
 
-For each path, ``N`` one-by-one enqueues of a no-op job:
+For each path, ``N`` one-by-one enqueues of a no-op job, the paths taking turns ``REPEAT`` times:
 - client CPU (``time.process_time``) per enqueue;
 - Redis CPU per enqueue: ``INFO commandstats`` ``usec`` of EVALSHA over the calls;
 - and the ``MEMORY USAGE`` of one window key.
@@ -28,8 +28,8 @@ from asyncjobs.flow import DEDUPE
 from bench.jobs import noop
 from bench.server import PrivateRedis
 
-N = 5_000
-REPEAT = 3
+N = 3_000
+REPEAT = 5
 
 
 @asyncjobs.job(name="bench_echo")
@@ -42,19 +42,16 @@ async def evalsha_usec(redis: Any) -> tuple[int, int]:
     return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
-async def measure(client: asyncjobs.Client, placed: Any, vary: bool) -> tuple[float, float]:
-    """Median over REPEAT runs of (client CPU µs, Redis CPU µs) per enqueue."""
-    cpu, server = [], []
-    for r in range(REPEAT):
-        jobs = [placed(f"{r}-{i}") if vary else placed("same") for i in range(N)]
-        calls0, usec0 = await evalsha_usec(client.redis)
-        start = time.process_time()
-        for fn, args in jobs:
-            await client.enqueue(fn, *args)
-        cpu.append((time.process_time() - start) / N * 1e6)
-        calls1, usec1 = await evalsha_usec(client.redis)
-        server.append((usec1 - usec0) / max(1, calls1 - calls0))
-    return statistics.median(cpu), statistics.median(server)
+async def run_once(client: asyncjobs.Client, placed: Any, vary: bool, tag: str) -> tuple[float, float]:
+    """(client CPU µs, Redis CPU µs) per enqueue over N enqueues of one path."""
+    jobs = [placed(f"{tag}-{i}") if vary else placed("same") for i in range(N)]
+    calls0, usec0 = await evalsha_usec(client.redis)
+    start = time.process_time()
+    for fn, args in jobs:
+        await client.enqueue(fn, *args)
+    cpu = (time.process_time() - start) / N * 1e6
+    calls1, usec1 = await evalsha_usec(client.redis)
+    return cpu, (usec1 - usec0) / max(1, calls1 - calls0)
 
 
 async def main() -> None:
@@ -71,12 +68,17 @@ async def main() -> None:
             ]
             await client.enqueue(noop)  # warm up: scripts loaded, connections open
             await client.enqueue(noop.options(dedupe_for=1, dedupe_key="warm"))
-            print(f"per enqueue, median of {REPEAT} runs of {N:,}:   client CPU µs   Redis CPU µs")
-            for name, placed, vary in paths:
-                await client.redis.config_resetstat()
-                cpu, server = await measure(client, placed, vary)
-                print(f"  {name:40s} {cpu:12.1f} {server:14.1f}")
-            key = keys.flow(DEDUPE, noop.name, "k:0-0")
+            # the paths take turns, REPEAT rounds, so a busy moment of the host hits them alike
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in paths}
+            for r in range(REPEAT):
+                for name, placed, vary in paths:
+                    results[name].append(await run_once(client, placed, vary, str(r)))
+            base = statistics.median(s for _, s in results["plain enqueue"])
+            print(f"per enqueue, median of {REPEAT} rounds of {N:,}:  client CPU µs  Redis CPU µs  Redis / plain")
+            for name, runs in results.items():
+                cpu, server = statistics.median(c for c, _ in runs), statistics.median(s for _, s in runs)
+                print(f"  {name:40s} {cpu:12.1f} {server:13.1f} {server / base:13.2f}x")
+            key = keys.flow(DEDUPE, noop.name, f"k:{REPEAT - 1}-0")
             print(f"MEMORY USAGE of one dedupe window key: {await client.redis.memory_usage(key)} B")
 
 
