@@ -289,6 +289,7 @@ async def test_throttle_without_a_key_is_per_function(client) -> None:
     assert await client.redis.exists(keys.flow(THROTTLE, fn.name, "*"))
 
 
+@pytest.mark.own_redis  # SCRIPT FLUSH concerns the whole server
 async def test_a_flushed_script_is_loaded_again_on_the_line_and_through_the_pool(client) -> None:
     fn, _ = recorder(unique("flush"))
     placed = fn.options(dedupe_for=30, dedupe_key="k")
