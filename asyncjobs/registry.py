@@ -134,9 +134,7 @@ class EnqueueOptions:
 
     def __post_init__(self) -> None:
         if self.rate_key is not None or self.concurrency_key is not None:
-            for what in ("rate_key", "concurrency_key"):
-                if getattr(self, what) is not None:
-                    object.__setattr__(self, what, check_limit_key(getattr(self, what), what))
+            self._check_limit_keys()
         if (
             self.job_id is None
             and self.queue is None
@@ -162,6 +160,11 @@ class EnqueueOptions:
             raise ConfigError("debounce defers the job itself: drop defer_by / defer_until / priority", key="debounce")
         if deferred and not self.internal:
             check_defer(self.defer_by, self.defer_until, timestamp_ms())
+
+    def _check_limit_keys(self) -> None:
+        for what in ("rate_key", "concurrency_key"):
+            if getattr(self, what) is not None:
+                object.__setattr__(self, what, check_limit_key(getattr(self, what), what))
 
     def score(self, now_ms: int) -> tuple[int, int]:
         """``(queue score, run-at ms)`` of this job enqueued at ``now_ms``: a past
