@@ -16,14 +16,13 @@ from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
 from arq.jobs import Job
 from arq.utils import timestamp_ms, to_ms
-from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from asyncjobs import keys, redis_url, scripts
+from asyncjobs import keys, memory, redis_url, scripts
 from asyncjobs.backoff import RECONNECT
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, NotReplicated
@@ -32,7 +31,6 @@ from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
 
-_memory_servers: dict[str, Any] = {}
 T = TypeVar("T")
 RECONNECT_WARNING_EVERY_S = 5.0
 _last_reconnect_warning = 0.0
@@ -350,12 +348,7 @@ def create_broker(
         "expires_extra_ms": expires_extra_ms if job_expiry is None else int(job_expiry * 1000),
     }
     if url.startswith("memory://"):
-        import fakeredis
-        from fakeredis.aioredis import FakeAsyncRedisConnection
-
-        server = _memory_servers.setdefault(url, fakeredis.FakeServer())
-        pool = ConnectionPool(connection_class=FakeAsyncRedisConnection, server=server, max_connections=max_connections)
-        broker = Broker(pool, **common)
+        broker = Broker(memory.pool(url, max_connections), **common)
     else:
         retries = reconnect_retries(reconnect_for)
         retry = {"retry": Reconnect(url, retries), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}

@@ -27,7 +27,7 @@ import redis.sentinel
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
-from asyncjobs import keys, scripts
+from asyncjobs import keys, memory, scripts
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ def sync_client(pool: Any, socket_timeout: float) -> Any:
     kwargs = dict(cp.connection_kwargs)
     kind = cp.connection_class.__name__
     if "server" in kwargs and kind.startswith("Fake"):  # the embedded memory:// broker
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=kwargs["server"])
+        return memory.sync_client(kwargs["server"])
     for k in _ASYNC_ONLY:
         kwargs.pop(k, None)
     kwargs["socket_timeout"] = socket_timeout
