@@ -22,6 +22,10 @@ import pytest
 from asyncjobs.testing import free_port, stop_process
 from tests.web.dashboard_support import BROWSER_ARGS, CHROMIUM, ROOT, call
 
+# building the wheel and installing it with its dependencies in a fresh venv takes minutes on a
+# loaded machine; the first test of the module pays for it
+pytestmark = pytest.mark.timeout(600)
+
 JAVASCRIPT = {"text/javascript", "application/javascript"}  # aiohttp's table: the latter before Python 3.12
 PAGES = ["#/", "#/jobs", "#/dead", "#/cron", "#/workers", "#/enqueue"]
 
