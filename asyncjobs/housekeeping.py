@@ -16,6 +16,7 @@ from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from asyncjobs import keys
+from asyncjobs.backoff import Fixed, Retrying
 from asyncjobs.pool_ref import PoolRef
 
 logger = logging.getLogger(__name__)
@@ -42,11 +43,18 @@ class Housekeeper:
         self.started_ms = timestamp_ms()
 
     async def run(self) -> None:
+        retrying = Retrying(
+            logger,
+            "housekeeping: Redis unavailable ({reason}); will retry in {delay:.1f}s",
+            policy=Fixed(self.interval),
+        )
         while True:
             try:
                 await self.tick()
             except (RedisError, OSError) as e:
-                logger.warning("housekeeping: Redis unavailable (%s); will retry in %.1fs", e, self.interval)
+                await retrying.pause(e)
+                continue
+            retrying.succeeded()
             await asyncio.sleep(self.interval)
 
     async def tick(self) -> None:
