@@ -258,10 +258,10 @@ async def test_a_lapsed_lease_put_back_by_the_claim_is_released(
     async with asyncjobs.connect(redis_url) as client:
         handle = await client.enqueue(count_words, "x")
         queue = keys.queue("default")
-        dead_worker = Claimer(client.redis, [queue], 0.05, "dead:1", owner="dead-worker")
+        dead_worker = Claimer(client.redis, [queue], 0.05, "dead-worker")
         [claimed], _ = await dead_worker.claim(1)
         assert claimed.job_id == handle.id
-        live = Claimer(client.redis, [queue], 5.0, "live:1", owner="live-worker")
+        live = Claimer(client.redis, [queue], 5.0, "live-worker")
         deadline = asyncio.get_running_loop().time() + 10
         while not (found := (await live.claim(1))[0]):  # due again once the lease lapses
             assert asyncio.get_running_loop().time() < deadline, "the lapsed job was not claimed again"

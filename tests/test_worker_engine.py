@@ -142,3 +142,22 @@ async def test_plain_arq_client_job_runs_on_engine_and_its_result_reads_back(sta
         assert await job.result(timeout=20, poll_delay=0.05) == 4
     finally:
         await pool.aclose(close_connection_pool=True)
+
+
+async def test_one_worker_id_owns_the_lease_the_registry_entry_and_the_jobs_it_starts(client, start_worker):
+    gate = uuid.uuid4().hex
+    GATES[gate] = asyncio.Event()
+    worker = await start_worker([hold])
+    try:
+        handle = await client.enqueue(hold, gate)
+        await wait_until(lambda: client.redis.exists(f"test:engine:{gate}:started"))
+        owner = (await client.redis.get(keys.in_progress(handle.id))).decode()
+        state = await client.redis.hgetall(keys.state(handle.id))
+        await wait_until(lambda: client.redis.zscore(keys.WORKERS, worker.worker_id))
+        [info] = await client.workers()
+    finally:
+        GATES[gate].set()
+    assert owner == state[b"worker"].decode() == worker.worker_id == info["id"]
+    host, pid, _ = worker.worker_id.split(":")  # host:pid stay readable
+    assert (host, int(pid)) == (info["host"], info["pid"])
+    assert await handle.result(timeout=10) == "released"
