@@ -23,3 +23,21 @@ def test_bench_quick_runs_and_prints_ratios():
         "ratio Redis memory per job",
     ):
         assert line in p.stdout, p.stdout
+
+
+def test_scale_bench_quick_runs_and_prints_its_figures():
+    cmd = [sys.executable, "bench/scale_bench.py", "--quick"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for line in (
+        "1 worker process(es), jobs/s",
+        "2 worker process(es), jobs/s",
+        "Redis CPU, µs/job",
+        "scaling, asyncjobs 2 / 1 process(es):",
+        "one Redis core (one shard) serves at most",
+        "projected ceiling: 1 shard(s)",
+        "asyncjobs enqueue-many, 2,000 lines, progress bar:",
+    ):
+        assert line in p.stdout, p.stdout
+    ours, arq = (float(x.replace(",", "")) for x in p.stdout.split("1 worker process(es), jobs/s")[1].split()[:2])
+    assert ours > 0 and arq > 0
