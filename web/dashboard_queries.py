@@ -71,21 +71,23 @@ def _summary(rec: JobRecord) -> dict[str, Any]:
 
 
 async def summaries(client: Client, ids: list[str]) -> list[dict[str, Any]]:
-    """One summary per id, in two pipelined round trips (three if some are waiting)."""
+    """One summary per id, in one pipelined round trip (two if some are waiting). The string
+    keys are read with three MGETs: a filtered page reads 250 ids a time, and redis-py's cost is
+    per command (packing, parsing), so 3 + n commands, not 4n, cut a chunk's time about in half."""
     if not ids:
         return []
     r = client.redis
     async with r.pipeline(transaction=False) as pipe:
+        pipe.mget([keys.result(i) for i in ids])
+        pipe.mget([keys.job(i) for i in ids])
+        pipe.mget([keys.in_progress(i) for i in ids])  # a string marker: present while running
         for i in ids:
-            pipe.get(keys.result(i))
-            pipe.get(keys.job(i))
-            pipe.exists(keys.in_progress(i))
             pipe.hget(keys.state(i), "progress")
-        raw = await pipe.execute()
+        results, jobs, markers, *progresses = await pipe.execute()
     records: list[JobRecord] = []
     waiting: list[JobRecord] = []
-    for n, job_id in enumerate(ids):
-        result_raw, job_raw, running, progress = raw[4 * n : 4 * n + 4]
+    for job_id, result_raw, job_raw, marker, progress in zip(ids, results, jobs, markers, progresses, strict=True):
+        running = marker is not None
         rec = JobRecord(job_id, JobStatus.NOT_FOUND)
         if result_raw is not None:
             _fill_from_result(rec, result_raw)
