@@ -41,3 +41,15 @@ def test_scale_bench_quick_runs_and_prints_its_figures():
         assert line in p.stdout, p.stdout
     ours, arq = (float(x.replace(",", "")) for x in p.stdout.split("1 worker process(es), jobs/s")[1].split()[:2])
     assert ours > 0 and arq > 0
+
+
+def test_dashboard_bench_quick_times_every_page():
+    cmd = [sys.executable, "bench/dashboard_bench.py", "--quick"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert p.returncode in (0, 1), p.stderr[-2000:]  # 1: over the latency target, which is not asserted here
+    assert "filled 10,000 queued + 10,000 finished jobs" in p.stdout, p.stdout
+    for page in ("overview", "jobs, first page", "jobs, state=complete", "job page, a queued job", "workers", "cron"):
+        line = next(x for x in p.stdout.splitlines() if x.strip().startswith(page))
+        p50, p95 = float(line.split("p50")[1].split()[0]), float(line.split("p95")[1].split()[0])
+        assert 0 < p50 <= p95, line
+    assert "worst p95" in p.stdout
