@@ -46,12 +46,10 @@ async def redis_cpu(r: aioredis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-async def drain(env: Env, engine: str, jobs: int, processes: int) -> dict[str, float]:
-    """``jobs`` no-op jobs, ``processes`` burst workers: jobs/s, worker and Redis CPU µs per job."""
-    await env.flush()
-    await env.fill(engine, jobs, "noop")
-    r = env.arq
-    procs = [spawn(engine, env.url, 100, burst=True) for _ in range(processes)]
+async def watch(
+    r: aioredis.Redis, jobs: int, procs: list[subprocess.Popen[bytes]]
+) -> tuple[tuple[float, int, float] | None, tuple[float, int, float] | None]:
+    """(time, jobs left, Redis CPU) at the first finished job and at the last."""
     first: tuple[float, int, float] | None = None
     last: tuple[float, int, float] | None = None
     deadline = time.monotonic() + 600
@@ -65,7 +63,23 @@ async def drain(env: Env, engine: str, jobs: int, processes: int) -> dict[str, f
         if left == 0 or all(p.poll() is not None for p in procs):
             break
         await asyncio.sleep(0.005)
-    outs = [await asyncio.to_thread(p.communicate, None, 120) for p in procs]
+    return first, last
+
+
+async def drain(env: Env, engine: str, jobs: int, processes: int) -> dict[str, float]:
+    """``jobs`` no-op jobs, ``processes`` burst workers: jobs/s, worker and Redis CPU µs per job."""
+    await env.flush()
+    await env.fill(engine, jobs, "noop")
+    r = env.arq
+    procs = [spawn(engine, env.url, 100, burst=True) for _ in range(processes)]
+    try:
+        first, last = await watch(r, jobs, procs)
+        outs = [await asyncio.to_thread(p.communicate, None, 120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     if any(p.returncode for p in procs) or first is None or last is None or last[1]:
         raise RuntimeError(f"{engine}: {processes} workers left {await r.zcard(QUEUE)} of {jobs} jobs")
     cpu = sum(orjson.loads(out.strip().splitlines()[-1])["cpu"] for out, _ in outs)
