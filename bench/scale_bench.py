@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -105,8 +106,9 @@ async def workers(url: str, a: argparse.Namespace) -> dict[tuple[str, int], dict
     return out
 
 
-def cli_once(url: str, path: str, lines: int) -> float:
-    """``asyncjobs enqueue-many path`` with its bar on a pseudo-terminal: jobs/s, start to exit."""
+def cli_once(url: str, path: str, lines: int) -> tuple[float, float]:
+    """``asyncjobs enqueue-many path`` with its bar on a pseudo-terminal: jobs/s, start to exit,
+    and the command's own CPU per job (µs; what it would take on a core of its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_") and k != "REDIS_URL"}
     env.update(REDIS_URL=url, ASYNCJOBS_EXAMPLES="1", PYTHONPATH=str(ROOT), COLUMNS="100")
     master, slave = os.openpty()
@@ -125,18 +127,20 @@ def cli_once(url: str, path: str, lines: int) -> float:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     cmd = [sys.executable, "-m", "asyncjobs", "enqueue-many", path, "--progress", "bar"]
-    started = time.perf_counter()
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, cwd=ROOT, env=env, stderr=slave, stdout=subprocess.PIPE, text=True, check=False)
-    seconds = time.perf_counter() - started
+    seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     os.close(slave)
     reader.join(5)
     os.close(master)
     if done.returncode != 0 or f"enqueued {lines}," not in done.stdout:
         raise RuntimeError(f"enqueue-many exited {done.returncode}: {done.stdout[-300:]} {bytes(seen)[-300:]!r}")
-    return lines / seconds
+    return lines / seconds, cpu / lines * 1e6
 
 
-async def enqueue_many_cli(url: str, a: argparse.Namespace) -> list[float]:
+async def enqueue_many_cli(url: str, a: argparse.Namespace) -> list[tuple[float, float, float]]:
+    """(jobs/s, the command's CPU µs/job, Redis CPU µs/job) of each run."""
     r = aioredis.from_url(url)
     rates = []
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
@@ -146,13 +150,17 @@ async def enqueue_many_cli(url: str, a: argparse.Namespace) -> list[float]:
         f.flush()
         for _ in range(a.repeat):
             await r.flushall()
-            rates.append(await asyncio.to_thread(cli_once, url, f.name, a.file_jobs))
+            before = await redis_cpu(r)
+            rate, cpu = await asyncio.to_thread(cli_once, url, f.name, a.file_jobs)
+            rates.append((rate, cpu, (await redis_cpu(r) - before) / a.file_jobs * 1e6))
     await r.aclose()
-    print(f"  enqueue-many: {[round(x) for x in rates]} jobs/s", file=sys.stderr)
+    print(f"  enqueue-many: {[round(x[0]) for x in rates]} jobs/s", file=sys.stderr)
     return rates
 
 
-def report(figures: dict[tuple[str, int], dict[str, float]], cli: list[float], a: argparse.Namespace) -> list[str]:
+def report(
+    figures: dict[tuple[str, int], dict[str, float]], cli: list[tuple[float, float, float]], a: argparse.Namespace
+) -> list[str]:
     out = [f"{'no-op jobs, ' + str(a.jobs) + ' per run':34} {'asyncjobs':>10} {'arq':>10} {'ours/arq':>9}"]
     for n in a.processes:
         ours, arq = figures["ours", n], figures["arq", n]
@@ -173,9 +181,11 @@ def report(figures: dict[tuple[str, int], dict[str, float]], cli: list[float], a
     )
     out.append("projected ceiling: " + ", ".join(f"{s} shard(s) {s * per_core:,.0f} jobs/s" for s in (1, 3, 6, 12)))
     if cli:
+        rate, cpu, redis_us = (statistics.median(x[k] for x in cli) for k in range(3))
         out.append(
-            f"asyncjobs enqueue-many, {a.file_jobs:,} lines, progress bar: {statistics.median(cli):,.0f} jobs/s "
-            f"(median of {len(cli)}, process start to exit)"
+            f"asyncjobs enqueue-many, {a.file_jobs:,} lines, progress bar: {rate:,.0f} jobs/s "
+            f"(median of {len(cli)}, process start to exit); its CPU {cpu:.1f} µs/job "
+            f"(-> {1e6 / cpu:,.0f} jobs/s on a core of its own), Redis CPU {redis_us:.1f} µs/job"
         )
     return out
 
