@@ -53,3 +53,18 @@ def test_dashboard_bench_quick_times_every_page():
         p50, p95 = float(line.split("p50")[1].split()[0]), float(line.split("p95")[1].split()[0])
         assert 0 < p50 <= p95, line
     assert "worst p95" in p.stdout
+
+
+def test_memory_bench_quick_prints_bytes_per_layout():
+    cmd = [sys.executable, "bench/memory_bench.py", "--quick"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    figures = {
+        line.split(" B")[0].rsplit(None, 1)[0].strip(): float(line.split(" B")[0].rsplit(None, 1)[1])
+        for line in p.stdout.splitlines()
+        if line.startswith("  ")
+    }
+    assert len(figures) == 6, p.stdout
+    now = figures["asyncjobs now: 22-character id, its payload, TTL"]
+    assert 100 < now < figures["asyncjobs with 32-hex ids (the former default)"], p.stdout  # shorter ids, less memory
+    assert "MEMORY USAGE arq:job:<id>" in p.stdout
