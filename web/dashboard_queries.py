@@ -161,9 +161,11 @@ async def list_jobs(
     total = sum(sec.size for sec in sections)
     found: list[dict[str, Any]] = []
     pos, scanned, started = cursor, 0, time.monotonic()
+    chunk = limit  # a filtered read starts at a page's worth and doubles: a filter most jobs pass
     while len(found) < limit and pos < total and scanned < SCAN_BUDGET and time.monotonic() - started < TIME_BUDGET_S:
         sec, offset = _locate(sections, pos)
-        want = limit - len(found) if flt.empty else CHUNK
+        want = limit - len(found) if flt.empty else chunk
+        chunk = min(CHUNK, chunk * 2)  # (state=queued) fills its page from the first read
         ids = [i.decode() for i in await client.redis.zrevrange(sec.key, offset, offset + min(want, CHUNK) - 1)]
         if not ids:  # the set shrank since it was counted: go on with the next one
             pos = sum(x.size for x in sections[: sections.index(sec) + 1])
