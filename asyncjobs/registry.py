@@ -16,7 +16,8 @@ from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, UnknownFunction, truncate
-from asyncjobs.keys import PRIORITY_MAX, RESERVED_ID_PREFIXES, priority_score
+from asyncjobs.keys import PRIORITY_MAX as PRIORITY_MAX  # the highest priority (also for the API's schema)
+from asyncjobs.keys import RESERVED_ID_PREFIXES, priority_score
 
 P = ParamSpec("P")
 R = TypeVar("R")
