@@ -9,8 +9,8 @@ Redis, behind one :class:`JobStore` over a broker connection. Callers never buil
   (:class:`JobList`);
 - events, through the process's one :class:`~asyncjobs.events.EventHub`.
 
-A new field of a job record is read in :meth:`JobStore._read` (one more command per job in
-the same pipeline) and filled in :meth:`JobStore._record`.
+A new field of a job record is read with the others (a field of the job's state hash: add it
+to :data:`STATE_FIELDS`) and filled in :meth:`JobStore._record`.
 """
 
 from __future__ import annotations
@@ -66,15 +66,28 @@ class JobList:
 RECENT = JobList(keys.RECENT, waiting=False)
 
 
+#: the fields of a job's state hash that its record shows
+STATE_FIELDS = ("progress", "message", "meta", "started_ms")
+
+
 @dataclass
 class _Raw:
-    """What one pipelined read holds about a job."""
+    """What Redis holds about one job."""
 
     result: bytes | None
     job: bytes | None
-    running: int
-    state: dict[bytes, bytes]
-    retry: bytes | None
+    state: dict[str, str]
+    running: int = 0
+    retry: bytes | None = None
+
+    @property
+    def open(self) -> bool:
+        """A job record without a result: waiting or running (its marker and score decide)."""
+        return self.result is None and self.job is not None
+
+
+def _state(values: Sequence[bytes | None]) -> dict[str, str]:
+    return {f: v.decode() for f, v in zip(STATE_FIELDS, values, strict=True) if v is not None}
 
 
 class JobStore:
@@ -88,94 +101,96 @@ class JobStore:
         self.deserializer: Deserializer = getattr(redis, "job_deserializer", None) or deserialize
 
     # --- job records ----------------------------------------------------------------------
-    @staticmethod
-    def _read(pipe: Any, job_id: str) -> None:
-        pipe.get(keys.result(job_id))
-        pipe.get(keys.job(job_id))
-        pipe.exists(keys.in_progress(job_id))
-        pipe.hgetall(keys.state(job_id))
-        pipe.get(keys.retry(job_id))
-
-    READS = 5  # commands _read queues per job
-
     async def get(self, job_id: str, queues: Sequence[str] | None = None) -> JobRecord:
         """Everything known about one job, in one round trip (two when its record names a
         queue that is not one of ``queues``, default the store's)."""
         searched = list(queues or self.queues)
         async with self.redis.pipeline(transaction=False) as pipe:
-            self._read(pipe, job_id)
+            pipe.get(keys.result(job_id))
+            pipe.get(keys.job(job_id))
+            pipe.hmget(keys.state(job_id), STATE_FIELDS)
+            pipe.exists(keys.in_progress(job_id))
+            pipe.get(keys.retry(job_id))
             for q in searched:
                 pipe.zscore(keys.queue(q), job_id)
-            out = await pipe.execute()
-        raw, scores = _Raw(*out[: self.READS]), out[self.READS :]
+            result, job, state, running, retry, *scores = await pipe.execute()
+        raw = _Raw(result, job, _state(state), running, retry)
         rec, ended = self._decoded(job_id, raw)
         found = next(((q, s) for q, s in zip(searched, scores, strict=True) if s is not None), None)
-        score = found[1] if found else None
         named = _named_queue(rec)
-        if found is None and self._waiting(raw, ended) and named is not None and named not in searched:
+        if found is None and raw.open and not running and named is not None and named not in searched:
             score = await self.redis.zscore(keys.queue(named), job_id)
-        rec.queue = rec.queue or (found[0] if found else None)
-        return self._record(rec, raw, ended, score, timestamp_ms())
+            found = (named, score) if score is not None else None
+        return self._record(rec, raw, ended, found, timestamp_ms())
 
     async def many(self, ids: Sequence[str], queues: Sequence[str] | None = None) -> list[JobRecord]:
-        """The record of each job in ``ids``, in order: one round trip, plus one for the
-        scores of those waiting in a queue (the queue their record names, else ``queues``)."""
+        """The record of each job in ``ids``, in order: one round trip (``MGET`` of results
+        and job records, each state), plus one for the jobs that have no result yet (running
+        marker, tries, score in the queue their record names, else in ``queues``)."""
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.mget([keys.result(i) for i in ids])
+            pipe.mget([keys.job(i) for i in ids])
             for job_id in ids:
-                self._read(pipe, job_id)
-            out = await pipe.execute()
-        raws = [_Raw(*out[n : n + self.READS]) for n in range(0, len(out), self.READS)]
+                pipe.hmget(keys.state(job_id), STATE_FIELDS)
+            results, jobs, *states = await pipe.execute()
+        raws = [_Raw(r, j, _state(s)) for r, j, s in zip(results, jobs, states, strict=True)]
         decoded = [self._decoded(job_id, raw) for job_id, raw in zip(ids, raws, strict=True)]
-        pairs = list(zip(raws, decoded, strict=True))
-        waiting = [n for n, (raw, (_, ended)) in enumerate(pairs) if self._waiting(raw, ended)]
-        where = dict(zip(waiting, await self._where([decoded[n][0] for n in waiting], queues), strict=True))
+        opened = [n for n, raw in enumerate(raws) if raw.open]
+        where = await self._read_open([raws[n] for n in opened], [decoded[n][0] for n in opened], queues)
+        found = dict(zip(opened, where, strict=True))
         now = timestamp_ms()
-        records = []
-        for n, (raw, (rec, ended)) in enumerate(pairs):
-            found = where.get(n)
-            rec.queue = rec.queue or (found[0] if found else None)
-            records.append(self._record(rec, raw, ended, found[1] if found else None, now))
-        return records
+        return [
+            self._record(rec, raw, ended, found.get(n), now)
+            for n, (raw, (rec, ended)) in enumerate(zip(raws, decoded, strict=True))
+        ]
 
-    async def _where(self, records: list[JobRecord], queues: Sequence[str] | None) -> list[tuple[str, float] | None]:
-        """The queue and score of each job: looked for in the queue its record names, else in
-        ``queues`` (default the store's), in one round trip."""
+    async def _read_open(
+        self, raws: list[_Raw], records: list[JobRecord], queues: Sequence[str] | None
+    ) -> list[tuple[str, float] | None]:
+        """For jobs without a result, in one round trip: the running marker and tries (into
+        ``raws``) and where each waits: (queue, score) in the queue its record names, else in
+        ``queues`` (default the store's)."""
         if not records:
             return []
         candidates = [[q] if (q := _named_queue(rec)) else list(queues or self.queues) for rec in records]
         async with self.redis.pipeline(transaction=False) as pipe:
             for rec, names in zip(records, candidates, strict=True):
+                pipe.exists(keys.in_progress(rec.job_id))
+                pipe.get(keys.retry(rec.job_id))
                 for q in names:
                     pipe.zscore(keys.queue(q), rec.job_id)
-            scores = iter(await pipe.execute())
+            replies = iter(await pipe.execute())
         found: list[tuple[str, float] | None] = []
-        for names in candidates:
-            hits = [(q, s) for q in names if (s := next(scores)) is not None]
+        for raw, names in zip(raws, candidates, strict=True):
+            raw.running, raw.retry = next(replies), next(replies)
+            hits = [(q, s) for q in names if (s := next(replies)) is not None]
             found.append(hits[0] if hits else None)
         return found
 
     def _decoded(self, job_id: str, raw: _Raw) -> tuple[JobRecord, JobStatus | None]:
+        """The record as arq's records have it, and how the job ended (``None``: not yet)."""
         rec = JobRecord(job_id, JobStatus.NOT_FOUND)
         ended = None
         if raw.result is not None:
             ended = fill_from_result(rec, raw.result, self.deserializer)
         elif raw.job is not None:
             fill_from_job(rec, raw.job, self.deserializer)
-            rec.tries = int(raw.retry or 0)
         return rec, ended
 
     @staticmethod
-    def _waiting(raw: _Raw, ended: JobStatus | None) -> bool:
-        """The job may be waiting in a queue: its score decides (see :func:`status_of`)."""
-        return ended is None and raw.job is not None and not raw.running
-
-    @staticmethod
-    def _record(rec: JobRecord, raw: _Raw, ended: JobStatus | None, score: Any, now: int) -> JobRecord:
+    def _record(
+        rec: JobRecord, raw: _Raw, ended: JobStatus | None, found: tuple[str, float] | None, now: int
+    ) -> JobRecord:
+        """The record completed with its status (:func:`status_of`), queue, schedule and state."""
+        score = found[1] if found else None
         rec.status = status_of(ended, job=raw.job is not None, running=bool(raw.running), score=score, now_ms=now)
-        st = {k.decode(): v.decode() for k, v in raw.state.items()}
-        if rec.status in WAITING:
+        if raw.open:
+            rec.tries = int(raw.retry or 0)
+            rec.queue = rec.queue or (found[0] if found else None)
+        st = raw.state
+        if rec.status in WAITING and score is not None:
             rec.scheduled_ms, rec.priority = keys.decode_score(score, now)
         elif rec.status is JobStatus.IN_PROGRESS and "started_ms" in st:
             rec.start_ms = int(st["started_ms"])
