@@ -1,5 +1,6 @@
-"""arq's record format, read: the job record (``arq:job:<id>``) and the result record
-(``arq:result:<id>``) decoded with the broker's serializer into a :class:`JobRecord`.
+"""arq's record format: the job record (``arq:job:<id>``) and the result record
+(``arq:result:<id>``) decoded with the broker's serializer into a :class:`JobRecord`, and the
+result record of a job aborted before it started (the client writes it; workers write the rest).
 
 arq writes a job record as ``{"t": tries, "f": function, "a": args, "k": kwargs, "et":
 enqueue ms}`` (asyncjobs adds ``"q"``, the queue's name) and a result record as the same
@@ -10,14 +11,16 @@ shown, never raised: the job is then ``<undecodable>`` or failed with a ``Serial
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from asyncjobs import keys
 from asyncjobs.records import JobRecord, JobStatus
-from asyncjobs.serialization import RemoteError, deserialize
+from asyncjobs.serialization import RemoteError, deserialize, serialize
 
 Deserializer = Callable[[bytes], Any]
+Serializer = Callable[[Any], bytes]
 
 UNDECODABLE_FUNCTION = "<undecodable>"
 UNDECODABLE_RESULT = {"type": "SerializationError", "message": "undecodable result", "traceback": None}
@@ -54,3 +57,23 @@ def fill_from_result(rec: JobRecord, raw: bytes, deserializer: Deserializer | No
     else:
         rec.error = {"type": "JobFailed", "message": str(r), "traceback": None}
     return JobStatus.ABORTED if rec.error["type"] == "CancelledError" else JobStatus.FAILED
+
+
+def aborted_result(rec: JobRecord, queue_key: str, now_ms: int, serializer: Serializer | None = None) -> bytes:
+    """arq's result record for a job aborted before it started: failed with a
+    ``CancelledError``, as arq records an abort (read back as :data:`JobStatus.ABORTED`)."""
+    return (serializer or serialize)(
+        {
+            "t": rec.tries,
+            "f": rec.function or "<unknown>",
+            "a": rec.args,
+            "k": rec.kwargs,
+            "et": rec.enqueue_ms or now_ms,
+            "s": False,
+            "r": asyncio.CancelledError("aborted before start"),
+            "st": now_ms,
+            "ft": now_ms,
+            "q": queue_key,
+            "id": rec.job_id,
+        }
+    )

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 from arq.utils import timestamp_ms
 
 from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs.arq_records import aborted_result
 from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
@@ -25,7 +26,6 @@ from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_s
 from asyncjobs.registry import check_job_id as check_job_id
 from asyncjobs.registry import check_new_job_id as check_new_job_id
 from asyncjobs.registry import check_queue as check_queue
-from asyncjobs.serialization import serialize
 from asyncjobs.serving import ServedQueues
 from asyncjobs.store import JobStore
 
@@ -396,23 +396,9 @@ class JobHandle(Generic[R]):
         return False
 
     async def _abort_queued(self, rec: JobRecord) -> bytes:
-        now = timestamp_ms()
-        payload = serialize(
-            {
-                "t": rec.tries,
-                "f": rec.function or "<unknown>",
-                "a": rec.args,
-                "k": rec.kwargs,
-                "et": rec.enqueue_ms or now,
-                "s": False,
-                "r": asyncio.CancelledError("aborted before start"),
-                "st": now,
-                "ft": now,
-                "q": keys.queue(rec.queue or self.client.default_queue),
-                "id": self.id,
-            }
-        )
-        end = JobEnd(self.id, keys.queue(rec.queue or self.client.default_queue), Outcome.ABORTED, rec.function)
+        queue_key = keys.queue(rec.queue or self.client.default_queue)
+        payload = aborted_result(rec, queue_key, timestamp_ms(), self.client.redis.job_serializer)
+        end = JobEnd(self.id, queue_key, Outcome.ABORTED, rec.function)
         outcome = await self.client._abort_script(
             keys=[], args=[self.id, end.queue_key, end.stats_key, payload, 3_600_000, end.event()]
         )

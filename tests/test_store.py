@@ -10,7 +10,7 @@ import pytest
 
 import asyncjobs
 from asyncjobs import JobStatus, Settings, job
-from asyncjobs.arq_records import fill_from_job, fill_from_result
+from asyncjobs.arq_records import aborted_result, fill_from_job, fill_from_result
 from asyncjobs.records import JobRecord
 from asyncjobs.serialization import serialize
 from asyncjobs.store import RECENT, JobStore, status_of
@@ -53,6 +53,15 @@ def test_arq_records_decode_or_say_they_cannot() -> None:
     assert fill_from_result(rec, serialize({**done, "s": False, "r": asyncio.CancelledError()})) is JobStatus.ABORTED
     assert fill_from_result(rec, b"\xc1") is JobStatus.FAILED
     assert rec.error is not None and rec.error["type"] == "SerializationError"
+
+
+def test_an_aborted_result_record_reads_back_as_aborted() -> None:
+    queued = JobRecord("j", JobStatus.QUEUED, function="f", args=[1], kwargs={"x": 2}, tries=1, enqueue_ms=5)
+    back = JobRecord("j", JobStatus.NOT_FOUND)
+    assert fill_from_result(back, aborted_result(queued, "arq:queue:side", 9)) is JobStatus.ABORTED
+    assert (back.function, back.args, back.kwargs, back.queue) == ("f", [1], {"x": 2}, "side")
+    assert (back.enqueue_ms, back.start_ms, back.finish_ms, back.tries) == (5, 9, 9, 1)
+    assert back.error is not None and back.error["message"] == "aborted before start"
 
 
 GATE: dict[str, asyncio.Event] = {}
