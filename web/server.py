@@ -52,9 +52,9 @@ def run_dev(
     """Serve the API and run a worker in one process, sharing one broker."""
     settings = dataclasses.replace(settings, redis_url=redis_url)
     check_bind(host, settings)
+    broker = create_broker(redis_url)  # memory:// without its extra fails here, before the note
     if settings.memory:
         print(MEMORY_NOTE, file=sys.stderr, flush=True)
-    broker = create_broker(redis_url)
     app = create_app(settings, registry, broker=broker, cron_jobs=cron_jobs)
     app.on_startup.append(_say_why_it_stops)
     app.cleanup_ctx.append(_worker_context(worker_settings, redis_url))
