@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from asyncjobs.client import Client
+from asyncjobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,12 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    async def refresh(self, client: Client) -> None:
+    async def refresh(self, store: JobStore) -> None:
         """Read queue depths, dead letters and workers from Redis; ``redis_up`` 0 if it fails."""
         try:
-            stats = await client.queue_stats()
-            total, _ = await client.dead_letters(limit=1)
-            workers = await client.workers()
+            stats = await store.queue_stats()
+            total = await store.dead_count()
+            workers = await store.workers()
         except Exception as e:  # a scrape must answer even when Redis does not
             logger.debug("metrics: Redis unreachable (%s)", e)
             self.redis_up.set(0)
