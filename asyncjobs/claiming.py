@@ -29,19 +29,21 @@ class Claimed:
 class Claimer:
     """Builds the CLAIM call for a worker's queues and decodes its answer."""
 
-    def __init__(
-        self, redis: Any, queue_keys: list[str], lease_s: float, worker_label: str, *, owner: str, limits: str = ""
-    ) -> None:
+    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_id: str, *, limits: str = "") -> None:
         self.queue_keys = queue_keys
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
-        # the worker label goes in the state and started event; the owner is the in-progress
-        # marker's value (only this worker renews the lease); then the flow-control table of
-        # this worker's functions (limits.limits_table)
-        self._tail = [worker_label, owner, limits]
+        # the worker's id: the in-progress marker's value (only this worker renews the lease),
+        # and the ``worker`` of the job's state and started event; then the flow-control table
+        # of this worker's functions (limits.limits_table)
+        self._tail = [worker_id, limits]
         #: jobs the last claim set aside (parked or scheduled by flow control): progress, so
         #: the worker claims again at once instead of sleeping
         self.moved = 0
+
+    def use_limits(self, table: str) -> None:
+        """Send ``table`` (:func:`asyncjobs.limits.limits_table`) with every claim from now on."""
+        self._tail[1] = table
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
         """Up to ``room`` due jobs, and the earliest score left in any queue (None if empty)."""

@@ -66,6 +66,10 @@ class Ctx:
                 "asyncjobs reads (SETTINGS, REGISTRY, WorkerSettings)"
             ) from None
 
+    def cron_jobs(self) -> list[Any]:
+        """The settings module's ``CRON_JOBS`` (none if it defines no such list)."""
+        return list(getattr(self.module, "CRON_JOBS", []))
+
     def client(self) -> Any:
         from asyncjobs.client import connect
 
@@ -276,7 +280,7 @@ def cron_command(ctx: Ctx, upcoming: int) -> None:
     """List the cron jobs (the settings module's CRON_JOBS): schedule, next runs, last run."""
     from asyncjobs.cron import cron_table
 
-    cron_jobs = list(getattr(ctx.module, "CRON_JOBS", []))
+    cron_jobs = ctx.cron_jobs()
 
     async def go() -> None:
         async with ctx.client() as client:
@@ -431,7 +435,7 @@ def web_command(ctx: Ctx, host: str, port: int) -> None:
     try:
         from web.server import run_web
 
-        run_web(ctx.get("SETTINGS"), ctx.get("REGISTRY"), host, port)
+        run_web(ctx.get("SETTINGS"), ctx.get("REGISTRY"), host, port, ctx.cron_jobs())
     except (ConfigError, UnknownFunction) as e:
         _fail(ctx, e, 2)
 
@@ -451,7 +455,7 @@ def dev_command(ctx: Ctx, host: str, port: int) -> None:
             dev_mode()
         settings = ctx.get("SETTINGS")
         url = getattr(ctx.module, "DEV_REDIS_URL", None) or settings.redis_url
-        run_dev(settings, ctx.get("REGISTRY"), ctx.get("WorkerSettings"), url, host, port)
+        run_dev(settings, ctx.get("REGISTRY"), ctx.get("WorkerSettings"), url, host, port, ctx.cron_jobs())
     except (ConfigError, UnknownFunction) as e:
         _fail(ctx, e, 2)
 

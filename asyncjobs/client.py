@@ -11,16 +11,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast, overload
 
-import orjson
 from arq.utils import timestamp_ms
 
 from asyncjobs import deadletter, events, flow, keys, pausing, scripts
+from asyncjobs.arq_records import aborted_result
 from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
 from asyncjobs.lifecycle import JobEnd, Outcome
-from asyncjobs.limits import PARKED_SCORE, derive_key
-from asyncjobs.queue_stats import read_queue_stats
+from asyncjobs.limits import derive_key
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import ID_RE as ID_RE
 from asyncjobs.registry import QUEUE_RE as QUEUE_RE
@@ -28,8 +27,8 @@ from asyncjobs.registry import EnqueueOptions, JobFunction, P, R, Registry, to_s
 from asyncjobs.registry import check_job_id as check_job_id
 from asyncjobs.registry import check_new_job_id as check_new_job_id
 from asyncjobs.registry import check_queue as check_queue
-from asyncjobs.serialization import RemoteError, deserialize, serialize
-from asyncjobs.serving import ServedQueues, live_workers
+from asyncjobs.serving import ServedQueues
+from asyncjobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +103,7 @@ class Client:
         self._broker = broker
         self._owns_broker = broker is None
         self._hub: EventHub | None = None
+        self._store: JobStore | None = None
         self._state = _State.NEW
         self._abort_script: Any = None
         self._served = ServedQueues()
@@ -117,6 +117,7 @@ class Client:
         if self._broker is None:
             self._broker = await connect_broker(self.url, job_expiry=self.job_expiry, durable=self.durable)
         self._hub = EventHub(self._broker)
+        self._store = JobStore(self._broker, hub=self._hub, queues=self.queues)
         self._abort_script = self._broker.register_script(scripts.ABORT_QUEUED)
         self._state = _State.OPEN
         return self
@@ -148,6 +149,13 @@ class Client:
         self.redis  # noqa: B018 - state check
         assert self._hub is not None
         return self._hub
+
+    @property
+    def store(self) -> JobStore:
+        """The :class:`JobStore` every read of this client goes through."""
+        self.redis  # noqa: B018 - state check
+        assert self._store is not None
+        return self._store
 
     # --- enqueue --------------------------------------------------------------------------
     @overload
@@ -284,30 +292,29 @@ class Client:
     async def queue_stats(self, queues: Sequence[str] | None = None) -> list[QueueStats]:
         """Counts per queue (default: the client's queues) and when the longest-waiting due job
         was due (priority scores decoded)."""
-        return await read_queue_stats(self.redis, list(queues or self.queues))
+        return await self.store.queue_stats(queues or self.queues)
 
     async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> tuple[int, list[deadletter.DeadLetter]]:
-        return await deadletter.list_entries(self.redis, offset=offset, limit=limit)
+        return await self.store.dead_letters(offset=offset, limit=limit)
 
     async def retry_dead(self, job_id: str) -> JobHandle[Any]:
         """Re-enqueue a dead-lettered job under the same id (its old result is dropped)."""
-        entry = await deadletter.get(self.redis, job_id)
+        entry = await self.store.dead_letter(job_id)
         if entry.raw is not None:
             raise JobFailed(
                 job_id, entry.function, "SerializationError", "its payload cannot be decoded, so it cannot be retried"
             )
-        await self.redis.delete(keys.result(job_id), keys.retry(job_id), keys.state(job_id))
         # taken before the enqueue: a retry that fails again at once is dead-lettered anew
-        entry, blob = await deadletter.take(self.redis, job_id)
+        entry, blob = await self.store.take_dead(job_id)
         try:
             options = EnqueueOptions(job_id=job_id, queue=entry.queue, internal=True)
             return (await self.enqueue_placed(JobCall(entry.function, entry.args, entry.kwargs, options)))[0]
         except BaseException:
-            await deadletter.put_back(self.redis, job_id, blob)
+            await self.store.put_back_dead(job_id, blob)
             raise
 
     async def purge_dead(self) -> int:
-        return await deadletter.purge(self.redis)
+        return await self.store.purge_dead()
 
     # --- flow control (asyncjobs.pausing) ------------------------------------------------
     async def pause(self, *, queue: str | None = None, function: str | None = None) -> None:
@@ -332,7 +339,7 @@ class Client:
 
     async def workers(self) -> list[dict[str, Any]]:
         """The live workers (seen in the last minute): id, host, pid, queues, concurrency, ..."""
-        return await live_workers(self.redis)
+        return await self.store.workers()
 
     async def unserved(self, queue: str) -> str | None:
         """A warning if no live worker serves ``queue`` (a job there would wait for ever), else
@@ -377,49 +384,8 @@ class JobHandle(Generic[R]):
         return [self.queue] if self.queue else self.client.queues
 
     async def info(self) -> JobRecord:
-        """Everything known about the job, in one round trip."""
-        r = self.client.redis
-        queues = self._queues
-        async with r.pipeline(transaction=False) as pipe:
-            pipe.get(keys.job(self.id))
-            pipe.get(keys.result(self.id))
-            pipe.exists(keys.in_progress(self.id))
-            pipe.hgetall(keys.state(self.id))
-            pipe.get(keys.retry(self.id))
-            pipe.hkeys(keys.PAUSED)
-            for q in queues:
-                pipe.zscore(keys.queue(q), self.id)
-            job_raw, result_raw, running, state, retry, paused, *scores = await pipe.execute()
-        rec = JobRecord(self.id, JobStatus.NOT_FOUND)
-        st = {k.decode(): v.decode() for k, v in state.items()}
-        if result_raw is not None:
-            _fill_from_result(rec, result_raw)
-        elif job_raw is not None:
-            _fill_from_job(rec, job_raw)
-            score = next((s for s in scores if s is not None), None)
-            rec.queue = rec.queue or next((q for q, s in zip(queues, scores, strict=True) if s is not None), None)
-            if score is None and not running:
-                score = await self._score_elsewhere(rec.queue, queues)
-            rec.tries = int(retry or 0)
-            if running:
-                rec.status = JobStatus.IN_PROGRESS
-            elif score is not None:
-                _place(rec, score, st.get("waiting"), paused)
-            if "started_ms" in st and rec.status is JobStatus.IN_PROGRESS:
-                rec.start_ms = int(st["started_ms"])
-        if "progress" in st:
-            rec.progress = float(st["progress"])
-            rec.message = st.get("message") or None
-            rec.meta = orjson.loads(st["meta"]) if st.get("meta") else None
-        return rec
-
-    async def _score_elsewhere(self, queue: str | None, searched: list[str]) -> float | None:
-        """The job's score in ``queue``, the queue its record names, when that is not one of the
-        queues already searched (a job enqueued on a queue this client was not given): one
-        more round trip, taken only then."""
-        if not queue or queue in searched or not QUEUE_RE.match(queue):
-            return None
-        return cast(float | None, await self.client.redis.zscore(keys.queue(queue), self.id))
+        """Everything known about the job, in one round trip (:meth:`JobStore.get`)."""
+        return await self.client.store.get(self.id, self._queues)
 
     async def status(self) -> JobStatus:
         return (await self.info()).status
@@ -526,23 +492,9 @@ class JobHandle(Generic[R]):
         return False
 
     async def _abort_queued(self, rec: JobRecord) -> bytes:
-        now = timestamp_ms()
-        payload = serialize(
-            {
-                "t": rec.tries,
-                "f": rec.function or "<unknown>",
-                "a": rec.args,
-                "k": rec.kwargs,
-                "et": rec.enqueue_ms or now,
-                "s": False,
-                "r": asyncio.CancelledError("aborted before start"),
-                "st": now,
-                "ft": now,
-                "q": keys.queue(rec.queue or self.client.default_queue),
-                "id": self.id,
-            }
-        )
-        end = JobEnd(self.id, keys.queue(rec.queue or self.client.default_queue), Outcome.ABORTED, rec.function)
+        queue_key = keys.queue(rec.queue or self.client.default_queue)
+        payload = aborted_result(rec, queue_key, timestamp_ms(), self.client.redis.job_serializer)
+        end = JobEnd(self.id, queue_key, Outcome.ABORTED, rec.function)
         outcome = await self.client._abort_script(
             keys=[], args=[self.id, end.queue_key, end.stats_key, payload, 3_600_000, end.event()]
         )
@@ -558,56 +510,6 @@ def _started_event(rec: JobRecord) -> dict[str, Any]:
         "try": rec.tries,
         "function": rec.function,
     }
-
-
-def _place(rec: JobRecord, score: float, waiting: str | None, paused: list[bytes]) -> None:
-    """Status, run-at time and priority of a job waiting in its queue at ``score``, and why it
-    waits if flow control holds it: parked on a limit or a paused function (queued, its
-    run-at time kept aside), scheduled for its next rate token (deferred to then), or in a
-    paused queue."""
-    if score >= PARKED_SCORE:
-        rec.status, rec.waiting = JobStatus.QUEUED, waiting or "paused"
-        return
-    now = timestamp_ms()
-    rec.scheduled_ms, rec.priority = keys.decode_score(score, now)
-    rec.status = JobStatus.DEFERRED if score > now else JobStatus.QUEUED
-    if rec.queue and f"q:{keys.queue(rec.queue)}".encode() in paused:
-        rec.waiting = "paused"
-    elif waiting and rec.status is JobStatus.DEFERRED:
-        rec.waiting = waiting
-
-
-def _fill_from_job(rec: JobRecord, raw: bytes) -> None:
-    try:
-        d = deserialize(raw)
-    except Exception:
-        rec.function = "<undecodable>"
-        return
-    rec.function, rec.args, rec.kwargs = d.get("f"), list(d.get("a") or []), dict(d.get("k") or {})
-    rec.enqueue_ms, rec.queue = d.get("et"), d.get("q")
-
-
-def _fill_from_result(rec: JobRecord, raw: bytes) -> None:
-    try:
-        d = deserialize(raw)
-    except Exception:
-        rec.status, rec.error = (
-            JobStatus.FAILED,
-            {"type": "SerializationError", "message": "undecodable result", "traceback": None},
-        )
-        return
-    rec.function, rec.args, rec.kwargs = d.get("f"), list(d.get("a") or []), dict(d.get("k") or {})
-    rec.tries, rec.enqueue_ms, rec.start_ms, rec.finish_ms = d.get("t") or 0, d.get("et"), d.get("st"), d.get("ft")
-    rec.queue = keys.queue_name_of(d["q"]) if isinstance(d.get("q"), str) else None
-    r = d.get("r")
-    if d.get("s"):
-        rec.status, rec.result = JobStatus.COMPLETE, r
-        return
-    if isinstance(r, RemoteError):
-        rec.error = r.as_dict()
-    else:
-        rec.error = {"type": "JobFailed", "message": str(r), "traceback": None}
-    rec.status = JobStatus.ABORTED if rec.error["type"] == "CancelledError" else JobStatus.FAILED
 
 
 def durable_seconds(durable: bool | float) -> float:

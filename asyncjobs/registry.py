@@ -17,7 +17,8 @@ from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, UnknownFunction, truncate
 from asyncjobs.flow import DEBOUNCE, Flow, flow_options
-from asyncjobs.keys import PRIORITY_MAX, RESERVED_ID_PREFIXES, priority_score
+from asyncjobs.keys import PRIORITY_MAX as PRIORITY_MAX  # the highest priority (also for the API's schema)
+from asyncjobs.keys import RESERVED_ID_PREFIXES, priority_score
 from asyncjobs.limits import KeyFunction, RateLimit, check_limit_key, check_max_concurrency
 from asyncjobs.retry_filters import ExceptionTypes, check_retry_filters, refusal
 

@@ -113,8 +113,8 @@ end
 # Flow control (:mod:`asyncjobs.limits`): a paused queue is not read; a job of a paused or
 # limited function that may not start now is parked or scheduled for its next token instead
 # (its marker dropped), which counts as progress: the worker claims again at once.
-# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker id, owner id, limits table
-#   (JSON, '' for none: limits.limits_table)
+# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker id (the lease's owner),
+#   limits table (JSON, '' for none: limits.limits_table)
 # -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
 #     earliest score in any queue or false, jobs set aside by flow control}
 _CLAIM = """
@@ -122,9 +122,9 @@ local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local scan = tonumber(ARGV[4])
-local owner = ARGV[6]
+local owner = ARGV[5]
 local lim = {}
-if ARGV[7] and ARGV[7] ~= '' then lim = cjson.decode(ARGV[7]) end
+if ARGV[6] and ARGV[6] ~= '' then lim = cjson.decode(ARGV[6]) end
 local paused = {}
 local pf = redis.call('HGETALL', $PAUSED)
 for i = 1, #pf, 2 do paused[pf[i]] = true end
@@ -166,7 +166,7 @@ for qi, q in ipairs(KEYS) do
         local try = redis.call('INCR', $RETRY .. id)
         redis.call('EXPIRE', $RETRY .. id, 88400)
         local aborted = redis.call('ZREM', $ARQ_ABORT, id)
-        job_started(id, {started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}, origin)
+        job_started(id, {started_ms = now, ['try'] = try, worker = owner, ['function'] = fn}, origin)
         base = base or index_base()
         index_job(id, base, n)
         n = n + 1

@@ -67,7 +67,7 @@ async def drain(client: asyncjobs.Client, claimer: Claimer, want: int, function:
 async def throughput(url: str, jobs: int, limited: int, mode: str) -> float:
     async with asyncjobs.connect(url, queues=[QUEUE], default_queue=QUEUE) as client:
         await client.redis.flushdb()
-        claimer = Claimer(client.redis, [keys.queue(QUEUE)], 30.0, "bench", owner="bench", limits=LIMITS)
+        claimer = Claimer(client.redis, [keys.queue(QUEUE)], 30.0, "bench", limits=LIMITS)
         if mode != "plain":
             await enqueue(client, "slow_api", limited)
         if mode == "parked":  # park them first (a claim that only parks takes nothing)
@@ -81,7 +81,7 @@ async def throughput(url: str, jobs: int, limited: int, mode: str) -> float:
 async def head_of_line(url: str, limited: int) -> float:
     async with asyncjobs.connect(url, queues=[QUEUE], default_queue=QUEUE) as client:
         await client.redis.flushdb()
-        claimer = Claimer(client.redis, [keys.queue(QUEUE)], 30.0, "bench", owner="bench", limits=LIMITS)
+        claimer = Claimer(client.redis, [keys.queue(QUEUE)], 30.0, "bench", limits=LIMITS)
         await enqueue(client, "slow_api", limited)
         start = time.perf_counter()
         h = await client.enqueue_call("noop", queue=QUEUE)
@@ -97,7 +97,7 @@ async def redis_cost(url: str, function: str, lim: str, n: int) -> tuple[float, 
         r = client.redis
         await r.flushdb()
         await enqueue(client, function, n)
-        claimer = Claimer(r, [keys.queue(QUEUE)], 30.0, "bench", owner="bench", limits=lim)
+        claimer = Claimer(r, [keys.queue(QUEUE)], 30.0, "bench", limits=lim)
         await r.config_resetstat()
         cpu0 = await _cpu(r)
         await drain(client, claimer, n)

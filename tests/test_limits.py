@@ -23,7 +23,7 @@ def table(**entries: dict) -> str:
 
 
 def claimer(client, queue: str, lim: str, *, lease: float = 30.0, owner: str = "w1") -> Claimer:
-    return Claimer(client.redis, [keys.queue(queue)], lease, owner, owner=owner, limits=lim)
+    return Claimer(client.redis, [keys.queue(queue)], lease, owner, limits=lim)
 
 
 async def finish(client, queue: str, job_id: str, *, done: bool = True) -> None:

@@ -1,19 +1,19 @@
 """The aiohttp application factory and its typed state.
 
-``create_app(settings, registry)`` builds the app; its Redis broker, :class:`Client` and the
-one shared :class:`EventHub` (a single pub/sub connection for every waiting request) live in
-``cleanup_ctx``. Other parts of ``web/`` (the dashboard) read them through the ``AppKey``\\ s
-below.
+``create_app(settings, registry, cron_jobs=...)`` builds the app; its Redis broker,
+:class:`Client`, :class:`JobStore` and the one shared :class:`EventHub` (a single pub/sub
+connection for every waiting request) live in ``cleanup_ctx``. Handlers read them through
+the ``AppKey``\\ s below.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -27,11 +27,24 @@ from web.metrics import Metrics
 from web.middlewares import is_loopback
 from web.routes import ROUTES
 from web.schemas import Schemas
-from web.state import BROKER, CLIENT, HUB, METRICS, REGISTRY, SCHEMAS, SETTINGS, SSE_PING_S, SSE_STREAMS
+from web.state import (
+    BROKER,
+    CLIENT,
+    CRON_JOBS,
+    HUB,
+    METRICS,
+    REGISTRY,
+    SCHEMAS,
+    SETTINGS,
+    SSE_PING_S,
+    SSE_STREAMS,
+    STORE,
+)
 
 __all__ = [
     "BROKER",
     "CLIENT",
+    "CRON_JOBS",
     "HUB",
     "METRICS",
     "REGISTRY",
@@ -39,6 +52,7 @@ __all__ = [
     "SETTINGS",
     "SSE_PING_S",
     "SSE_STREAMS",
+    "STORE",
     "check_bind",
     "create_app",
     "is_loopback",
@@ -47,12 +61,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, registry: Registry, *, broker: Broker | None = None) -> web.Application:
-    """The HTTP API (and the dashboard, when ``web.dashboard`` is installed).
+def create_app(
+    settings: Settings, registry: Registry, *, broker: Broker | None = None, cron_jobs: Iterable[Any] = ()
+) -> web.Application:
+    """The HTTP API and the dashboard.
 
     ``broker`` is used as given and left open (tests, ``asyncjobs dev``); without it the app
     opens one for ``settings.redis_url`` at start-up and closes it at cleanup. The app starts
-    even when Redis is down: requests answer 503 until it is back.
+    even when Redis is down: requests answer 503 until it is back. ``cron_jobs``: the
+    deployment's cron jobs (the settings module's ``CRON_JOBS``), shown on the Cron page.
     """
     metrics = Metrics()
     app = web.Application(
@@ -60,6 +77,7 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
         middlewares=[
             middlewares.metrics_middleware(metrics.observe),
             middlewares.error_middleware,
+            middlewares.cross_site_middleware,
             middlewares.host_middleware(settings.api_token, settings.allowed_hosts),
             middlewares.auth_middleware(settings.api_token),
             middlewares.unsafe_request_middleware,
@@ -68,6 +86,7 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
     )
     app[SETTINGS] = settings
     app[REGISTRY] = registry
+    app[CRON_JOBS] = tuple(cron_jobs)
     app[SCHEMAS] = Schemas(registry)
     app[METRICS] = metrics
     app[SSE_STREAMS] = weakref.WeakSet()
@@ -77,27 +96,7 @@ def create_app(settings: Settings, registry: Registry, *, broker: Broker | None 
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(middlewares.hide_server_version)
     app.add_routes(ROUTES)
-    _setup_dashboard(app)
     return app
-
-
-def _setup_dashboard(app: web.Application) -> None:
-    # --- dashboard hook: web/dashboard.py registers "/", its assets and endpoints ---------
-    if importlib.util.find_spec("web.dashboard") is not None:
-        from web.dashboard import setup_dashboard
-
-        setup_dashboard(app)
-    else:
-        app.router.add_get("/", placeholder_index)
-
-
-async def placeholder_index(request: web.Request) -> web.Response:
-    """A minimal page until the dashboard is installed."""
-    return web.Response(
-        text="<!doctype html><title>asyncjobs</title><h1>asyncjobs</h1>"
-        '<p>API: <a href="/api/openapi.json">/api/openapi.json</a></p>',
-        content_type="text/html",
-    )
 
 
 def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
@@ -106,7 +105,7 @@ def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
         broker = given if given is not None else create_broker(s.redis_url, durable=s.durable_enqueue)
         client = Client(s.redis_url, registry=app[REGISTRY], queues=s.queues, default_queue=s.queues[0], broker=broker)
         await client.open()  # no I/O with a broker given: the app starts even if Redis is down
-        app[BROKER], app[CLIENT], app[HUB] = broker, client, client.hub
+        app[BROKER], app[CLIENT], app[HUB], app[STORE] = broker, client, client.hub, client.store
         watch = None
         if given is None:
             watch = asyncio.get_running_loop().create_task(watch_redis(broker, s.redis_url), name="asyncjobs-web-redis")

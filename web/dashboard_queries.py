@@ -9,13 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from arq.utils import timestamp_ms
 
-from asyncjobs import keys
-from asyncjobs.client import Client, _fill_from_job, _fill_from_result  # one decoder for job records
 from asyncjobs.cron import cron_table as cron_table  # the Cron page's table, shared with the CLI
 from asyncjobs.records import JobRecord, JobStatus
+from asyncjobs.store import RECENT, JobList, JobStore
+from web.responses import dumps
 
 CHUNK = 250  # ids read per round trip while filtering
 SCAN_BUDGET = 5_000  # ids one filtered request may examine before it returns a cursor
@@ -47,7 +46,7 @@ class JobFilter:
 
 
 def _preview(value: Any) -> str:
-    text = orjson.dumps(value, default=str).decode()
+    text = dumps(value).decode()
     return text if len(text) <= TEXT_MAX else text[: TEXT_MAX - 1] + "…"
 
 
@@ -70,47 +69,9 @@ def _summary(rec: JobRecord) -> dict[str, Any]:
     }
 
 
-async def summaries(client: Client, ids: list[str]) -> list[dict[str, Any]]:
-    """One summary per id, in two pipelined round trips (three if some are waiting)."""
-    if not ids:
-        return []
-    r = client.redis
-    async with r.pipeline(transaction=False) as pipe:
-        for i in ids:
-            pipe.get(keys.result(i))
-            pipe.get(keys.job(i))
-            pipe.exists(keys.in_progress(i))
-            pipe.hget(keys.state(i), "progress")
-        raw = await pipe.execute()
-    records: list[JobRecord] = []
-    waiting: list[JobRecord] = []
-    for n, job_id in enumerate(ids):
-        result_raw, job_raw, running, progress = raw[4 * n : 4 * n + 4]
-        rec = JobRecord(job_id, JobStatus.NOT_FOUND)
-        if result_raw is not None:
-            _fill_from_result(rec, result_raw)
-        elif job_raw is not None:
-            _fill_from_job(rec, job_raw)
-            rec.status = JobStatus.IN_PROGRESS if running else JobStatus.QUEUED
-            if not running:
-                waiting.append(rec)
-        if progress is not None:
-            rec.progress = float(progress)
-        records.append(rec)
-    if waiting:
-        await _mark_deferred(client, waiting)
-    return [_summary(rec) for rec in records]
-
-
-async def _mark_deferred(client: Client, waiting: list[JobRecord]) -> None:
-    now = timestamp_ms()
-    async with client.redis.pipeline(transaction=False) as pipe:
-        for rec in waiting:
-            pipe.zscore(keys.queue(rec.queue or client.default_queue), rec.job_id)
-        scores = await pipe.execute()
-    for rec, score in zip(waiting, scores, strict=True):
-        if score is not None and score > now:
-            rec.status, rec.scheduled_ms = JobStatus.DEFERRED, int(score)
+async def summaries(store: JobStore, ids: list[str]) -> list[dict[str, Any]]:
+    """One summary per id, from :meth:`JobStore.many` (the records the API shows)."""
+    return [_summary(rec) for rec in await store.many(ids)]
 
 
 def _public(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,51 +83,47 @@ WAITING = frozenset({JobStatus.QUEUED.value, JobStatus.DEFERRED.value})
 
 @dataclass(frozen=True)
 class _Section:
-    """One sorted set the job list reads, newest (highest score) first, and which of its jobs
-    it shows: a queue shows its waiting jobs (its running ones are in the recent index), the
-    recent index shows the rest (its waiting ones, retries and re-queues, are in a queue)."""
+    """One job list the page reads, newest first, and which of its jobs it shows: a queue
+    shows its waiting jobs (its running ones are in the recent index), the recent index shows
+    the rest (its waiting ones, retries and re-queues, are in a queue)."""
 
-    key: str
+    jobs: JobList
     size: int
-    waiting: bool
 
     def shows(self, s: dict[str, Any]) -> bool:
-        return (s["status"] in WAITING) == self.waiting
+        return (s["status"] in WAITING) == self.jobs.waiting
 
 
-async def _sections(client: Client, queues: list[str], flt: JobFilter) -> list[_Section]:
+async def _sections(store: JobStore, flt: JobFilter) -> list[_Section]:
     # only the deployment's queues are read as queues: a filter is user input, and a key
     # under arq's prefix may be something else (arq:queue:health-check is a string)
-    names = [q for q in queues if q == flt.queue] if flt.queue else queues
+    names = [q for q in store.queues if q == flt.queue] if flt.queue else store.queues
     use_queues = not flt.state or flt.state in WAITING
     use_recent = not flt.state or flt.state not in WAITING
-    wanted = [(keys.queue(n), True) for n in names if use_queues] + ([(keys.RECENT, False)] if use_recent else [])
-    async with client.redis.pipeline(transaction=False) as pipe:
-        for key, _ in wanted:
-            pipe.zcard(key)
-        sizes = await pipe.execute()
-    return [_Section(key, int(size), waiting) for (key, waiting), size in zip(wanted, sizes, strict=True)]
+    wanted = [store.waiting_in(n) for n in names if use_queues] + ([RECENT] if use_recent else [])
+    sizes = await store.sizes(wanted)
+    return [_Section(jobs, size) for jobs, size in zip(wanted, sizes, strict=True)]
 
 
-async def list_jobs(
-    client: Client, flt: JobFilter, *, queues: list[str], cursor: int = 0, limit: int = 50
-) -> dict[str, Any]:
+async def list_jobs(store: JobStore, flt: JobFilter, *, cursor: int = 0, limit: int = 50) -> dict[str, Any]:
     """A page of jobs: the waiting jobs of each queue (latest scheduled first), then the recent
     index of started and ended jobs (newest first). ``cursor`` is a position in that sequence;
     the answer's ``next_cursor`` continues from where this request stopped (``None`` at the end).
     A request examines at most ``SCAN_BUDGET`` ids (or ``TIME_BUDGET_S``)."""
-    sections = await _sections(client, queues, flt)
+    sections = await _sections(store, flt)
     total = sum(sec.size for sec in sections)
     found: list[dict[str, Any]] = []
     pos, scanned, started = cursor, 0, time.monotonic()
+    chunk = limit  # a filtered read starts at a page's worth and doubles: a filter most jobs pass
     while len(found) < limit and pos < total and scanned < SCAN_BUDGET and time.monotonic() - started < TIME_BUDGET_S:
         sec, offset = _locate(sections, pos)
-        want = limit - len(found) if flt.empty else CHUNK
-        ids = [i.decode() for i in await client.redis.zrevrange(sec.key, offset, offset + min(want, CHUNK) - 1)]
+        want = limit - len(found) if flt.empty else chunk
+        chunk = min(CHUNK, chunk * 2)  # (state=queued) fills its page from the first read
+        ids = await store.ids(sec.jobs, offset, min(want, CHUNK))
         if not ids:  # the set shrank since it was counted: go on with the next one
             pos = sum(x.size for x in sections[: sections.index(sec) + 1])
             continue
-        for n, s in enumerate(await summaries(client, ids)):
+        for n, s in enumerate(await summaries(store, ids)):
             if sec.shows(s) and flt.matches(s):
                 found.append(s)
                 if len(found) == limit:
@@ -191,13 +148,13 @@ def _locate(sections: list[_Section], pos: int) -> tuple[_Section, int]:
     raise IndexError(pos)  # callers keep pos below the total
 
 
-async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
+async def overview(store: JobStore) -> dict[str, Any]:
     """Per-queue counts, oldest-job age and totals of jobs that ended (complete, failed,
     aborted), workers online and dead letters."""
     now = timestamp_ms()
-    stats = await client.queue_stats(queues)
-    workers = await client.workers()
-    dead = await client.redis.zcard(keys.DEAD)
+    stats = await store.queue_stats()
+    workers = await store.workers()
+    dead = await store.dead_count()
     rows = [
         {**q.as_dict(), "oldest_age_s": (now - q.oldest_queued_ms) / 1000 if q.oldest_queued_ms else None}
         for q in stats
@@ -205,6 +162,6 @@ async def overview(client: Client, queues: list[str]) -> dict[str, Any]:
     return {
         "queues": rows,
         "workers_online": len(workers),
-        "dead": int(dead),
+        "dead": dead,
         "now_ms": now,
     }

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from web.middlewares import REDIS_DOWN_MESSAGE
 from web.responses import json_response
-from web.state import BROKER, CLIENT, METRICS
+from web.state import BROKER, METRICS, STORE
 
 logger = logging.getLogger(__name__)
 READY_TIMEOUT_S = 2.0
@@ -47,7 +47,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus exposition (``asyncjobs_redis_up`` 0 when Redis is down)."""
     m = request.app[METRICS]
-    await m.refresh(request.app[CLIENT])
+    await m.refresh(request.app[STORE])
     body, content_type = m.render()
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = content_type

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from asyncjobs import pausing
 from asyncjobs.client import check_queue
 from asyncjobs.errors import ConfigError
 from web.middlewares import CSRF_HEADER
 from web.responses import ApiError, json_response
-from web.state import CLIENT, REGISTRY, SETTINGS
+from web.state import REGISTRY, SETTINGS, STORE
 
 
 async def list_limits(request: web.Request) -> web.Response:
     """``GET /api/limits``: every limited or paused function with its limits and their use, and
     what is paused."""
-    redis = request.app[CLIENT].redis
-    states = await pausing.limit_states(redis)
-    return json_response({"limits": [s.as_dict() for s in states], "paused": await pausing.paused(redis)})
+    store = request.app[STORE]
+    states = await store.limits()
+    return json_response({"limits": [s.as_dict() for s in states], "paused": await store.paused()})
 
 
 def _proven(request: web.Request) -> None:
@@ -59,26 +58,26 @@ def _function(request: web.Request) -> str:
 async def pause_queue(request: web.Request) -> web.Response:
     """``POST /api/queues/{name}/pause``: workers stop starting the queue's jobs."""
     name = _queue(request)
-    await pausing.pause_queue(request.app[CLIENT].redis, name)
+    await request.app[STORE].pause(queue=name)
     return json_response({"queue": name, "paused": True})
 
 
 async def resume_queue(request: web.Request) -> web.Response:
     """``POST /api/queues/{name}/resume``: workers start the queue's jobs again, at once."""
     name = _queue(request)
-    await pausing.resume_queue(request.app[CLIENT].redis, name)
+    await request.app[STORE].resume(queue=name)
     return json_response({"queue": name, "paused": False})
 
 
 async def pause_function(request: web.Request) -> web.Response:
     """``POST /api/functions/{name}/pause``: the function's jobs wait (parked) until resumed."""
     name = _function(request)
-    await pausing.pause_function(request.app[CLIENT].redis, name)
+    await request.app[STORE].pause(function=name)
     return json_response({"function": name, "paused": True, "resumed_jobs": 0})
 
 
 async def resume_function(request: web.Request) -> web.Response:
     """``POST /api/functions/{name}/resume``: its parked jobs are due again at once."""
     name = _function(request)
-    n = await pausing.resume_function(request.app[CLIENT].redis, name)
+    n = await request.app[STORE].resume(function=name)
     return json_response({"function": name, "paused": False, "resumed_jobs": n})

@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from asyncjobs.client import Client
 from asyncjobs.pausing import LimitState
+from asyncjobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,13 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    async def refresh(self, client: Client) -> None:
+    async def refresh(self, store: JobStore) -> None:
         """Read queue depths, dead letters and workers from Redis; ``redis_up`` 0 if it fails."""
         try:
-            stats = await client.queue_stats()
-            total, _ = await client.dead_letters(limit=1)
-            workers = await client.workers()
-            limits = await client.limits()
+            stats = await store.queue_stats()
+            total = await store.dead_count()
+            workers = await store.workers()
+            limits = await store.limits()
         except Exception as e:  # a scrape must answer even when Redis does not
             logger.debug("metrics: Redis unreachable (%s)", e)
             self.redis_up.set(0)

@@ -1,6 +1,6 @@
 """The app's middlewares: errors to the JSON error shape (never a traceback), the ``Host``
-check (DNS rebinding), bearer-token auth, the cross-site request guard, the request-body
-limit, and request metrics."""
+check (DNS rebinding), bearer-token auth (a stream ticket on the stream path only), the
+cross-site request guards, the request-body limit, and request metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 from redis.exceptions import BusyLoadingError
@@ -27,14 +28,15 @@ from asyncjobs.errors import (
     UnknownFunction,
 )
 from web.responses import ApiError, error_response
+from web.tickets import STREAM_PATH, check_ticket
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REDIS_DOWN = (BrokerUnavailable, RedisConnectionError, RedisTimeoutError, BusyLoadingError, ConnectionRefusedError)
 REDIS_DOWN_MESSAGE = "Redis is unreachable; the request was not carried out. Retry when /readyz reports ready."
-# paths anyone may read: liveness, readiness, and the dashboard shell (it holds no data)
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/dashboard/")
+# paths anyone may read: liveness, readiness, and the dashboard shell and assets (no data)
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/dashboard/static/")
 PUBLIC_EXACT = frozenset({"/", "/favicon.ico"})
 # probes may address the server by any name (a pod IP); these answer nothing worth rebinding for
 HEALTH_PREFIXES = ("/healthz", "/readyz")
@@ -107,22 +109,30 @@ def bearer_matches(request: web.Request, expected: bytes) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
 
 
+def is_public(path: str) -> bool:
+    """Paths that take no credentials, even with a token set."""
+    return path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES)
+
+
 def auth_middleware(token: str | None) -> Any:
-    """Require ``Authorization: Bearer <token>`` on everything but the public paths."""
+    """Require ``Authorization: Bearer <token>`` on everything but the public paths; on the
+    dashboard's event stream (:data:`web.tickets.STREAM_PATH`, for ``EventSource``, which
+    sends no headers) a valid ``?ticket=`` is accepted instead, and nowhere else."""
     expected = token.encode() if token else None
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is None or request.path in PUBLIC_EXACT or request.path.startswith(PUBLIC_PREFIXES):
+        if expected is None or is_public(request.path) or bearer_matches(request, expected):
             return await handler(request)
-        if not bearer_matches(request, expected):
-            raise ApiError(
-                401,
-                "unauthorized",
-                "missing or wrong API token: send 'Authorization: Bearer <token>' "
-                "with the value of ASYNCJOBS_API_TOKEN",
-            )
-        return await handler(request)
+        if request.path == STREAM_PATH and token and check_ticket(token, request.query.get("ticket", "")):
+            return await handler(request)
+        if request.path == STREAM_PATH:
+            raise ApiError(401, "unauthorized", "missing or expired ticket: POST /api/dashboard/ticket for a new one")
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or wrong API token: send 'Authorization: Bearer <token>' with the value of ASYNCJOBS_API_TOKEN",
+        )
 
     return auth
 
@@ -217,6 +227,31 @@ def host_middleware(token: str | None, allowed: tuple[str, ...]) -> Any:
 def _is_json(content_type: str) -> bool:
     media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _cross_site(request: web.Request) -> bool:
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlparse(origin).netloc != request.host
+
+
+@web.middleware
+async def cross_site_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a state-changing ``/api/`` request that the browser says comes from another site
+    (``Sec-Fetch-Site: cross-site``, or an ``Origin`` that is not this host)."""
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.path.startswith("/api/") and _cross_site(request):
+        raise ApiError(403, "cross_site", "cross-site requests may not change state")
+    return await handler(request)
+
+
+def require_page_header(request: web.Request) -> None:
+    """The dashboard's actions carry ``X-Asyncjobs-Request: 1`` whatever else they send (403
+    otherwise): proof that a page of this site sent them."""
+    if request.headers.get(CSRF_HEADER) != "1":
+        raise ApiError(403, "csrf", f"send the '{CSRF_HEADER}: 1' header")
 
 
 @web.middleware

@@ -13,12 +13,13 @@ from aiohttp import web
 
 from asyncjobs.client import QUEUE_RE
 from asyncjobs.records import JobStatus
-from web.middlewares import PUBLIC_EXACT, PUBLIC_PREFIXES
+from web.middlewares import is_public
 from web.openapi_enqueue import enqueue_body
-from web.openapi_operations import DASHBOARD_HEADER, DASHBOARD_OPERATIONS, OPERATIONS, json_of, nullable, obj, ref
+from web.openapi_operations import DASHBOARD_HEADER, OPERATIONS, json_of, nullable, obj, ref
 from web.responses import json_response
 from web.schemas import Schemas
 from web.state import SCHEMAS, SETTINGS
+from web.tickets import STREAM_PATH
 
 
 def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def _paths(app: web.Application, token: bool) -> dict[str, dict[str, Any]]:
         if static:
             path += "/{filename}"
         method = "GET" if route.method == "HEAD" else route.method
-        op = OPERATIONS.get((method, path)) or DASHBOARD_OPERATIONS.get((method, path))
+        op = OPERATIONS.get((method, path))
         if op is None:
             continue
         op = copy.deepcopy(op)
@@ -161,12 +162,13 @@ def _head(get: dict[str, Any]) -> dict[str, Any]:
 
 
 def _secure(op: dict[str, Any], path: str, token: bool) -> None:
-    """Public paths and token-less apps take no credentials (and never answer 401)."""
-    if not token or path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES):
-        if path == "/dashboard/events" and token:  # the handler checks: a bearer token or a ticket
-            op["security"] = [{"bearer": []}, {"ticket": []}]
-            op["responses"]["401"] = json_of(ref("Error"), "missing or wrong token or ticket")
-            return
+    """Public paths and token-less apps take no credentials (and never answer 401); the
+    dashboard's event stream takes a bearer token or a ticket (the auth middleware's rule)."""
+    if token and path == STREAM_PATH:
+        op["security"] = [{"bearer": []}, {"ticket": []}]
+        op["responses"]["401"] = json_of(ref("Error"), "missing or wrong token or ticket")
+        return
+    if not token or is_public(path):
         op["responses"].pop("401", None)
         if token:
             op["security"] = []
@@ -193,7 +195,7 @@ def document(app: web.Application) -> dict[str, Any]:
                 "type": "apiKey",
                 "in": "query",
                 "name": "ticket",
-                "description": "from POST /api/dashboard/ticket; only for /dashboard/events",
+                "description": f"from POST /api/dashboard/ticket; only for {STREAM_PATH}",
             },
         }
         doc["security"] = [{"bearer": []}]

@@ -15,10 +15,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from asyncjobs.client import ID_RE
 from asyncjobs.flow import MAX_KEY_LEN, MAX_WINDOW_S
-from asyncjobs.keys import PRIORITY_MAX
-from asyncjobs.registry import MAX_DEFER_S
+from asyncjobs.registry import ID_RE, MAX_DEFER_S, PRIORITY_MAX
 from web.schemas import FunctionSchema, Schemas
 
 # what a job argument that is a whole number can hold (msgpack: int64 and uint64)

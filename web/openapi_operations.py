@@ -1,12 +1,12 @@
-"""The operations of the OpenAPI document, keyed by method and route template: the API's
-(:data:`web.routes.ROUTES`) and the dashboard's (:mod:`web.dashboard`), with the helpers that
+"""The operations of the OpenAPI document, keyed by method and route template, for every
+route of :data:`web.routes.ROUTES` (the API's and the dashboard's), with the helpers that
 build them. :mod:`web.openapi` picks the ones the app serves and adds their security."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from asyncjobs.client import ID_RE
+from asyncjobs.registry import ID_RE
 
 JSON = "application/json"
 # each server-sent event: its name and its data (a JSON text)
@@ -333,5 +333,5 @@ def _state_changing(operations: dict[tuple[str, str], dict[str, Any]]) -> None:
             params.append(DASHBOARD_HEADER)
 
 
+OPERATIONS.update(DASHBOARD_OPERATIONS)  # one table, as the routes are
 _state_changing(OPERATIONS)
-_state_changing(DASHBOARD_OPERATIONS)

@@ -1,4 +1,5 @@
-"""Reading path and query parameters: job ids, bounded numbers, and the JSON body."""
+"""Reading path and query parameters: job ids, bounded numbers, page positions, filter text
+and the JSON body."""
 
 from __future__ import annotations
 
@@ -44,6 +45,23 @@ def number(request: web.Request, name: str, default: float, low: float, high: fl
             {"parameter": name},
         )
     return value
+
+
+def page_number(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``name`` as a paging position or size (the dashboard's lists): empty or
+    missing is ``default``, a value beyond ``[low, high]`` is taken as the nearest bound; 400
+    naming it unless it is ASCII digits (at most 15)."""
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 15):  # int() also takes other scripts' digits
+        raise ApiError(400, "bad_request", f"{name} must be a whole number (at most 15 digits)", {"parameter": name})
+    return max(low, min(int(raw), high))
+
+
+def text(request: web.Request, name: str, max_length: int = 200) -> str:
+    """Query parameter ``name`` as text, trimmed and cut to ``max_length`` ("" if missing)."""
+    return request.query.get(name, "").strip()[:max_length]
 
 
 async def json_body(request: web.Request) -> Any:

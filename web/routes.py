@@ -1,10 +1,13 @@
-"""The API's one route table."""
+"""The app's one route table: the API, the dashboard's data endpoints and event stream, the
+dashboard page and its assets. Every route has its operation in the OpenAPI document
+(:mod:`web.openapi_operations`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from web import admin, health, jobs, limits, openapi, sse
+from web import admin, dashboard, health, jobs, limits, openapi, sse
+from web.tickets import STREAM_PATH
 
 ROUTES = [
     web.post("/api/jobs", jobs.enqueue),
@@ -26,4 +29,13 @@ ROUTES = [
     web.get("/healthz", health.healthz, allow_head=False),
     web.get("/readyz", health.readyz, allow_head=False),
     web.get("/metrics", health.metrics, allow_head=False),
+    web.get("/api/dashboard/overview", dashboard.overview),
+    web.get("/api/dashboard/jobs", dashboard.jobs),
+    web.get("/api/dashboard/cron", dashboard.cron),
+    web.post("/api/dashboard/ticket", dashboard.ticket),
+    web.post("/api/dashboard/dead/retry-all", dashboard.retry_all),
+    web.post("/api/dashboard/dead/purge", dashboard.purge),
+    web.get(STREAM_PATH, dashboard.stream),
+    web.get("/", dashboard.index),
+    web.static("/dashboard/static", dashboard.STATIC, append_version=True),
 ]

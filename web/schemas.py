@@ -23,8 +23,7 @@ from pydantic import (
 from asyncjobs.arguments import ArgumentSpec, whole_number
 from asyncjobs.errors import ConfigError
 from asyncjobs.flow import MAX_KEY_LEN, MAX_WINDOW_S, Flow, flow_options
-from asyncjobs.keys import PRIORITY_MAX
-from asyncjobs.registry import ID_RE, MAX_DEFER_S, QUEUE_RE, EnqueueOptions, Registry
+from asyncjobs.registry import ID_RE, MAX_DEFER_S, PRIORITY_MAX, QUEUE_RE, EnqueueOptions, Registry
 from web.responses import ApiError
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -32,22 +32,30 @@ MEMORY_NOTE = """
 """
 
 
-def run_web(settings: Settings, registry: Registry, host: str, port: int) -> None:
+def run_web(settings: Settings, registry: Registry, host: str, port: int, cron_jobs: Iterable[Any] = ()) -> None:
     """Serve the API until SIGINT/SIGTERM."""
     check_bind(host, settings)
-    app = create_app(settings, registry)
+    app = create_app(settings, registry, cron_jobs=cron_jobs)
     logger.info("serving the API for Redis at %s", redis_location(settings.redis_url))
     serve(app, host, port, settings, _printer(host, port))
 
 
-def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_url: str, host: str, port: int) -> None:
+def run_dev(
+    settings: Settings,
+    registry: Registry,
+    worker_settings: Any,
+    redis_url: str,
+    host: str,
+    port: int,
+    cron_jobs: Iterable[Any] = (),
+) -> None:
     """Serve the API and run a worker in one process, sharing one broker."""
     settings = dataclasses.replace(settings, redis_url=redis_url)
     check_bind(host, settings)
     broker = create_broker(redis_url)  # memory:// without its extra fails here, before the note
     if settings.memory:
         print(MEMORY_NOTE, file=sys.stderr, flush=True)
-    app = create_app(settings, registry, broker=broker)
+    app = create_app(settings, registry, broker=broker, cron_jobs=cron_jobs)
     app.on_startup.append(_say_why_it_stops)
     app.cleanup_ctx.append(_worker_context(worker_settings, redis_url))
     app.on_cleanup.append(lambda _: broker.aclose(close_connection_pool=True))

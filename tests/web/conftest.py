@@ -42,7 +42,8 @@ async def run_worker(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 @pytest.fixture
 async def make_api(aiohttp_client: Any, memory_url: str, run_worker: Any) -> Callable[..., Any]:
-    """``await make_api(worker=False, **settings)``: an aiohttp test client on a fresh app."""
+    """``await make_api(worker=False, **settings)``: an aiohttp test client on a fresh app
+    (the example functions, or ``functions``; ``cron_jobs`` for the Cron page)."""
 
     async def make(
         *,
@@ -50,14 +51,16 @@ async def make_api(aiohttp_client: Any, memory_url: str, run_worker: Any) -> Cal
         url: str | None = None,
         broker: Broker | None = None,
         sse_ping: float | None = None,
+        functions: Any = FUNCTIONS,
+        cron_jobs: Any = (),
         **overrides: Any,
     ) -> Any:
         settings = Settings(redis_url=url or memory_url, **overrides)
-        app = create_app(settings, Registry(FUNCTIONS), broker=broker)
+        app = create_app(settings, Registry(functions), broker=broker, cron_jobs=cron_jobs)
         if sse_ping is not None:
             app[SSE_PING_S] = sse_ping
         if worker:
-            await run_worker(settings.redis_url)
+            await run_worker(settings.redis_url, functions)
         return await aiohttp_client(app)
 
     return make

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from web.dashboard import TICKET_TTL_S, check_ticket, make_ticket
+from web.tickets import TICKET_TTL_S, check_ticket, make_ticket
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -120,3 +120,54 @@ async def test_jobs_list_shows_waiting_jobs_from_the_queues_then_history(make_ap
     overview = await (await client.get("/api/dashboard/overview")).json()
     default = next(q for q in overview["queues"] if q["name"] == "default")
     assert (default["complete"], default["failed"], default["in_progress"], default["deferred"]) == (3, 0, 1, 1)
+
+
+async def test_a_ticket_opens_the_stream_and_nothing_else(make_api: Any) -> None:
+    client = await make_api(api_token=TOKEN)
+    ticket = (await (await client.post("/api/dashboard/ticket", headers={**AUTH, **CSRF})).json())["ticket"]
+    for path in (
+        "/api/dashboard/overview",
+        "/api/dashboard/jobs",
+        "/api/dashboard/cron",
+        "/api/jobs/some-job",
+        "/api/jobs/some-job/events",
+        "/api/queues",
+        "/api/dead",
+        "/api/openapi.json",
+        "/metrics",
+    ):
+        r = await client.get(f"{path}?ticket={ticket}")
+        assert r.status == 401, path
+        assert (await r.json())["error"]["code"] == "unauthorized"
+    r = await client.post(f"/api/dashboard/dead/purge?ticket={ticket}", headers=CSRF)
+    assert r.status == 401
+    stream = await client.get(f"/dashboard/events?ticket={ticket}")
+    assert stream.status == 200 and (await stream.content.readline()).startswith(b"event: hello")
+    stream.close()
+    await client.close()  # end the open stream while the in-memory broker is still up
+
+
+async def test_cron_page_shows_the_cron_jobs_given_to_the_app(make_api: Any) -> None:
+    from asyncjobs import cron
+    from asyncjobs.examples import cleanup
+
+    given = await make_api(cron_jobs=[cron("*/5 * * * *", cleanup)])
+    rows = (await (await given.get("/api/dashboard/cron")).json())["cron"]
+    assert [(r["name"], r["schedule"], r["last"]["status"]) for r in rows] == [
+        ("cron:cleanup", "*/5 * * * *", "not_found")
+    ]
+    none_given = await make_api()  # nothing is found by looking around the process
+    assert (await (await none_given.get("/api/dashboard/cron")).json()) == {"cron": []}
+
+
+async def test_bad_page_numbers_get_the_api_error_shape(make_api: Any) -> None:
+    client = await make_api()
+    r = await client.get("/api/dashboard/jobs?cursor=x")
+    assert r.status == 400
+    assert (await r.json())["error"] == {
+        "code": "bad_request",
+        "message": "cursor must be a whole number (at most 15 digits)",
+        "details": {"parameter": "cursor"},
+    }
+    page = await (await client.get("/api/dashboard/jobs?limit=0&cursor=")).json()  # limit taken as 1
+    assert page["jobs"] == [] and page["next_cursor"] is None
