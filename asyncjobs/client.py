@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import orjson
 from arq.utils import timestamp_ms
@@ -28,6 +28,10 @@ from asyncjobs.registry import check_new_job_id as check_new_job_id
 from asyncjobs.registry import check_queue as check_queue
 from asyncjobs.serialization import RemoteError, deserialize, serialize
 from asyncjobs.serving import ServedQueues, live_workers
+
+if TYPE_CHECKING:
+    from asyncjobs.canvas import Canvas
+    from asyncjobs.workflows import Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +156,29 @@ class Client:
         registry that knows it; otherwise (say, a job served by another code base) the
         arguments are sent as given. Raises :class:`DuplicateJob` if the job id is taken.
         """
+        if isinstance(function, JobFunction) and function.depends_on:
+            from asyncjobs import workflows
+
+            return await workflows.enqueue_dependent(self, function, args, kwargs)
         return (await self.enqueue_placed(call(function, *args, **kwargs)))[0]
+
+    async def enqueue_workflow(
+        self, canvas: Canvas, *, workflow_id: str | None = None, expires: float | None = None
+    ) -> Workflow:
+        """Create a workflow (a :func:`~asyncjobs.chain`, :func:`~asyncjobs.group`,
+        :func:`~asyncjobs.chord` or signature) and start it. Every node's arguments are checked
+        first (:class:`InvalidWorkflow` naming the node and parameter), as are its
+        dependencies (no cycles, no unknown jobs). ``expires``: seconds the workflow may take
+        and its state is kept (default: the client's ``job_expiry``, else one day)."""
+        from asyncjobs import workflows
+
+        return await workflows.create(self, canvas, workflow_id=workflow_id, expires=expires)
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """A handle on an existing workflow by id."""
+        from asyncjobs.workflows import Workflow
+
+        return Workflow(self, check_job_id(workflow_id))
 
     async def enqueue_call(
         self,
@@ -279,7 +305,7 @@ class JobHandle(Generic[R]):
     def _queues(self) -> list[str]:
         return [self.queue] if self.queue else self.client.queues
 
-    async def info(self) -> JobRecord:
+    async def info(self, *, _again: bool = True) -> JobRecord:
         """Everything known about the job, in one round trip."""
         r = self.client.redis
         queues = self._queues
@@ -302,6 +328,8 @@ class JobHandle(Generic[R]):
             rec.queue = rec.queue or next((q for q, s in zip(queues, scores, strict=True) if s is not None), None)
             if score is None and not running:
                 score = await self._score_elsewhere(rec.queue, queues)
+                if score is None and not await _fill_from_node(rec, r) and _again:
+                    return await self.info(_again=False)  # a workflow node released meanwhile
             rec.tries = int(retry or 0)
             if running:
                 rec.status = JobStatus.IN_PROGRESS
@@ -479,6 +507,21 @@ def _fill_from_job(rec: JobRecord, raw: bytes) -> None:
         return
     rec.function, rec.args, rec.kwargs = d.get("f"), list(d.get("a") or []), dict(d.get("k") or {})
     rec.enqueue_ms, rec.queue = d.get("et"), d.get("q")
+
+
+async def _fill_from_node(rec: JobRecord, r: Broker) -> bool:
+    """The state of a job that exists but is in no queue: a workflow node that waits for its
+    parents, or was cancelled (shown as aborted, with the reason). False if it is neither
+    (a node released since the job was read: read it again)."""
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.node(rec.job_id), ["st", "reason"])
+        (node,) = await pipe.execute()
+    if node[0] == b"waiting":
+        rec.status = JobStatus.WAITING
+    elif node[0] in (b"cancelled", b"skipped"):
+        rec.status = JobStatus.ABORTED
+        rec.error = {"type": "Cancelled", "message": (node[1] or b"").decode(), "traceback": None}
+    return node[0] is None or rec.status is not JobStatus.NOT_FOUND
 
 
 def _fill_from_result(rec: JobRecord, raw: bytes) -> None:

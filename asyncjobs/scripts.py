@@ -272,3 +272,13 @@ INDEX_ONE = _with_constants(
     RECENT=keys.RECENT,
     RECENT_MAX=keys.RECENT_MAX,
 )
+
+# TEMPORARY (until the one end-of-job script lands): the workflow fan-in in FINISH and ABORT_QUEUED
+from asyncjobs.workflow_scripts import LUA_ON_END  # noqa: E402
+
+_TALLY = "if c ~= '' and removed == 1 then tally[c] = (tally[c] or 0) + 1 end"
+FINISH = LUA_ON_END + FINISH.replace(
+    _TALLY, _TALLY + "\n    if c ~= '' and removed == 1 then workflow_on_end(id, q, ARGV[6 + 2 * tonumber(c)]) end"
+)
+_ZREM = "if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'missing' end"
+ABORT_QUEUED = LUA_ON_END + ABORT_QUEUED.replace(_ZREM, _ZREM + "\nworkflow_on_end(ARGV[1], KEYS[1], 'aborted')")
