@@ -72,7 +72,8 @@ async def start_graph(
         await _discard(client, wf_id, nodes)
         if isinstance(taken, Exception):
             raise taken
-        raise InvalidWorkflow(f"job id {taken[1].decode()} is taken: give the node another job_id", node=taken[1].decode())
+        node = taken[1].decode()
+        raise InvalidWorkflow(f"job id {node} is taken: give the node another job_id", node=node)
     roots = [n.id for n in nodes if not n.parents]
     while True:
         edges = [x for (p, c), o in outside.items() for x in (p, c, o)]
