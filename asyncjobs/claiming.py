@@ -8,7 +8,7 @@ from typing import Any
 
 from arq.utils import timestamp_ms
 
-from asyncjobs import keys, scripts
+from asyncjobs import scripts
 
 
 @dataclass(slots=True)
@@ -30,17 +30,9 @@ class Claimer:
         self.queue_keys = queue_keys
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
-        self._tail = [
-            worker_label,
-            keys.STATE_TTL_S,
-            keys.in_progress(""),
-            keys.job(""),
-            keys.retry(""),
-            keys.state(""),
-            keys.events(""),
-            keys.ARQ_ABORT,
-            owner,  # the in-progress marker's value: only this worker renews the lease
-        ]
+        # the worker label goes in the state and started event; the owner is the in-progress
+        # marker's value (only this worker renews the lease)
+        self._tail = [worker_label, owner]
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
         """Up to ``room`` due jobs, and the earliest score left in any queue (None if empty)."""

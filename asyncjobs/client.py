@@ -18,6 +18,7 @@ from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
+from asyncjobs.lifecycle import JobEnd, Outcome
 from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import ID_RE as ID_RE
@@ -474,16 +475,9 @@ class JobHandle(Generic[R]):
                 "id": self.id,
             }
         )
-        event = events.encode(self.id, events.ABORTED, function=rec.function)
+        end = JobEnd(self.id, keys.queue(rec.queue or self.client.default_queue), Outcome.ABORTED, rec.function)
         outcome = await self.client._abort_script(
-            keys=[
-                keys.queue(rec.queue or self.client.default_queue),
-                keys.job(self.id),
-                keys.in_progress(self.id),
-                keys.result(self.id),
-                keys.stats(rec.queue or self.client.default_queue),
-            ],
-            args=[self.id, payload, keys.events(self.id), event, 3_600_000],
+            keys=[], args=[self.id, end.queue_key, end.stats_key, payload, 3_600_000, end.event()]
         )
         return cast(bytes, outcome)
 

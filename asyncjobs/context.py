@@ -12,10 +12,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asyncjobs.job")
 
 # ctx entries asyncjobs itself puts there (resources from on_startup sit beside them)
+# (how the run goes is on ``ctx[lifecycle.CTX_RUN]``, a :class:`~asyncjobs.lifecycle.JobRun`)
 CTX_RUNTIME = "asyncjobs_runtime"
-CTX_OUTCOME = "asyncjobs_outcome"
-# set by asyncjobs.Worker: it publishes the started and terminal events itself, in its batches
-CTX_ENGINE = "asyncjobs_engine"
 
 
 class JobContext(dict[str, Any]):

@@ -38,8 +38,7 @@ class DeadLetter:
         return d
 
 
-async def record(
-    redis: Redis,
+def encode_entry(
     *,
     job_id: str,
     function: str,
@@ -50,9 +49,9 @@ async def record(
     reason: str,
     error: BaseException | dict[str, Any],
     raw: bytes | None = None,
-) -> None:
-    """Add a job to the dead-letter set (capped at ``keys.DEAD_MAX`` entries, oldest dropped)."""
-    now = timestamp_ms()
+) -> bytes:
+    """A dead-letter entry as stored (msgpack). The end of the job writes it, in the same
+    atomic call (:mod:`asyncjobs.lifecycle`), so a job never ends without its record."""
     err = error if isinstance(error, dict) else error_to_dict(error)
     entry = {
         "job_id": job_id,
@@ -63,7 +62,7 @@ async def record(
         "tries": tries,
         "reason": reason,
         "error": err,
-        "failed_at_ms": now,
+        "failed_at_ms": timestamp_ms(),
         "raw": raw,
     }
     try:
@@ -71,12 +70,20 @@ async def record(
     except Exception:  # arguments that cannot be encoded again: keep the error at least
         entry.update(args=[], kwargs={})
         blob = serialize(entry)
+    logger.warning("job %s (%s) dead-lettered: %s", job_id, function, reason)
+    return blob
+
+
+async def record(redis: Redis, **entry: Any) -> None:
+    """Add a job to the dead-letter set on its own (capped at ``keys.DEAD_MAX`` entries,
+    oldest dropped); the arguments are :func:`encode_entry`'s. Jobs that end are
+    dead-lettered by their end call instead."""
+    blob = encode_entry(**entry)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
-        pipe.zadd(keys.DEAD, {job_id: now})
+        pipe.set(keys.dead(entry["job_id"]), blob, ex=keys.DEAD_TTL_S)
+        pipe.zadd(keys.DEAD, {entry["job_id"]: timestamp_ms()})
         pipe.zremrangebyrank(keys.DEAD, 0, -keys.DEAD_MAX - 1)
         await pipe.execute()
-    logger.warning("job %s (%s) dead-lettered: %s", job_id, function, reason)
 
 
 def _decode(blob: bytes) -> DeadLetter:

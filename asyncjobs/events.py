@@ -69,15 +69,6 @@ def encode(job_id: str, event: str, **data: Any) -> bytes:
     return orjson.dumps({"job_id": job_id, "event": event, "ts": timestamp_ms(), **data}, default=str)
 
 
-def announce_end(pipe: Any, job_id: str, queue: str, outcome: str, function: str | None) -> None:
-    """Queue on ``pipe`` what a job that ended announces: its terminal event, one count in its
-    queue's totals (``asyncjobs:stats:<queue>``) and its id on the done channel. (The Lua
-    scripts FINISH and ABORT_QUEUED do the same for the jobs they end.)"""
-    pipe.publish(keys.events(job_id), encode(job_id, outcome, function=function))
-    pipe.hincrby(keys.stats(queue), outcome, 1)
-    pipe.publish(keys.DONE_CHANNEL, orjson.dumps([job_id]))
-
-
 def decode(raw: bytes | str) -> dict[str, Any]:
     value = orjson.loads(raw)
     return value if isinstance(value, dict) else {"event": "unknown", "data": value}

@@ -19,8 +19,10 @@ key                                 type    holds                               
 ``arq:abort``                       zset    ids asked to abort, scored by request time   pruned after an hour
 ``<queue>:health-check``            string  arq's worker health line                      health interval
 ``asyncjobs:state:<id>``            hash    start time, worker, progress, message, meta,  ``STATE_TTL_S``
-                                            and ``queue_score``: the score the job was
-                                            claimed at, restored if its lease lapses
+                                            ``queue_score``: the score the job was
+                                            claimed at, restored if its lease lapses, and
+                                            ``ended``: the start of the plain-arq run whose
+                                            end was written (written once per run)
 ``asyncjobs:leases:<queue key>``    zset    engine-claimed job ids scored by lease        while leased
                                             expiry (ms): where a lapsed lease is found
 ``asyncjobs:events:<id>``           pubsub  lifecycle and progress events of one job      (channel)

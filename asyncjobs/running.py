@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,12 @@ from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import ms_to_datetime, timestamp_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, no_result
 
-from asyncjobs import events, keys
+from asyncjobs import deadletter, keys
 from asyncjobs.claiming import Claimed
-from asyncjobs.context import CTX_OUTCOME
-from asyncjobs.finishing import finish_failed, shielded
+from asyncjobs.context import CTX_RUNTIME
+from asyncjobs.finishing import shielded
+from asyncjobs.lifecycle import CTX_RUN, JobEnd, JobRun, Outcome
+from asyncjobs.serialization import error_to_dict
 
 if TYPE_CHECKING:
     from asyncjobs.worker import Worker
@@ -60,11 +63,88 @@ async def run_job(w: Worker, c: Claimed) -> None:
     failure = await _prepare(w, job)
     if failure is not None:
         w.jobs_failed += 1
-        data = _result_data(w, job, False, failure, start_ms, timestamp_ms())
-        info = {"f": job.name, "a": job.args, "k": job.kwargs, "r": failure}
-        await shielded(finish_failed(w, c.job_id, c.queue_key, data, info))
+        await shielded(_end_early(w, job, failure, start_ms))
         return
     await _execute(w, job)
+
+
+async def _end_early(w: Worker, job: _Job, failure: BaseException, start_ms: int) -> None:
+    """A job that failed before its function ran: expired, unknown function, undecodable
+    payload, too many tries, or aborted before start. All but the abort are dead-lettered, in
+    the same call that ends the job."""
+    c = job.c
+    keep, px = failed_result_retention(w, job.name)
+    data = _result_data(w, job, False, failure, start_ms, timestamp_ms()) if keep else None
+    await w.finisher.finish(
+        c.job_id,
+        c.queue_key,
+        done=True,
+        result=data,
+        result_px=px or 0,
+        end=early_end(w, c.job_id, c.queue_key, failure, job.name, job.args, job.kwargs, job.job_try, c.payload),
+    )
+
+
+def early_end(
+    w: Worker,
+    job_id: str,
+    queue_key: str,
+    failure: Any,
+    function: str,
+    args: Any,
+    kwargs: Any,
+    tries: int,
+    payload: bytes | None,
+) -> JobEnd:
+    """The end of a job that failed before its function ran (``failure``: the error, or
+    what arq's result record holds), with its dead letter unless it was aborted."""
+    error = (
+        error_to_dict(failure)
+        if isinstance(failure, BaseException)
+        else {"type": "JobFailed", "message": str(failure), "traceback": None}
+    )
+    if error["type"] == "CancelledError":
+        return JobEnd(job_id, queue_key, Outcome.ABORTED, function)
+    queue = keys.queue_name_of(queue_key)
+    runtime = w.ctx.get(CTX_RUNTIME) if w.ctx else None
+    if runtime is not None:
+        runtime.metrics.dead_letter(function, queue)
+    undecodable = function == "<unknown>" and payload is not None
+    dead = deadletter.encode_entry(
+        job_id=job_id,
+        function=function,
+        args=args,
+        kwargs=kwargs,
+        queue=queue,
+        tries=tries,
+        reason=str(error["message"]),
+        error=error,
+        raw=payload if undecodable else None,
+    )
+    return JobEnd(job_id, queue_key, Outcome.FAILED, function, dead)
+
+
+def decode_result(deserializer: Any, data: bytes | None) -> dict[str, Any]:
+    """arq's result record ``data``, decoded with the worker's own deserializer (arq's default:
+    pickle), as a dict; ``{}`` when there is none or it cannot be read."""
+    if not data:
+        return {}
+    try:
+        info = (deserializer or pickle.loads)(data)
+    except Exception:  # any codec, any corrupt input: the caller falls back to what it knows
+        logger.warning("a result record (%d bytes) cannot be decoded with the worker's serializer", len(data))
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def failed_result_retention(w: Worker, function: str) -> tuple[bool, int | None]:
+    """(keep?, ttl ms) for an early failure's result: the function's ``keep_result`` when the
+    function is known (arq uses the worker's default here), else the worker's."""
+    forever, seconds = w.keep_result_forever, w.keep_result_s
+    fn = w.functions.get(function)
+    if fn is not None and fn.keep_result_s is not None:
+        forever, seconds = bool(fn.keep_result_forever), fn.keep_result_s
+    return forever or seconds > 0, None if forever else int(seconds * 1000)
 
 
 def _result_data(w: Worker, job: _Job, success: bool, result: Any, start_ms: int, finished_ms: int) -> bytes | None:
@@ -119,12 +199,14 @@ async def _prepare(w: Worker, job: _Job) -> BaseException | None:
 
 async def _execute(w: Worker, job: _Job) -> None:
     c, fn = job.c, job.function
+    run = JobRun(engine=True)
     ctx = {
         **w.ctx,
         "job_id": c.job_id,
         "job_try": job.job_try,
         "enqueue_time": ms_to_datetime(job.enqueue_ms),
         "score": c.score,
+        CTX_RUN: run,
     }
     if w.on_job_start:
         await w.on_job_start(ctx)
@@ -140,10 +222,6 @@ async def _execute(w: Worker, job: _Job) -> None:
         data = _result_data(w, job, out.success, out.result, start_ms, finished_ms)
     if w.on_job_end:
         await w.on_job_end(ctx)
-    outcome = ctx.get(CTX_OUTCOME)
-    event = None
-    if out.done and outcome in (events.COMPLETE, events.FAILED):
-        event = events.encode(c.job_id, outcome, function=ctx.get("asyncjobs_function"))
     cron = hasattr(fn, "next_run")
     await shielded(
         w.finisher.finish(
@@ -154,8 +232,7 @@ async def _execute(w: Worker, job: _Job) -> None:
             result_px=0 if forever else int(keep_s * 1000),
             retry_score=_retry_score(c.score, out),
             keep_in_progress_ms=keep_cronjob_progress * 1000 if cron else None,
-            event=event,
-            count=(keys.stats(keys.queue_name_of(c.queue_key)), str(outcome)) if event is not None else None,
+            end=_end(job, out, run),
         )
     )
     if logger.isEnabledFor(logging.DEBUG):
@@ -180,6 +257,20 @@ async def _call(w: Worker, job: _Job, ctx: dict[str, Any]) -> _Outcome:
         return _on_error(w, job, e)
     w.jobs_complete += 1
     return _Outcome(result, done=True, success=True)
+
+
+def _end(job: _Job, out: _Outcome, run: JobRun) -> JobEnd | None:
+    """How the run ended, as the finish writes it (None: a retry, whose event the runtime
+    published when its try failed)."""
+    if out.done:
+        if out.success:
+            outcome = Outcome.COMPLETE
+        else:
+            outcome = Outcome.ABORTED if isinstance(out.result, asyncio.CancelledError) else Outcome.FAILED
+        return JobEnd(job.c.job_id, job.c.queue_key, outcome, job.name, run.dead_letter)
+    if out.keep_place:
+        return JobEnd(job.c.job_id, job.c.queue_key, Outcome.REQUEUED, job.name)
+    return None
 
 
 def _retry_score(score: int, out: _Outcome) -> int:

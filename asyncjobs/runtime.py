@@ -3,8 +3,11 @@
 ``arq settings.WorkerSettings`` worker behaves exactly like ``asyncjobs worker``.
 
 Per job: a ``started`` event and state; progress stored and published; a per-function
-timeout; retries with the function's backoff (as arq ``Retry``); final failures
-dead-lettered; a terminal event once arq has written the result.
+timeout; retries with the function's backoff (as arq ``Retry``); a final failure's dead
+letter. How the run went is kept on its :class:`~asyncjobs.lifecycle.JobRun` (``ctx``'s one
+lifecycle slot): the engine writes the end from it in its finish; under a plain arq worker,
+``after_job_end`` writes it, once arq has stored the result, through the lifecycle's end
+script (event, count, done message, dead letter, hooks: :mod:`asyncjobs.lifecycle`).
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from redis.exceptions import NoScriptError
 
 from asyncjobs import deadletter, events, keys, scripts
 from asyncjobs.canvas import INPUTS_KWARG
-from asyncjobs.context import CTX_ENGINE, CTX_OUTCOME, CTX_RUNTIME, JobContext
+from asyncjobs.context import CTX_RUNTIME, JobContext
 from asyncjobs.errors import ConfigError
 from asyncjobs.executors import ProcessPool, run_in_thread
+from asyncjobs.lifecycle import CTX_RUN, JobEnd, JobEvent, JobRun, Outcome, job_run, plain_end_args, started_state
 from asyncjobs.metrics import WorkerMetrics
 from asyncjobs.registry import JobFunction, Registry
 from asyncjobs.workflows import with_inputs
@@ -78,6 +82,7 @@ class Runtime:
         self.worker_label = f"{socket.gethostname()}:{os.getpid()}"
         self._process_pool: ProcessPool | None = None
         self._index_script: Any = None
+        self._end_script: Any = None
 
     # --- arq extension points -------------------------------------------------------------
     def arq_functions(self) -> list[Function]:
@@ -113,29 +118,28 @@ class Runtime:
         self.metrics.stop()
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
-        """Publish the terminal event once arq has stored the result, then run the user's
-        ``after_job_end``."""
-        await self._announce_end(ctx)
+        """Write the end of a run a plain arq worker ended, once arq has stored the result
+        (the engine writes it in its finish), then run the user's ``after_job_end``."""
+        await self._write_end(ctx)
         if self.user_after_job_end is not None:
             await self.user_after_job_end(ctx)
 
-    async def _announce_end(self, ctx: dict[str, Any]) -> None:
-        outcome = ctx.get(CTX_OUTCOME)
-        if outcome is None or outcome == events.RETRYING:
+    async def _write_end(self, ctx: dict[str, Any]) -> None:
+        run = ctx.get(CTX_RUN)
+        if not isinstance(run, JobRun) or run.engine:
             return
-        if ctx.get(CTX_ENGINE) and outcome in (events.COMPLETE, events.FAILED):
-            return  # asyncjobs.Worker published it with the result, in the same call
         job_id = ctx["job_id"]
         redis = ctx["redis"]
-        if outcome == "cancelled":  # aborted (a result was written) or shut down (re-queued)
-            outcome = events.ABORTED if await redis.exists(keys.result(job_id)) else events.REQUEUED
-        function = ctx.get("asyncjobs_function")
-        if outcome not in events.TERMINAL:
-            await redis.publish(keys.events(job_id), events.encode(job_id, outcome, function=function))
+        outcome = run.outcome
+        if run.cancelled:  # aborted (a result was written) or shut down (re-queued)
+            outcome = Outcome.ABORTED if await redis.exists(keys.result(job_id)) else Outcome.REQUEUED
+        if outcome is None:
             return
-        async with redis.pipeline(transaction=False) as pipe:
-            events.announce_end(pipe, job_id, current_queue.get(self.default_queue), outcome, function)
-            await pipe.execute()
+        queue_key = keys.queue(current_queue.get(self.default_queue))
+        end = JobEnd(job_id, queue_key, outcome, ctx.get("asyncjobs_function"), run.dead_letter)
+        if self._end_script is None:
+            self._end_script = redis.register_script(scripts.END_PLAIN)
+        await self._end_script(keys=[], args=plain_end_args(end, run))
 
     # --- per job ---------------------------------------------------------------------------
     def _wrap(self, jf: JobFunction[Any, Any], timeout: float) -> Callable[..., Awaitable[Any]]:
@@ -145,10 +149,11 @@ class Runtime:
 
         async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             ctx["asyncjobs_function"] = jf.name
-            jc = JobContext(ctx)
             ctx.setdefault(CTX_RUNTIME, runtime)
-            if not ctx.get(CTX_ENGINE):  # asyncjobs.Worker's claim already did this
-                await runtime._started(jc)
+            run_state = job_run(ctx)
+            jc = JobContext(ctx)
+            if not run_state.engine:  # asyncjobs.Worker's claim already did this
+                await runtime._started(jc, run_state)
             deadline = asyncio.timeout(timeout)
             queue = current_queue.get(runtime.default_queue)
             started = time.perf_counter()
@@ -167,22 +172,22 @@ class Runtime:
                         raise
                     raise JobTimeout(f"{jf.name} exceeded its {timeout:g}s timeout") from None
             except Retry as e:
-                ctx[CTX_OUTCOME] = events.RETRYING
+                run_state.outcome = Outcome.RETRYING
                 runtime.metrics.retried(jf.name, queue)
                 await runtime._publish(jc, events.RETRYING, delay=(e.defer_score or 0) / 1000, error=None)
                 raise
             except asyncio.CancelledError:
-                ctx[CTX_OUTCOME] = "cancelled"
+                run_state.cancelled = True
                 raise
             except Exception as e:
-                await runtime._failed(ctx, jf, e, args, kwargs)
+                await runtime._failed(jc, run_state, jf, e, args, kwargs)
                 raise
             else:
-                ctx[CTX_OUTCOME] = events.COMPLETE
+                run_state.outcome = Outcome.COMPLETE
                 return result
             finally:  # in-process only: a histogram observation costs no round trip
-                outcome = str(ctx.get(CTX_OUTCOME, events.FAILED))
-                runtime.metrics.observe(jf.name, queue, outcome, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                runtime.metrics.observe(jf.name, queue, run_state.metrics_outcome, elapsed)
 
         run.__name__ = run.__qualname__ = jf.name
         return run
@@ -196,21 +201,17 @@ class Runtime:
             self._process_pool = ProcessPool()
         return await self._process_pool.run((jf.func.__module__, jf.func.__qualname__), args, kwargs)
 
-    async def _started(self, ctx: JobContext) -> None:
+    async def _started(self, ctx: JobContext, run: JobRun) -> None:
         job_id = ctx.job_id
-        state = {
-            "started_ms": timestamp_ms(),
-            "try": ctx.job_try,
-            "worker": self.worker_label,
-            "function": ctx.function,
-        }
+        state = started_state(timestamp_ms(), ctx.job_try, self.worker_label, ctx.function)
+        run.started_ms = state["started_ms"]
         if self._index_script is None:
             self._index_script = ctx.redis.register_script(scripts.INDEX_ONE)
         index = self._index_script
         async with ctx.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.state(job_id), mapping=state)
             pipe.expire(keys.state(job_id), keys.STATE_TTL_S)
-            pipe.publish(keys.events(job_id), events.encode(job_id, events.STARTED, **state))
+            pipe.publish(keys.events(job_id), JobEvent.started(job_id, state).encode())
             # EVALSHA itself, not index(client=pipe): a Script in a pipeline costs a SCRIPT
             # EXISTS round trip on every execute
             pipe.evalsha(index.sha, 0, job_id)
@@ -223,26 +224,24 @@ class Runtime:
         await ctx.redis.publish(keys.events(ctx.job_id), events.encode(ctx.job_id, event, **data))
 
     async def _failed(
-        self, ctx: dict[str, Any], jf: JobFunction[Any, Any], exc: Exception, args: Any, kwargs: Any
+        self, jc: JobContext, run: JobRun, jf: JobFunction[Any, Any], exc: Exception, args: Any, kwargs: Any
     ) -> None:
-        # the outcome goes on arq's own ctx dict, where the engine's finishing and
-        # after_job_end read it
-        jc = ctx if isinstance(ctx, JobContext) else JobContext(ctx)
+        """A try failed: raise ``Retry`` with the function's backoff, or, after the last try,
+        keep the run's dead letter on ``run`` (the end call writes it)."""
         tries = jc.job_try
         error = {"type": type(exc).__name__, "message": str(exc)[:500]}
         if tries <= jf.opts.retries:
             delay = jf.opts.backoff.delay(tries)
-            ctx[CTX_OUTCOME] = events.RETRYING
+            run.outcome = Outcome.RETRYING
             self.metrics.retried(jf.name, current_queue.get(self.default_queue))
             logger.info(
                 "job %s (%s) try %d failed (%s); retrying in %.2fs", jc.job_id, jf.name, tries, error["type"], delay
             )
             await self._publish(jc, events.RETRYING, delay=delay, error=error, **{"try": tries})
             raise Retry(defer=delay) from exc
-        ctx[CTX_OUTCOME] = events.FAILED
+        run.outcome = Outcome.FAILED
         self.metrics.dead_letter(jf.name, current_queue.get(self.default_queue))
-        await deadletter.record(
-            jc.redis,
+        run.dead_letter = deadletter.encode_entry(
             job_id=jc.job_id,
             function=jf.name,
             args=args,

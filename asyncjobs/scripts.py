@@ -1,17 +1,13 @@
-"""Lua scripts: each turns several arq round trips into one atomic call."""
+"""Lua scripts: each turns several arq round trips into one atomic call.
+
+The scripts that start or end a job are composed from the snippets of
+:mod:`asyncjobs.lifecycle` (index, start, end, and the release/on_end hooks): :func:`build`
+composes them with given hooks, and the module's constants are built with the lifecycle's."""
 
 from __future__ import annotations
 
-import json
-from string import Template
-
-from asyncjobs import keys
-
-
-def _with_constants(source: str, **constants: str | int) -> str:
-    """``source`` with each ``$NAME`` replaced by a Lua literal of ``constants[NAME]``."""
-    return Template(source).substitute({k: v if isinstance(v, int) else json.dumps(v) for k, v in constants.items()})
-
+from asyncjobs import keys, lifecycle
+from asyncjobs.lua import with_constants as _with_constants
 
 # KEYS: queue zset. ARGV: job id, payload, score (ms), job key ttl (ms), wake channel
 # -> 1 enqueued, 0 a job with this id exists (queued, running or with a kept result)
@@ -37,48 +33,29 @@ return 1
     ARQ_ABORT=keys.ARQ_ABORT,
 )
 
-# Lua that adds jobs to the recent-jobs index (the dashboard's history of started and ended
-# jobs; waiting jobs are listed from the queues themselves, so enqueue writes no index entry).
-# Scores are Redis' clock in microseconds, kept above the newest entry, plus the job's place in
-# this call: exact newest-first order. '%.0f' keeps every digit (Lua prints %.14g).
-_INDEX = """
-local function index_base()
-  local t = redis.call('TIME')
-  local base = t[1] * 1000000 + t[2]
-  local top = redis.call('ZRANGE', $RECENT, -1, -1, 'WITHSCORES')[2]
-  if top and tonumber(top) >= base then base = tonumber(top) + 1 end
-  return base
-end
-local function index_job(id, base, n)
-  redis.call('ZADD', $RECENT, string.format('%.0f', base + n), id)
-end
-local function trim_index()
-  if redis.call('ZCARD', $RECENT) > $RECENT_MAX + 1000 then
-    redis.call('ZREMRANGEBYRANK', $RECENT, 0, -$RECENT_MAX - 1)
-  end
-end
-"""
 
 # Lua that puts jobs whose lease lapsed (their worker died) back at the score they were
 # claimed at, so they keep their place and priority instead of queueing behind every job that
 # became due while they were leased. A lease entry that is due but whose in-progress marker
 # still exists is looked at again when the marker expires (a plain arq worker took the job
 # after the lapse); one whose job left the queue or was re-scored by someone else is dropped.
+# A lapsed lease releases what the claim took (the hook is idempotent: an end already did).
 _RESTORE_LAPSED = """
-local function restore_lapsed(q, now, p_ip, p_state)
+local function restore_lapsed(q, now)
   local lk = $LEASES .. q
   local due = redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
   for i = 1, #due, 2 do
     local id, expiry = due[i], tonumber(due[i + 1])
-    local ttl = redis.call('PTTL', p_ip .. id)
+    local ttl = redis.call('PTTL', $IN_PROGRESS .. id)
     if ttl > 0 then
       redis.call('ZADD', lk, now + ttl, id)
     else
       if ttl == -2 and tonumber(redis.call('ZSCORE', q, id)) == expiry then
-        local origin = redis.call('HGET', p_state .. id, 'queue_score')
+        local origin = redis.call('HGET', $STATE .. id, 'queue_score')
         if origin then redis.call('ZADD', q, 'XX', origin, id) end
       end
       redis.call('ZREM', lk, id)
+      release(id, q)
     end
   end
 end
@@ -91,56 +68,46 @@ end
 # its state hash and a lease entry is added, so a lapsed lease is put back in its place
 # (``_RESTORE_LAPSED``) before due jobs are read. Starting does what arq's run_job does first
 # (read the job, count the try, take an abort request) and what the runtime does at start
-# (state hash, ``started`` event), so a job costs no extra round trip before its function runs.
-# The marker expires 1 ms before the re-scored job is due: a worker that wakes when it is due
-# finds the marker gone.
-# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker label, state ttl (s),
-#       then key prefixes: in-progress, job, retry, state, events; then the arq abort zset,
-#       then the owner id
+# (state hash, ``started`` event: ``lifecycle.LUA_STARTED``), so a job costs no extra round
+# trip before its function runs. The marker expires 1 ms before the re-scored job is due: a
+# worker that wakes when it is due finds the marker gone.
+# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker id, owner id
 # -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
 #     earliest score in any queue or false}
-CLAIM = _with_constants(
-    _INDEX
-    + _RESTORE_LAPSED
-    + """
+_CLAIM = """
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local scan = tonumber(ARGV[4])
-local p_ip, p_job, p_retry, p_state, p_events = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local owner = ARGV[13]
+local owner = ARGV[6]
 local out = {}
 local n = 0
 local base = false
 for qi, q in ipairs(KEYS) do
   if n >= limit then break end
-  restore_lapsed(q, now, p_ip, p_state)
+  restore_lapsed(q, now)
   local due = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0, scan)
   for i = 1, #due, 2 do
     if n >= limit then break end
     local id = due[i]
-    if redis.call('SET', p_ip .. id, owner, 'NX', 'PXAT', now + lease - 1) then
+    if redis.call('SET', $IN_PROGRESS .. id, owner, 'NX', 'PXAT', now + lease - 1) then
       local lk = $LEASES .. q
       local origin = due[i + 1]
       if redis.call('ZSCORE', lk, id) then  -- a lapsed lease not yet put back
-        origin = redis.call('HGET', p_state .. id, 'queue_score') or origin
+        origin = redis.call('HGET', $STATE .. id, 'queue_score') or origin
       end
       redis.call('ZADD', q, 'XX', now + lease, id)
       redis.call('ZADD', lk, now + lease, id)
-      local payload = redis.call('GET', p_job .. id)
-      local try = redis.call('INCR', p_retry .. id)
-      redis.call('EXPIRE', p_retry .. id, 88400)
-      local aborted = redis.call('ZREM', ARGV[12], id)
+      local payload = redis.call('GET', $JOB .. id)
+      local try = redis.call('INCR', $RETRY .. id)
+      redis.call('EXPIRE', $RETRY .. id, 88400)
+      local aborted = redis.call('ZREM', $ARQ_ABORT, id)
       local fn = ''
       if payload then
         local ok, d = pcall(function() return cmsgpack.unpack(payload) end)  -- fakeredis has no cmsgpack
         if ok and type(d) == 'table' and type(d['f']) == 'string' then fn = d['f'] end
       end
-      local sk = p_state .. id
-      redis.call('HSET', sk, 'started_ms', now, 'try', try, 'worker', ARGV[5], 'function', fn, 'queue_score', origin)
-      redis.call('EXPIRE', sk, ARGV[6])
-      redis.call('PUBLISH', p_events .. id, cjson.encode({job_id = id, event = 'started', ts = now,
-        started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}))
+      job_started(id, {started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}, origin)
       base = base or index_base()
       index_job(id, base, n)
       n = n + 1
@@ -160,61 +127,129 @@ for _, q in ipairs(KEYS) do
 end
 if n > 0 then trim_index() end
 return {out, earliest and tostring(earliest) or false}
-""",
-    RECENT=keys.RECENT,
-    RECENT_MAX=keys.RECENT_MAX,
-    LEASES=keys.leases(""),
-)
+"""
 
-# Finish a batch of jobs in one call (what arq's finish_job does, per job, plus the terminal
-# event once the result is stored, the outcome counts, and one message on the done channel
-# naming the jobs that ended). KEYS[1]: the arq abort zset.
-# ARGV: key prefixes in-progress, job, retry, result, events; m, then m count targets (stats
-#   hash, outcome); then 9 fields per job:
+# Finish a batch of jobs in one call: what arq's finish_job does, per job, then the job's end
+# through the lifecycle's end snippet (event, count, done message, dead letter, hooks) once
+# the result is stored. KEYS: none.
+# ARGV: m, then m count targets (stats hash, outcome); then 10 fields per job:
 #   id, queue zset, keep in-progress ms ('' = delete), 'f' finish | 'r' retry,
 #   result payload ('' = none), result ttl ms ('0' = forever), retry score, event ('' = none),
-#   count target index ('' = none)
-# A job is counted only if this call removed it from its queue, so a call sent again after a
-# lost reply (the client reconnects and retries) counts nothing twice.
-FINISH = _with_constants(
-    """
-local p_ip, p_job, p_retry, p_result, p_events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local ended, tally = {}, {}
-local m = tonumber(ARGV[6])
-local first = 7 + 2 * m
-for i = first, #ARGV, 9 do
+#   count target index ('' = no outcome: arq's cleanup only), dead-letter entry ('' = none)
+# A job ended only if this call removed it from its queue, so a call sent again after a lost
+# reply (the client reconnects and retries) counts and announces nothing twice.
+_FINISH = """
+local m = tonumber(ARGV[1])
+local first = 2 + 2 * m
+for i = first, #ARGV, 10 do
   local id, q, keep, mode = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   -- a kept marker is no longer the owner's: a renewal racing with this call leaves it alone
-  if keep == '' then redis.call('DEL', p_ip .. id) else redis.call('SET', p_ip .. id, '1', 'XX', 'PX', keep) end
+  local ip = $IN_PROGRESS .. id
+  if keep == '' then redis.call('DEL', ip) else redis.call('SET', ip, '1', 'XX', 'PX', keep) end
   redis.call('ZREM', $LEASES .. q, id)
   if mode == 'f' then
     local res, px = ARGV[i + 4], ARGV[i + 5]
     if res ~= '' then
-      if px == '0' then redis.call('SET', p_result .. id, res) else redis.call('SET', p_result .. id, res, 'PX', px) end
+      if px == '0' then redis.call('SET', $RESULT .. id, res) else redis.call('SET', $RESULT .. id, res, 'PX', px) end
     end
-    redis.call('DEL', p_retry .. id, p_job .. id)
-    redis.call('ZREM', KEYS[1], id)
-    local removed = redis.call('ZREM', q, id)
+    redis.call('DEL', $RETRY .. id, $JOB .. id)
+    redis.call('ZREM', $ARQ_ABORT, id)
+    local fresh = redis.call('ZREM', q, id) == 1
     local c = ARGV[i + 8]
-    if c ~= '' and removed == 1 then tally[c] = (tally[c] or 0) + 1 end
-    if ARGV[i + 7] ~= '' then
-      redis.call('PUBLISH', p_events .. id, ARGV[i + 7])
-      ended[#ended + 1] = id
+    if c == '' then
+      release(id, q)
+    else
+      local at = 2 * tonumber(c)
+      job_ended(id, q, ARGV[at], ARGV[at + 1], ARGV[i + 7], ARGV[i + 9], fresh, false)
     end
   else
     redis.call('ZADD', q, 'XX', ARGV[i + 6], id)
+    job_requeued(id, q, ARGV[i + 7])
   end
 end
-for c, n in pairs(tally) do
-  local at = 5 + 2 * tonumber(c)
-  redis.call('HINCRBY', ARGV[at], ARGV[at + 1], n)
+end_flush()
+return (#ARGV - first + 1) / 10
+"""
+
+# Abort a job that has not started: remove it and write its (aborted) result atomically, then
+# end it through the end snippet (indexed: it never started, so it has no index entry yet).
+# KEYS: none. ARGV: job id, queue zset, stats hash, result payload, result ttl (ms, 0 = keep),
+# event json -> 'aborted' | 'running' | 'missing'
+_ABORT_QUEUED = """
+local id, q = ARGV[1], ARGV[2]
+if redis.call('EXISTS', $IN_PROGRESS .. id) == 1 then return 'running' end
+if redis.call('ZREM', q, id) == 0 then return 'missing' end
+redis.call('DEL', $JOB .. id)
+if tonumber(ARGV[5]) > 0 then
+  redis.call('SET', $RESULT .. id, ARGV[4], 'PX', ARGV[5])
+else
+  redis.call('SET', $RESULT .. id, ARGV[4])
 end
-if #ended > 0 then redis.call('PUBLISH', $DONE, cjson.encode(ended)) end
-return (#ARGV - first + 1) / 9
-""",
-    DONE=keys.DONE_CHANNEL,
-    LEASES=keys.leases(""),
-)
+job_ended(id, q, ARGV[3], 'aborted', ARGV[6], '', true, true)
+end_flush()
+return 'aborted'
+"""
+
+# The end of a job a plain arq worker ran: arq has stored its result and deleted its keys, so
+# this call writes the rest of the end (``lifecycle.plain_end_args``). KEYS: none.
+# ARGV: job id, queue zset, outcome ('' = re-queued: release, and publish the event if any),
+#   event, stats hash, dead-letter entry, the run's start (ms; '' = unknown)
+# A run is ended once: its start is marked ``ended`` in its state hash, so a call sent again
+# writes nothing twice. -> 1 if this call ended the job
+_END_PLAIN = """
+local id, q, outcome, event = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if outcome == '' then
+  job_requeued(id, q, event)
+  return 0
+end
+local fresh = true
+if ARGV[7] ~= '' then
+  local sk = $STATE .. id
+  if redis.call('HGET', sk, 'ended') == ARGV[7] then
+    fresh = false
+  else
+    redis.call('HSET', sk, 'ended', ARGV[7])
+    if redis.call('TTL', sk) < 0 then redis.call('EXPIRE', sk, $STATE_TTL) end
+  end
+end
+job_ended(id, q, ARGV[5], outcome, event, ARGV[6], fresh, false)
+end_flush()
+return fresh and 1 or 0
+"""
+
+
+def build(hooks: str = lifecycle.HOOKS) -> dict[str, str]:
+    """The scripts that start or end a job (``CLAIM``, ``FINISH``, ``ABORT_QUEUED``,
+    ``END_PLAIN``), composed with the Lua ``hooks`` (defining ``release`` and ``on_end``)."""
+    constants: dict[str, str | int] = {
+        "IN_PROGRESS": keys.in_progress(""),
+        "JOB": keys.job(""),
+        "RETRY": keys.retry(""),
+        "RESULT": keys.result(""),
+        "STATE": keys.state(""),
+        "STATE_TTL": keys.STATE_TTL_S,
+        "LEASES": keys.leases(""),
+        "ARQ_ABORT": keys.ARQ_ABORT,
+    }
+    end = lifecycle.LUA_INDEX + hooks + lifecycle.LUA_END
+    claim = lifecycle.LUA_INDEX + hooks + lifecycle.LUA_STARTED + _RESTORE_LAPSED + _CLAIM
+    sources = {
+        "CLAIM": claim,
+        "FINISH": end + _FINISH,
+        "ABORT_QUEUED": end + _ABORT_QUEUED,
+        "END_PLAIN": end + _END_PLAIN,
+    }
+    return {
+        name: _with_constants(src, **{k: v for k, v in constants.items() if "$" + k in src})
+        for name, src in sources.items()
+    }
+
+
+_BUILT = build()
+CLAIM = _BUILT["CLAIM"]
+FINISH = _BUILT["FINISH"]
+ABORT_QUEUED = _BUILT["ABORT_QUEUED"]
+END_PLAIN = _BUILT["END_PLAIN"]
 
 # Renew the leases of running jobs (one call per tick for all of a worker's running jobs).
 # KEYS: in-progress keys; ARGV[1]: new lease expiry (epoch ms), ARGV[2]: the owner id, then for
@@ -239,46 +274,5 @@ return n
     LEASES=keys.leases(""),
 )
 
-# Abort a job that has not started: remove it and write its (aborted) result atomically.
-# KEYS: queue zset, job, in-progress, result, the queue's stats hash
-# ARGV: job id, result payload, events channel, event json, result ttl (ms, 0 = keep)
-# -> 'aborted' | 'running' | 'missing'
-ABORT_QUEUED = _with_constants(
-    _INDEX
-    + """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'running' end
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'missing' end
-redis.call('DEL', KEYS[2])
-index_job(ARGV[1], index_base(), 0)
-trim_index()
-redis.call('HINCRBY', KEYS[5], 'aborted', 1)
-if tonumber(ARGV[5]) > 0 then
-  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[5])
-else
-  redis.call('SET', KEYS[4], ARGV[2])
-end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-redis.call('PUBLISH', $DONE, cjson.encode({ARGV[1]}))
-return 'aborted'
-""",
-    DONE=keys.DONE_CHANNEL,
-    RECENT=keys.RECENT,
-    RECENT_MAX=keys.RECENT_MAX,
-)
-
 # Index one job that a plain arq worker started (the engine's CLAIM indexes its own). ARGV: id
-INDEX_ONE = _with_constants(
-    _INDEX + "index_job(ARGV[1], index_base(), 0)\ntrim_index()\nreturn 1\n",
-    RECENT=keys.RECENT,
-    RECENT_MAX=keys.RECENT_MAX,
-)
-
-# TEMPORARY (until the one end-of-job script lands): the workflow fan-in in FINISH and ABORT_QUEUED
-from asyncjobs.workflow_scripts import LUA_ON_END  # noqa: E402
-
-_TALLY = "if c ~= '' and removed == 1 then tally[c] = (tally[c] or 0) + 1 end"
-FINISH = LUA_ON_END + FINISH.replace(
-    _TALLY, _TALLY + "\n    if c ~= '' and removed == 1 then workflow_on_end(id, q, ARGV[6 + 2 * tonumber(c)]) end"
-)
-_ZREM = "if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'missing' end"
-ABORT_QUEUED = LUA_ON_END + ABORT_QUEUED.replace(_ZREM, _ZREM + "\nworkflow_on_end(ARGV[1], KEYS[1], 'aborted')")
+INDEX_ONE = lifecycle.LUA_INDEX + "index_job(ARGV[1], index_base(), 0)\ntrim_index()\nreturn 1\n"

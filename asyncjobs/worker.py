@@ -34,12 +34,11 @@ from redis.exceptions import RedisError
 from asyncjobs import keys
 from asyncjobs.claiming import Claimed, Claimer
 from asyncjobs.connections import give_up_reconnecting
-from asyncjobs.context import CTX_ENGINE
 from asyncjobs.events import EventHub
-from asyncjobs.finishing import Finisher, finish_failed
+from asyncjobs.finishing import Finisher
 from asyncjobs.housekeeping import Housekeeper
 from asyncjobs.leases import LeaseKeeper
-from asyncjobs.running import run_job
+from asyncjobs.running import decode_result, early_end, failed_result_retention, run_job
 from asyncjobs.runtime import current_queue
 
 logger = logging.getLogger(__name__)
@@ -100,7 +99,6 @@ class Worker(ArqWorker):
             len(self.functions),
         )
         self.ctx["redis"] = self.pool
-        self.ctx[CTX_ENGINE] = True
         if self.on_startup:
             await self.on_startup(self.ctx)
         owner = self.housekeeper.worker_id
@@ -242,7 +240,20 @@ class Worker(ArqWorker):
         )
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        await finish_failed(self, job_id, self.running.get(job_id, self.queue_name), result_data)
+        queue_key = self.running.get(job_id, self.queue_name)
+        info = decode_result(self.job_deserializer, result_data)
+        function = str(info.get("f") or "<unknown>")
+        async with self.pool.pipeline(transaction=False) as read:
+            read.get(keys.job(job_id))
+            read.get(keys.retry(job_id))
+            raw, tries = await read.execute()
+        end = early_end(
+            self, job_id, queue_key, info.get("r"), function, info.get("a"), info.get("k"), int(tries or 0), raw
+        )
+        keep, px = failed_result_retention(self, function)
+        await self.finisher.finish(
+            job_id, queue_key, done=True, result=result_data if keep else None, result_px=px or 0, end=end
+        )
 
     # --- shutdown ---------------------------------------------------------------------------
     # SIGTERM/SIGINT with a grace period (arq's ``job_completion_wait``, asyncjobs'

@@ -18,7 +18,7 @@ completed / when every parent ended and one did not, else skipped.
 from __future__ import annotations
 
 from asyncjobs import keys
-from asyncjobs.scripts import _with_constants
+from asyncjobs.lua import with_constants as _with_constants
 
 # the library every workflow script shares (Lua source, constants filled in)
 _LIB = _with_constants(

@@ -48,6 +48,7 @@ async def test_a_finish_sent_again_counts_nothing_twice(client: Any) -> None:
     """After a lost reply the client reconnects and sends the same FINISH again: the job is
     counted only by the call that removed it from its queue."""
     from asyncjobs.finishing import Finisher
+    from asyncjobs.lifecycle import JobEnd, Outcome
 
     handle = await client.enqueue(count_words, "x")
     finisher = Finisher(client.redis)
@@ -56,8 +57,7 @@ async def test_a_finish_sent_again_counts_nothing_twice(client: Any) -> None:
             handle.id,
             keys.queue("default"),
             done=True,
-            event=b'{"event": "complete"}',
-            count=(keys.stats("default"), "complete"),
+            end=JobEnd(handle.id, keys.queue("default"), Outcome.COMPLETE, "count_words"),
         )
     assert await totals(client) == {"complete": 1}
     assert await client.redis.zscore(keys.queue("default"), handle.id) is None
