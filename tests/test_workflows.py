@@ -11,6 +11,7 @@ from reliability_support import wait_for
 
 import asyncjobs
 from asyncjobs import InvalidWorkflow, JobAborted, JobFailed, JobStatus, chain, chord, group, job, keys
+from asyncjobs.scripts import END_PLAIN
 from asyncjobs.workflows import LUA_ON_END
 
 
@@ -236,6 +237,22 @@ async def test_an_end_reported_twice_does_not_fire_the_fan_in_twice(client):
     assert await client.redis.zrange(queue, 0, -1) == [callback.encode()]
     node = await client.redis.hgetall(keys.node(callback))
     assert node[b"done"] == b"2" and node[b"st"] == b"queued"
+    assert await client.redis.hget(keys.workflow(wf.id), "ended") == b"2"
+
+
+async def test_the_end_script_sent_twice_queues_the_callback_once(client):
+    """The lifecycle's end script (the plain-arq one, without its own per-run guard) called
+    twice for each child: the fan-in counts each child once and queues the callback once."""
+    wf = await chord([square.s(1), square.s(2)], collect.s()).enqueue(client)
+    nodes = (await wf.status()).nodes
+    queue = keys.queue("default")
+    end = client.redis.register_script(END_PLAIN)
+    await client.redis.zrem(queue, nodes[0].job_id, nodes[1].job_id)
+    for n in [nodes[0], nodes[1], nodes[1], nodes[0]]:
+        await end(args=[n.job_id, queue, "complete", b"{}", keys.stats("default"), b"", ""])
+    callback = nodes[2].job_id
+    assert await client.redis.zrange(queue, 0, -1) == [callback.encode()]
+    assert await client.redis.hget(keys.node(callback), "done") == b"2"
     assert await client.redis.hget(keys.workflow(wf.id), "ended") == b"2"
 
 
