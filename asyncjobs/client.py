@@ -440,6 +440,12 @@ class JobHandle(Generic[R]):
         cancelled by its worker. True if the job ended aborted within ``timeout``."""
         r = self.client.redis
         rec = await self.info()
+        if rec.status is JobStatus.WAITING:  # a workflow node: cancelled before it is queued
+            from asyncjobs import workflows
+
+            if await workflows.cancel_waiting(self.client, self.id):
+                return True
+            rec = await self.info()
         if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
             return rec.status is JobStatus.ABORTED
         if rec.status in (JobStatus.QUEUED, JobStatus.DEFERRED):

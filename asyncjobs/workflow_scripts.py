@@ -241,3 +241,15 @@ return queued
     NODE=keys.node(""),
     DONE=keys.DONE_CHANNEL,
 )
+
+# Cancel one waiting node (a job handle's abort) and what follows from it. ARGV: job id,
+# reason -> 1 if it was waiting, else 0 (it was queued meanwhile: abort it as a job)
+CANCEL = _LIB + _with_constants(
+    """
+local todo, done = {{ARGV[1], 'cancelled', ARGV[2]}}, {}
+wf_settle(todo, done)
+if #done > 0 then redis.call('PUBLISH', $DONE, cjson.encode(done)) end
+return #done > 0 and 1 or 0
+""",
+    DONE=keys.DONE_CHANNEL,
+)

@@ -354,6 +354,12 @@ class Workflow:
                     return
 
 
+async def cancel_waiting(client: Client, job_id: str) -> bool:
+    """Cancel a waiting node (and what waits on it); False if it is not waiting (any more)."""
+    script = client.redis.register_script(workflow_scripts.CANCEL)
+    return bool(await script(args=[job_id, "aborted"]))
+
+
 def _node_state(job_id: str, h: dict[bytes, bytes], running: int) -> NodeState:
     d = {k.decode(): v.decode() for k, v in h.items()}
     state = d.get("st", "expired")

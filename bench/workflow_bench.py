@@ -14,7 +14,6 @@ on a private redis-server with one ``asyncjobs.Worker`` process (``bench.workerp
 from __future__ import annotations
 
 import asyncio
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,7 +102,8 @@ async def scale(client: asyncjobs.Client, server: RedisServer) -> dict[str, floa
     # the 10,000-member chord, written while the worker is paused (its nodes wait or are queued)
     before = await used_memory(client)
     started = time.perf_counter()
-    wf = await chord([noop.options(queue="idle").si() for _ in range(BIG)], noop.si()).enqueue(client)
+    idle = noop.options(queue="idle")
+    wf = await chord([idle.si() for _ in range(BIG)], noop.si()).enqueue(client)
     created = time.perf_counter() - started
     node = (await used_memory(client) - before) / (BIG + 1)
     await client.redis.delete(*await client.redis.keys("arq:job:*"), *await client.redis.keys("asyncjobs:node:*"))
@@ -115,7 +115,7 @@ async def scale(client: asyncjobs.Client, server: RedisServer) -> dict[str, floa
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def main() -> None:

@@ -265,3 +265,14 @@ async def test_nodes_wait_outside_the_queue_until_released(client):
     assert await client.redis.exists(keys.job(second)) == 1
     assert 0 < await client.redis.pttl(keys.job(second)) <= 86_400_000
     assert await client.job(second).status() is JobStatus.WAITING
+
+
+async def test_aborting_a_waiting_node_cancels_it_and_what_follows(client):
+    wf = await chain(square.s(2), square.s(), square.s()).enqueue(client)
+    _, second, third = (n.job_id for n in (await wf.status()).nodes)
+    assert await client.job(second).abort(timeout=5) is True
+    status = await wf.status()
+    assert [n.state for n in status.nodes] == ["queued", "cancelled", "cancelled"]
+    assert status.nodes[1].reason == "aborted" and status.nodes[2].reason == f"{second} cancelled"
+    with pytest.raises(JobAborted):
+        await client.job(third).result(timeout=5)
