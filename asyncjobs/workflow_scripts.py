@@ -31,17 +31,24 @@ local function wf_note(wf, id, event, reason)
   redis.call('PUBLISH', $WF .. wf .. ':events', cjson.encode({workflow = wf, job_id = id, event = event,
     reason = reason}))
 end
--- a node of workflow wf ended with outcome (complete, failed, aborted, cancelled, skipped)
+-- a node of workflow wf ended with outcome (complete, failed, aborted, cancelled, skipped):
+-- its state is kept as long as results are (the workflow's 'keep'), the workflow's once all ended
 local function wf_ended(wf, id, outcome, reason)
   local wk = $WF .. wf
   if outcome == 'failed' or outcome == 'aborted' then redis.call('HSETNX', wk, 'failed_node', id) end
   if outcome ~= 'complete' and outcome ~= 'skipped' then redis.call('HINCRBY', wk, 'failed', 1) end
   wf_note(wf, id, outcome, reason)
-  local ended = redis.call('HINCRBY', wk, 'ended', 1)
-  if ended >= tonumber(redis.call('HGET', wk, 'total') or 0) then
+  local h = redis.call('HMGET', wk, 'total', 'keep')
+  local keep = h[2]
+  if keep then redis.call('PEXPIRE', $NODE .. id, keep) end
+  if redis.call('HINCRBY', wk, 'ended', 1) >= tonumber(h[1] or 0) then
     redis.call('HSET', wk, 'st', 'ended', 'ended_ms', wf_now_ms())
     wf_note(wf, '', 'workflow_ended', nil)
+    if keep then
+      for _, k in ipairs({wk, wk .. ':nodes', wk .. ':sinks'}) do redis.call('PEXPIRE', k, keep) end
+    end
   end
+  return keep
 end
 -- put a waiting node in its queue (or cancel it: its workflow was aborted) -> true if queued
 local function wf_release(id, todo)
@@ -103,7 +110,8 @@ local function wf_settle(todo, done)
       redis.call('PUBLISH', $EVENTS .. id, cjson.encode({job_id = id, event = 'aborted', reason = reason,
         state = st}))
       done[#done + 1] = id
-      wf_ended(redis.call('HGET', nk, 'wf'), id, st, reason)
+      local keep = wf_ended(redis.call('HGET', nk, 'wf'), id, st, reason)
+      if keep then redis.call('PEXPIRE', $JOB .. id, keep) end
       for _, c in ipairs(wf_children(nk)) do wf_edge(id, c, st, todo) end
     end
   end
@@ -111,6 +119,7 @@ end
 """,
     WF=keys.workflow(""),
     NODE=keys.node(""),
+    JOB=keys.job(""),
     EVENTS=keys.events(""),
     STEP=keys.PRIORITY_STEP_MS,
 )
@@ -175,20 +184,21 @@ return {}
 
 # Start a workflow whose nodes are written: its hash, the edges from jobs outside it, and its
 # roots put in their queues, atomically. ARGV: workflow id, ttl ms, total nodes, created ms,
-# result kind ('one' | 'list'), number of roots, the roots, then (parent, child, outcome) per outside parent: outcome ''
+# result kind ('one' | 'list'), keep ms (how long an ended node's state is kept: its result's
+# retention), number of roots, the roots, then (parent, child, outcome) per outside parent: outcome ''
 # for a parent that has not ended (its job key must still exist: else nothing is written and
 # {'ended', parent} returned, so the caller reads its outcome and starts again) -> {}
 START = _LIB + _with_constants(
     """
 local wf, ttl = ARGV[1], tonumber(ARGV[2])
-local nroots = tonumber(ARGV[6])
-local first_edge = 7 + nroots
+local nroots = tonumber(ARGV[7])
+local first_edge = 8 + nroots
 for i = first_edge, #ARGV, 3 do
   if ARGV[i + 2] == '' and redis.call('EXISTS', $JOB .. ARGV[i]) == 0 then return {'ended', ARGV[i]} end
 end
 local wk = $WF .. wf
 redis.call('HSET', wk, 'total', ARGV[3], 'ended', 0, 'failed', 0, 'st', 'running', 'created_ms', ARGV[4],
-  'kind', ARGV[5])
+  'kind', ARGV[5], 'keep', ARGV[6])
 redis.call('PEXPIRE', wk, ttl)
 local todo, done = {}, {}
 for i = first_edge, #ARGV, 3 do
@@ -203,7 +213,7 @@ for i = first_edge, #ARGV, 3 do
     wf_edge(parent, child, o, todo)
   end
 end
-for i = 7, 6 + nroots do
+for i = 8, 7 + nroots do
   if redis.call('HGET', $NODE .. ARGV[i], 'st') == 'waiting' then wf_release(ARGV[i], todo) end
 end
 wf_settle(todo, done)

@@ -30,6 +30,7 @@ LUA_ON_END = workflow_scripts.LUA_ON_END
 #: nodes written per script call when a workflow is created (all calls share one round trip)
 BATCH = 500
 DEFAULT_EXPIRES_S = 86400.0
+DEFAULT_KEEP_S = 3600.0  # arq's and the settings' default result retention
 TERMINAL = frozenset({"complete", "failed", "aborted", "cancelled", "skipped"})
 
 
@@ -75,9 +76,11 @@ async def start_graph(
         node = taken[1].decode()
         raise InvalidWorkflow(f"job id {node} is taken: give the node another job_id", node=node)
     roots = [n.id for n in nodes if not n.parents]
+    keep_ms = min(ttl, int(1000 * max(n.function.opts.keep_result or DEFAULT_KEEP_S for n in nodes)))
     while True:
         edges = [x for (p, c), o in outside.items() for x in (p, c, o)]
-        head: list[Any] = [wf_id, ttl, len(nodes), timestamp_ms(), "list" if part.as_list else "one", len(roots)]
+        kind = "list" if part.as_list else "one"
+        head: list[Any] = [wf_id, ttl, len(nodes), timestamp_ms(), kind, keep_ms, len(roots)]
         reply = await start_script(args=[*head, *roots, *edges])
         if not reply:
             return Workflow(client, wf_id)

@@ -79,6 +79,9 @@ async def test_a_chain_passes_each_result_to_the_next_step(client, workers):
     assert status.state == "ended" and status.total == 3 and status.ended == 3 and status.failed == 0
     assert [n.state for n in status.nodes] == ["complete"] * 3
     assert status.nodes[0].children == [status.nodes[1].job_id]
+    # once ended, the workflow's state is kept as long as its results (keep_result, 1 h here)
+    for key in (keys.workflow(wf.id), keys.workflow_nodes(wf.id), keys.node(status.nodes[0].job_id)):
+        assert 0 < await client.redis.pttl(key) <= 3_600_000
 
 
 async def test_si_ignores_the_previous_result(client, workers):
