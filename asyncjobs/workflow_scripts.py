@@ -148,28 +148,37 @@ end
     DONE=keys.DONE_CHANNEL,
 )
 
-# Write a batch of waiting nodes (nothing runs until START). ARGV: workflow id, ttl ms, then 11
-# fields per node: id, payload, queue key, wake channel, defer ms, priority, parents needed,
-# policy, children (comma-separated), output ('1' or ''), function -> {} or {'taken', id}
+# Write a batch of waiting nodes (nothing runs until START). ARGV: workflow id, ttl ms, then 3
+# fields per node: id, payload, and its fields joined by tabs: queue key, wake channel, defer
+# ms, priority, parents needed, policy, children (comma-separated), output ('1' or ''),
+# function (last: the only one that may hold a tab) -> {} or {'taken', id}
 NODES = _with_constants(
     """
 local wf, ttl = ARGV[1], ARGV[2]
-for i = 3, #ARGV, 11 do
+for i = 3, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('EXISTS', $JOB .. id, $RESULT .. id, $IN_PROGRESS .. id, $NODE .. id) > 0 then
     return {'taken', id}
   end
 end
 local nodes = $WF .. wf .. ':nodes'
-for i = 3, #ARGV, 11 do
-  local id, nk = ARGV[i], $NODE .. ARGV[i]
+local f = {}
+for i = 3, #ARGV, 3 do
+  local id, nk, meta, pos = ARGV[i], $NODE .. ARGV[i], ARGV[i + 2], 1
+  for k = 1, 8 do
+    local e = string.find(meta, '\t', pos, true)
+    f[k] = string.sub(meta, pos, e - 1)
+    pos = e + 1
+  end
   redis.call('SET', $JOB .. id, ARGV[i + 1], 'PX', ttl)
-  redis.call('HSET', nk, 'wf', wf, 'q', ARGV[i + 2], 'w', ARGV[i + 3], 'd', ARGV[i + 4], 'p', ARGV[i + 5],
-    'need', ARGV[i + 6], 'done', 0, 'pol', ARGV[i + 7], 'st', 'waiting', 'fn', ARGV[i + 10])
-  if ARGV[i + 8] ~= '' then redis.call('HSET', nk, 'ch', ARGV[i + 8]) end
+  redis.call('HSET', nk, 'wf', wf, 'q', f[1], 'w', f[2], 'need', f[5], 'pol', f[6], 'st', 'waiting',
+    'fn', string.sub(meta, pos))
+  if f[3] ~= '0' then redis.call('HSET', nk, 'd', f[3]) end
+  if f[4] ~= '0' then redis.call('HSET', nk, 'p', f[4]) end
+  if f[7] ~= '' then redis.call('HSET', nk, 'ch', f[7]) end
   redis.call('PEXPIRE', nk, ttl)
   redis.call('RPUSH', nodes, id)
-  if ARGV[i + 9] ~= '' then redis.call('RPUSH', $WF .. wf .. ':sinks', id) end
+  if f[8] ~= '' then redis.call('RPUSH', $WF .. wf .. ':sinks', id) end
 end
 redis.call('PEXPIRE', nodes, ttl)
 redis.call('PEXPIRE', $WF .. wf .. ':sinks', ttl)

@@ -105,8 +105,8 @@ def _node_argv(client: Client, n: Node, children: list[str], output: bool) -> li
     queue = o.queue or n.function.opts.queue or client.default_queue
     enc = client.redis.encode_enqueue(n.function.name, n.args, kwargs, o, job_id=n.id, queue_key=keys.queue(queue))
     defer_ms = max(enc.run_at_ms - enc.now_ms, 0) if (o.defer_by or o.defer_until) else 0
-    return [n.id, enc.argv[1], keys.queue(queue), enc.argv[4], defer_ms, o.priority, len(n.parents), n.policy,
-            ",".join(children), "1" if output else "", n.function.name]  # fmt: skip
+    meta = (keys.queue(queue), enc.argv[4], defer_ms, o.priority, len(n.parents), n.policy, ",".join(children))
+    return [n.id, enc.argv[1], "\t".join(map(str, (*meta, "1" if output else "", n.function.name)))]
 
 
 async def _outside_parents(client: Client, nodes: Sequence[Node], inside: set[str]) -> dict[tuple[str, str], str]:

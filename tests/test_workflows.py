@@ -183,6 +183,16 @@ async def test_unknown_parents_and_cycles_are_refused_before_anything_is_written
     assert await client.redis.keys("*") == []
 
 
+async def test_a_taken_job_id_refuses_the_workflow_and_what_was_written_is_removed(client):
+    taken = unique("taken")
+    await client.enqueue(square.options(job_id=taken), 1)
+    steps = [square.s(i) for i in range(600)]  # more than one batch of nodes before the taken one
+    with pytest.raises(InvalidWorkflow, match=f"job id {taken} is taken"):
+        await group([*steps, square.options(job_id=taken).s(2)]).enqueue(client)
+    assert await client.redis.keys("asyncjobs:node:*") == []
+    assert await client.redis.keys("arq:job:*") == [f"arq:job:{taken}".encode()]
+
+
 async def test_arguments_are_checked_per_node_naming_the_parameter(client):
     with pytest.raises(InvalidWorkflow) as e:
         await chain(parse.s("x"), total.s(scale="ten")).enqueue(client)
