@@ -36,7 +36,7 @@ from asyncjobs.executors import ProcessPool, run_in_thread
 from asyncjobs.lifecycle import CTX_RUN, JobEnd, JobEvent, JobRun, Outcome, job_run, plain_end_args, started_state
 from asyncjobs.metrics import WorkerMetrics
 from asyncjobs.registry import JobFunction, Registry
-from asyncjobs.workflows import with_inputs
+from asyncjobs.workflow_inputs import with_inputs
 
 logger = logging.getLogger(__name__)
 

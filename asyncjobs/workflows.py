@@ -1,6 +1,6 @@
 """Workflows in Redis: creating a compiled canvas (:mod:`asyncjobs.canvas`) in batched script
-calls, the :class:`Workflow` handle (result, status, abort, events), and what the runtime does
-when a node starts (:func:`with_inputs`: its parents' results become its first argument).
+calls, and the :class:`Workflow` handle (result, status, abort, events). What a node receives
+when it starts is :mod:`asyncjobs.workflow_inputs`.
 
 The fan-in itself runs in Lua, in the call that ends each job (:data:`LUA_ON_END`, see
 :mod:`asyncjobs.workflow_scripts`).
@@ -228,30 +228,27 @@ class Workflow:
         ids, as_list = await self.outputs()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        wanted = set(ids)
         async with self.client.hub.subscribe(keys.workflow_events(self.id)) as queue:
-            while True:
-                states = await self._states(ids)
-                if any(s not in TERMINAL for s in states.values()):
-                    bad = next((i for i, s in states.items() if s in TERMINAL and s != "complete"), None)
-                    if bad is None:
-                        await self._wait(queue, deadline, wanted, timeout)
-                        continue
-                return await self._collect(ids, as_list)
+            pending, failed = await self._pending(ids)
+            while pending and not failed:
+                wait = self.client.poll_interval * 4
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        raise TimeoutError(f"workflow {self.id} did not end within {timeout}s")
+                event = await events.next_event(queue, wait)
+                if event is None:  # the safety poll: an event may have been missed
+                    pending, failed = await self._pending(ids)
+                elif event.get("job_id") in pending and event.get("event") in TERMINAL:
+                    pending.discard(event["job_id"])
+                    failed = event.get("event") != "complete"
+            return await self._collect(ids, as_list)
 
-    async def _wait(
-        self, queue: asyncio.Queue[dict[str, Any]], deadline: float | None, wanted: set[str], timeout: float | None
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            wait = self.client.poll_interval * 4
-            if deadline is not None:
-                wait = min(wait, deadline - loop.time())
-                if wait <= 0:
-                    raise TimeoutError(f"workflow {self.id} did not end within {timeout}s")
-            event = await events.next_event(queue, wait)
-            if event is None or event.get("job_id") in wanted or event.get("event") == "workflow_ended":
-                return
+    async def _pending(self, ids: list[str]) -> tuple[set[str], bool]:
+        """The outputs that have not ended, and whether one ended without completing."""
+        states = await self._states(ids)
+        failed = any(s in TERMINAL and s != "complete" for s in states.values())
+        return {i for i, s in states.items() if s not in TERMINAL}, failed
 
     async def _states(self, ids: list[str]) -> dict[str, str]:
         async with self.client.redis.pipeline(transaction=False) as pipe:
@@ -370,47 +367,6 @@ def _node_state(job_id: str, h: dict[bytes, bytes], running: int) -> NodeState:
         state = "in_progress"
     children = d["ch"].split(",") if d.get("ch") else []
     return NodeState(job_id, d.get("fn"), state, children, d.get("reason"))
-
-
-# --- in the worker --------------------------------------------------------------------------
-async def with_inputs(redis: Any, job_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    """``args``/``kwargs`` of a node that receives its parents' results: the results first
-    (one value, or a list in the parents' order), the marker removed. A parent that failed
-    is passed as its :class:`JobFailed` (policy ``pass_errors``) or left out
-    (``ignore_failures``); a result that expired is an error."""
-    kwargs = dict(kwargs)
-    spec = kwargs.pop(INPUTS_KWARG)
-    parents: list[str] = list(spec.get("from") or [])
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.mget([keys.result(p) for p in parents])
-        pipe.hmget(keys.node(job_id), [f"e:{p}" for p in parents])
-        raws, outcomes = await pipe.execute()
-    values: list[Any] = []
-    for p, raw, outcome in zip(parents, raws, outcomes, strict=True):
-        value = _input(p, raw, outcome)
-        if isinstance(value, JobFailed) and spec.get("policy") == "ignore":
-            continue
-        values.append(value)
-    first = values if spec.get("list") else (values[0] if values else None)
-    return (first, *args), kwargs
-
-
-def _input(parent: str, raw: bytes | None, outcome: bytes | None) -> Any:
-    if raw is None:
-        if outcome in (b"cancelled", b"skipped"):
-            return JobAborted(parent, "?", "Cancelled", f"job {parent} was {outcome.decode()}")
-        raise InvalidWorkflow(
-            f"the result of job {parent} is gone (expired, or its function keeps no result): "
-            "give it a longer keep_result",
-            node=parent,
-        )
-    d = deserialize(raw)
-    if d.get("s"):
-        return d.get("r")
-    err = d.get("r")
-    e = err.as_dict() if isinstance(err, RemoteError) else {"type": "JobFailed", "message": str(err)}
-    cls = JobAborted if e["type"] == "CancelledError" else JobFailed
-    return cls(parent, str(d.get("f") or "?"), e["type"], e.get("message", ""), e.get("traceback"))
 
 
 async def enqueue_dependent(

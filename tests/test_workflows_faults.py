@@ -74,3 +74,45 @@ async def test_a_plain_arq_worker_on_the_same_queue_runs_nodes_without_breaking_
         for node in (await wf.status()).nodes:
             pids.update(int(p) for p in await client.redis.lrange(f"ran:{node.job_id}", 0, -1))
         assert {ours.proc.pid, plain.proc.pid} <= pids, Path(plain.log).read_text()[-2000:]
+
+
+async def test_a_redis_restart_mid_chord_calls_back_exactly_once(private_redis, tmp_path: Path):
+    """Redis stopped (AOF fsynced) and started again while a chord's members run: the callback
+    runs once, with every result in order."""
+    server = private_redis()
+    rel = Workers(tmp_path, server.url)
+    n = 300
+    try:
+        procs = [start(rel, "asyncjobs", "--concurrency", "20") for _ in range(2)]
+        async with asyncjobs.connect(server.url, default_queue=rel.queue) as client:
+            wf = await chord([wf_square.s(i, pause=0.05) for i in range(n)], wf_gather.s()).enqueue(client)
+            await wait_for(lambda: _over(client, wf, n // 4), "a quarter of the members to end", timeout=60)
+            server.stop()
+            await wait_for(lambda: all("lost Redis" in p.output() for p in procs), "the workers to notice", 20)
+            server.start()  # same port, same dir: the AOF is replayed
+            assert await wf.result(timeout=90) == n
+            callback = (await client.redis.lrange(keys.workflow_sinks(wf.id), 0, -1))[0].decode()
+            assert await client.redis.get(f"calls:{callback}") == b"1"
+            gathered = await client.redis.get(f"gathered:{callback}")
+            assert gathered == ",".join(str(i * i) for i in range(n)).encode()
+    finally:
+        rel.close()
+
+
+async def test_a_graph_of_10000_nodes_is_created_in_a_few_calls_and_runs(private_redis, tmp_path: Path):
+    server = private_redis()
+    rel = Workers(tmp_path, server.url)
+    n = 10_000
+    try:
+        start(rel, "asyncjobs", "--concurrency", "100")
+        start(rel, "asyncjobs", "--concurrency", "100")
+        async with asyncjobs.connect(server.url, default_queue=rel.queue) as client:
+            await client.redis.config_resetstat()
+            wf = await chord([wf_square.s(i) for i in range(n)], wf_gather.s()).enqueue(client)
+            calls = (await client.redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+            assert calls <= 2 * (n // 500 + 2)  # batches of nodes and one start (each maybe loaded)
+            assert await wf.result(timeout=100) == n
+            status = await wf.status()
+            assert status.total == n + 1 and status.ended == n + 1 and status.failed == 0
+    finally:
+        rel.close()
