@@ -63,6 +63,11 @@ async def test_a_plain_arq_worker_on_the_same_queue_runs_nodes_without_breaking_
     ours = start(rel_workers, "asyncjobs", "--concurrency", "4")
     plain = start(rel_workers, "arq")
     async with asyncjobs.connect(rel_workers.redis_url, default_queue=rel_workers.queue) as client:
+
+        async def both_up() -> bool:  # both poll the queue before the workflow is created
+            return "Starting worker for" in plain.output() and bool(await client.redis.zcard(keys.WORKERS))
+
+        await wait_for(both_up, "both workers to start", timeout=60)
         steps = chain(wf_add.s(0, 1), *[wf_add.s(1) for _ in range(19)])
         wf = await chord([steps, *[wf_square.s(i, pause=0.05) for i in range(40)]], wf_gather.s()).enqueue(client)
         assert await wf.result(timeout=90) == 41
