@@ -1,9 +1,13 @@
-"""Retry delays: exponential with full jitter by default, capped; fixed and custom too."""
+"""Retry delays (exponential with jitter by default, capped; fixed and custom too) and the
+one reconnect loop, :class:`Retrying`, that everything waiting for Redis uses."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,3 +76,79 @@ def as_backoff(value: BackoffLike) -> BackoffPolicy:
     if callable(value):
         return Custom(value)
     raise TypeError(f"backoff {value!r} is not a number, callable or policy")
+
+
+class Every:
+    """True at most once per ``seconds`` (the first call included): rate-limits a log line.
+    One instance may be shared, so many connections warn about one outage as one."""
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
+#: how often a Redis outage is logged at warning level (the other attempts: debug)
+WARN_EVERY_S = 5.0
+
+
+class Retrying:
+    """The one reconnect loop: a run of failed attempts at something that talks to Redis.
+
+    ``await retrying.pause(error)`` after a failure counts it, logs ``message`` (at warning
+    level at most every :data:`WARN_EVERY_S`, else at debug) and sleeps the policy's delay
+    (default :data:`RECONNECT`: 50 ms doubling to 1 s, jittered); :meth:`failed` does the
+    same without sleeping, for a caller that waits its own way (a thread, a fixed period).
+    :meth:`succeeded` ends the run (logging ``recovered`` if attempts had failed).
+
+    ``message`` and ``recovered`` are ``str.format`` templates over ``fields`` plus
+    ``reason`` (the error's text), ``attempt`` (failures so far) and ``delay`` (seconds);
+    ``clock`` and ``sleep`` are injectable for tests."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        message: str,
+        *,
+        recovered: str | None = None,
+        policy: BackoffPolicy = RECONNECT,
+        warn: Every | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        **fields: object,
+    ) -> None:
+        self.log = log
+        self.message = message
+        self.recovered = recovered
+        self.policy = policy
+        self.warn = warn if warn is not None else Every(WARN_EVERY_S)
+        self.sleep = sleep
+        self.fields = fields
+        self.failures = 0
+
+    def failed(self, error: BaseException) -> float:
+        """Count a failed attempt, log it, and return the delay before the next one."""
+        self.failures += 1
+        delay = self.policy.delay(self.failures)
+        level = logging.WARNING if self.warn.due() else logging.DEBUG
+        if self.log.isEnabledFor(level):
+            reason = str(error) or type(error).__name__
+            self.log.log(level, self.message.format(reason=reason, attempt=self.failures, delay=delay, **self.fields))
+        return delay
+
+    async def pause(self, error: BaseException) -> None:
+        """:meth:`failed`, then sleep its delay."""
+        await self.sleep(self.failed(error))
+
+    def succeeded(self) -> int:
+        """An attempt worked: the run of failures ends. Returns how many there were."""
+        failures, self.failures = self.failures, 0
+        if failures and self.recovered is not None:
+            self.log.info(self.recovered.format(attempt=failures, **self.fields))
+        return failures

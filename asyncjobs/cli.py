@@ -17,6 +17,7 @@ import click
 import orjson
 
 from asyncjobs.cli_bulk import enqueue_many
+from asyncjobs.cli_flow import admission_note, flow_control_options
 from asyncjobs.cli_wait import WaitState, follow, progress_option
 from asyncjobs.errors import (
     AsyncJobsError,
@@ -148,6 +149,7 @@ def main(click_ctx: click.Context, settings_module: str, verbose: bool) -> None:
 @click.option("--wait", is_flag=True, help="show progress, then print the result")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds (exit 1)")
 @progress_option("with --wait: a live bar, one line per change (plain), or nothing")
+@flow_control_options
 @click.pass_obj
 def enqueue(
     ctx: Ctx,
@@ -161,18 +163,24 @@ def enqueue(
     wait: bool,
     timeout: float | None,
     progress_mode: str,
+    flow: dict[str, Any],
 ) -> None:
     """Enqueue FUNCTION; prints the job id (with --wait, the result on the last line).
-    Warns on stderr when no live worker serves the job's queue."""
+    Warns on stderr when no live worker serves the job's queue. With a flow-control option
+    the id may be the job holding the window (a note on stderr says so)."""
     args = _json_arg(args_json, list, "--args")
     kwargs = _json_arg(kwargs_json, dict, "--kwargs")
 
     async def go() -> None:
         async with ctx.client() as client:
             handle = await client.enqueue_call(
-                function, args, kwargs, job_id=job_id, queue=queue, defer_by=defer_by, priority=priority
+                function, args, kwargs, job_id=job_id, queue=queue, defer_by=defer_by, priority=priority, **flow
             )
             click.echo(handle.id, err=wait)
+            note = admission_note(handle.admission, handle.id)
+            if note:
+                click.echo(note, err=True)
+                handle.queue = handle.queue or (await handle.info()).queue or client.default_queue
             unserved = await client.unserved(handle.queue)
             if unserved:
                 click.echo(f"warning: {unserved}", err=True)

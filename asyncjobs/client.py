@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 import orjson
 from arq.utils import timestamp_ms
 
-from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs import deadletter, events, flow, keys, scripts
 from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
@@ -192,10 +192,23 @@ class Client:
         defer_by: float | None = None,
         defer_until: datetime | None = None,
         priority: int = 0,
+        dedupe_key: str | None = None,
+        dedupe_for: float | None = None,
+        debounce: float | None = None,
+        throttle: float | None = None,
+        throttle_key: str | None = None,
     ) -> JobHandle[Any]:
         """Enqueue by name with explicit arguments and options (what the CLI and HTTP API use).
-        ``priority`` (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``."""
-        options = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
+        ``priority`` (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``.
+        Flow control as in :meth:`asyncjobs.JobFunction.options`."""
+        flow_control = flow.flow_options(
+            dedupe_key=dedupe_key,
+            dedupe_for=dedupe_for,
+            debounce=debounce,
+            throttle=throttle,
+            throttle_key=throttle_key,
+        )
+        options = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority, flow_control)
         return (await self.enqueue_placed(JobCall(function, args, kwargs or {}, options)))[0]
 
     async def enqueue_many(self, calls: Iterable[JobCall], *, batch_size: int = 1000) -> list[JobHandle[Any] | None]:
@@ -220,31 +233,56 @@ class Client:
         o = c.options
         job_id = o.job_id or new_job_id()
         queue = o.queue or c.default_queue or self.default_queue
-        return (
-            job_id,
-            queue,
-            self.redis.encode_enqueue(c.function, args, kwargs, o, job_id=job_id, queue_key=keys.queue(queue)),
-        )
+        enc = self.redis.encode_enqueue(c.function, args, kwargs, o, job_id=job_id, queue_key=keys.queue(queue))
+        if o.flow is not None:  # the window's key and how long it is held, for the flow script
+            fk = o.flow.redis_key(c.function, args, kwargs)
+            enc = enc._replace(keys=[*enc.keys, fk], argv=[*enc.argv, *o.flow.argv(enc.argv[3])])
+        return job_id, queue, enc
 
     async def enqueue_placed(self, c: JobCall) -> tuple[JobHandle[Any], Encoded]:
         """Enqueue one :class:`JobCall` in one EVALSHA round trip (:class:`DuplicateJob` if its
-        id is taken), with how it was placed: when it was encoded and when it runs."""
+        id is taken), with how it was placed: when it was encoded and when it runs. With a
+        flow-control option the handle may be the job holding the window (see
+        :attr:`JobHandle.admission`)."""
         job_id, queue, enc = self._prepare(c)
-        if not await self.redis.evalsha_enqueue(enc.keys, enc.argv):
+        if c.options.flow is not None:
+            handle = (await self._enqueue_flow([(job_id, queue, enc)]))[0]
+            if handle is None:
+                raise DuplicateJob(job_id)
+        elif await self.redis.evalsha_enqueue(enc.keys, enc.argv):
+            handle = JobHandle(self, job_id, queue)
+        else:
             raise DuplicateJob(job_id)
         await self._served.check(self.redis, queue)
-        return JobHandle(self, job_id, queue), enc
+        return handle, enc
 
     async def _enqueue_calls(self, calls: list[JobCall], *, strict: bool) -> list[Any]:
         prepared = [self._prepare(c) for c in calls]
-        created = await self.redis.evalsha_enqueue_many([(e.keys, e.argv) for _, _, e in prepared])
+        flowing = [i for i, c in enumerate(calls) if c.options.flow is not None]
+        plain = [p for c, p in zip(calls, prepared, strict=True) if c.options.flow is None]
+        created = await self.redis.evalsha_enqueue_many([(e.keys, e.argv) for _, _, e in plain]) if plain else []
+        out: list[Any] = [JobHandle(self, i, q) if ok else None for (i, q, _), ok in zip(plain, created, strict=True)]
+        if flowing:
+            for i, handle in zip(flowing, await self._enqueue_flow([prepared[i] for i in flowing]), strict=True):
+                out.insert(i, handle)
         for queue in {q for _, q, _ in prepared}:
             await self._served.check(self.redis, queue)
-        out: list[Any] = []
-        for (job_id, queue, _), ok in zip(prepared, created, strict=True):
-            if not ok and strict:
-                raise DuplicateJob(job_id)
-            out.append(JobHandle(self, job_id, queue) if ok else None)
+        if strict and None in out:
+            raise DuplicateJob(prepared[out.index(None)][0])
+        return out
+
+    async def _enqueue_flow(self, prepared: list[tuple[str, str, Encoded]]) -> list[JobHandle[Any] | None]:
+        """Enqueue jobs with a flow-control option (one round trip): a handle on the new job, on
+        the job holding the window (dedupe, throttle: on whatever queue it is; debounce: this
+        one), or ``None`` where the job id was taken."""
+        answers = await flow.run(self.redis, [(e.keys, e.argv) for _, _, e in prepared])
+        out: list[JobHandle[Any] | None] = []
+        for (_, queue, _), (code, job_id) in zip(prepared, answers, strict=True):
+            if code == flow.TAKEN:
+                out.append(None)
+            else:
+                same_queue = code in (flow.CREATED, flow.DEBOUNCED)
+                out.append(JobHandle(self, job_id, queue if same_queue else None, admission=flow.ADMISSION[code]))
         return out
 
     # --- inspection -----------------------------------------------------------------------
@@ -294,13 +332,33 @@ class Client:
 class JobHandle(Generic[R]):
     """A job in Redis: ask its status, wait for its result, follow its events, abort it."""
 
-    def __init__(self, client: Client, job_id: str, queue: str | None = None) -> None:
+    def __init__(self, client: Client, job_id: str, queue: str | None = None, *, admission: str = "created") -> None:
         self.client = client
         self.id = job_id
         self.queue = queue
+        #: what the enqueue that returned this handle did: ``"created"`` (a new job; also any
+        #: handle not from an enqueue), or, with a flow-control option, ``"deduplicated"``,
+        #: ``"debounced"`` (the waiting job got the new arguments and start) or ``"throttled"``
+        #: (dropped: this is the job holding the window)
+        self.admission = admission
 
     def __repr__(self) -> str:
-        return f"<JobHandle {self.id}>"
+        return f"<JobHandle {self.id}>" if self.admission == "created" else f"<JobHandle {self.id} {self.admission}>"
+
+    @property
+    def deduplicated(self) -> bool:
+        """The enqueue found this job holding its dedupe window and created none."""
+        return self.admission == "deduplicated"
+
+    @property
+    def debounced(self) -> bool:
+        """The enqueue replaced this waiting job's arguments and pushed its start back."""
+        return self.admission == "debounced"
+
+    @property
+    def throttled(self) -> bool:
+        """The enqueue was dropped: this job holds the throttle window."""
+        return self.admission == "throttled"
 
     @property
     def _queues(self) -> list[str]:

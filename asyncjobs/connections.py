@@ -16,15 +16,14 @@ from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
 from arq.jobs import Job
 from arq.utils import timestamp_ms, to_ms
-from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from asyncjobs import keys, redis_url, scripts
-from asyncjobs.backoff import RECONNECT
+from asyncjobs import keys, memory, redis_url, scripts
+from asyncjobs.backoff import RECONNECT, WARN_EVERY_S, Every, Retrying
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
 from asyncjobs.errors import BrokerUnavailable, NotReplicated
 from asyncjobs.registry import EnqueueOptions
@@ -32,10 +31,9 @@ from asyncjobs.serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
 
-_memory_servers: dict[str, Any] = {}
 T = TypeVar("T")
-RECONNECT_WARNING_EVERY_S = 5.0
-_last_reconnect_warning = 0.0
+#: one warning every few seconds for all the connections that lost Redis (one outage, one line)
+_LOST_WARNINGS = Every(WARN_EVERY_S)
 
 
 def mask_url(url: str) -> str:
@@ -268,11 +266,9 @@ class Reconnect(Retry):
 
     async def call_with_retry(self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]) -> T:
         async def failed(error: RedisError) -> Any:
-            global _last_reconnect_warning
             if self.give_up_at is not None and time.monotonic() >= self.give_up_at:
                 raise error
-            if time.monotonic() - _last_reconnect_warning > RECONNECT_WARNING_EVERY_S:
-                _last_reconnect_warning = time.monotonic()
+            if _LOST_WARNINGS.due():
                 logger.warning(
                     "lost Redis at %s (%s); reconnecting with backoff (next attempt within 1s)", self.masked_url, error
                 )
@@ -289,26 +285,22 @@ async def wait_until_reachable(
     then one line every few seconds (masked URL, attempt, next delay; each attempt at debug
     level), and ``connected to Redis at …`` once it answers. After ``attempts`` failures it
     raises :class:`BrokerUnavailable`. Returns the number of failed attempts."""
-    failures, warned_at = 0, -RECONNECT_WARNING_EVERY_S
+    retrying = Retrying(
+        logger,
+        "cannot reach Redis at {url} ({reason}){note}; attempt {attempt}, next attempt in {delay:.2f}s",
+        recovered="connected to Redis at {url} after {attempt} failed attempt(s)",
+        url=mask_url(url),
+        note=note,
+    )
     while True:
         try:
             await ping()
         except (TimeoutError, RedisError, OSError) as e:
-            failures += 1
-            reason = str(e) or type(e).__name__
-            if attempts is not None and failures >= attempts:
-                raise BrokerUnavailable(mask_url(url), reason) from e
-            delay = RECONNECT.delay(failures)
-            level = logging.DEBUG
-            if time.monotonic() - warned_at >= RECONNECT_WARNING_EVERY_S:
-                level, warned_at = logging.WARNING, time.monotonic()
-            msg = "cannot reach Redis at %s (%s)%s; attempt %d, next attempt in %.2fs"
-            logger.log(level, msg, mask_url(url), reason, note, failures, delay)
-            await asyncio.sleep(delay)
+            if attempts is not None and retrying.failures + 1 >= attempts:
+                raise BrokerUnavailable(mask_url(url), str(e) or type(e).__name__) from e
+            await retrying.pause(e)
             continue
-        if failures:
-            logger.info("connected to Redis at %s after %d failed attempt(s)", mask_url(url), failures)
-        return failures
+        return retrying.succeeded()
 
 
 def give_up_reconnecting(redis: Any, after: float) -> None:
@@ -350,12 +342,7 @@ def create_broker(
         "expires_extra_ms": expires_extra_ms if job_expiry is None else int(job_expiry * 1000),
     }
     if url.startswith("memory://"):
-        import fakeredis
-        from fakeredis.aioredis import FakeAsyncRedisConnection
-
-        server = _memory_servers.setdefault(url, fakeredis.FakeServer())
-        pool = ConnectionPool(connection_class=FakeAsyncRedisConnection, server=server, max_connections=max_connections)
-        broker = Broker(pool, **common)
+        broker = Broker(memory.pool(url, max_connections), **common)
     else:
         retries = reconnect_retries(reconnect_for)
         retry = {"retry": Reconnect(url, retries), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from asyncjobs import keys
-from asyncjobs.backoff import RECONNECT
+from asyncjobs.backoff import Retrying
 from asyncjobs.records import JobRecord, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ class EventHub:
                 self._pongs.remove(fut)
 
     async def _read(self) -> None:
-        failures = 0
+        retrying = Retrying(logger, "event listener lost Redis ({reason}); reconnecting")
         while True:
             try:
                 if self._pubsub.connection is None:  # nothing subscribed yet
@@ -296,17 +296,14 @@ class EventHub:
                     self.connected = True
                     for channel in list(self._job_queues):  # events may have been lost meanwhile
                         self._nudge(channel)
-                failures = 0
+                retrying.succeeded()
                 if msg is not None:
                     self._dispatch(msg)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as e:
-                if self.connected:
-                    logger.warning("event listener lost Redis (%s); reconnecting", e)
                 self.connected = False
-                failures += 1
-                await asyncio.sleep(RECONNECT.delay(failures))
+                await retrying.pause(e)
 
     def _control(self, kind: str, channel: Any) -> None:
         """A pong (see :meth:`barrier`) or a subscription confirmed."""

@@ -14,6 +14,7 @@ from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from asyncjobs import keys
+from asyncjobs.backoff import Fixed, Retrying
 
 if TYPE_CHECKING:
     from asyncjobs.worker import Worker
@@ -36,11 +37,18 @@ class Housekeeper:
         return max(0.2, self.worker.lease_s / 3)
 
     async def run(self) -> None:
+        retrying = Retrying(
+            logger,
+            "housekeeping: Redis unavailable ({reason}); will retry in {delay:.1f}s",
+            policy=Fixed(self.interval),
+        )
         while True:
             try:
                 await self.tick()
             except (RedisError, OSError) as e:
-                logger.warning("housekeeping: Redis unavailable (%s); will retry in %.1fs", e, self.interval)
+                await retrying.pause(e)
+                continue
+            retrying.succeeded()
             await asyncio.sleep(self.interval)
 
     async def tick(self) -> None:

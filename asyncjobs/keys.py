@@ -54,6 +54,10 @@ key                                 type    holds                               
                                             parents needed/ended (``e:<parent>`` each),
                                             policy, children; a job another workflow
                                             waits on holds its children (``ch``) here
+``asyncjobs:<mode>:<fn>:<key>``     string  the id of the job holding a flow-control      its window (debounce:
+                                            window; mode ``dedupe``, ``debounce`` or      as long as the pending
+                                            ``throttle``; key ``k:<given key>``,          job may live)
+                                            ``h:<arguments hash>`` or ``*`` (function)
 ==================================  ======  ===========================================  ==========================
 
 A worker given another arq queue key (``Worker(queue_name="custom_queue")``) uses that key as
@@ -181,6 +185,11 @@ def leases(queue_key: str) -> str:
 
 def state(job_id: str) -> str:
     return f"{PREFIX}state:{job_id}"
+
+
+def flow(mode: str, function: str, key: str) -> str:
+    """The window a flow-control option (:mod:`asyncjobs.flow`) holds for ``function`` under ``key``."""
+    return f"{PREFIX}{mode}:{function}:{key}"
 
 
 def events(job_id: str) -> str:

@@ -27,7 +27,8 @@ import redis.sentinel
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
-from asyncjobs import keys, scripts
+from asyncjobs import keys, memory, scripts
+from asyncjobs.backoff import Fixed, Retrying
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,7 @@ def sync_client(pool: Any, socket_timeout: float) -> Any:
     kwargs = dict(cp.connection_kwargs)
     kind = cp.connection_class.__name__
     if "server" in kwargs and kind.startswith("Fake"):  # the embedded memory:// broker
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=kwargs["server"])
+        return memory.sync_client(kwargs["server"])
     for k in _ASYNC_ONLY:
         kwargs.pop(k, None)
     kwargs["socket_timeout"] = socket_timeout
@@ -145,6 +144,8 @@ class LeaseKeeper:
 
     # --- the thread's side ----------------------------------------------------------------
     def _run(self) -> None:
+        message = "lease renewal: Redis unavailable ({reason}); will retry in {delay:.1f}s"
+        retrying = Retrying(logger, message, policy=Fixed(self.interval))
         next_renewal = time.monotonic() + self.interval
         while not self._stop.wait(min(WATCH_TICK_S, self.interval)):
             self._watch()
@@ -153,7 +154,9 @@ class LeaseKeeper:
                 try:
                     self.renew()
                 except (RedisError, OSError) as e:
-                    logger.warning("lease renewal: Redis unavailable (%s); will retry in %.1fs", e, self.interval)
+                    retrying.failed(e)  # logs; the next renewal is due in one interval anyway
+                else:
+                    retrying.succeeded()
 
     def renew(self) -> int:
         """Extend the lease of every running job in one call; the number renewed."""

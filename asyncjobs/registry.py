@@ -16,7 +16,9 @@ from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from asyncjobs.arguments import ArgumentSpec
 from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, UnknownFunction, truncate
+from asyncjobs.flow import DEBOUNCE, Flow, flow_options
 from asyncjobs.keys import PRIORITY_MAX, RESERVED_ID_PREFIXES, priority_score
+from asyncjobs.retry_filters import ExceptionTypes, check_retry_filters, refusal
 
 if TYPE_CHECKING:
     from asyncjobs.canvas import Signature
@@ -113,7 +115,9 @@ class EnqueueOptions:
     once, when built (:class:`ConfigError` naming the option): the job id (not a cron tick's
     unless ``internal``, our own re-enqueue), the queue name, ``priority`` (a whole number 0-9,
     higher first, only for jobs due now: not with ``defer_by`` / ``defer_until``), one
-    deferral at most, at most :data:`MAX_DEFER_S` ahead. :meth:`score` places it in its queue.
+    deferral at most, at most :data:`MAX_DEFER_S` ahead; ``flow`` (dedupe, debounce or
+    throttle, checked by :func:`asyncjobs.flow.flow_options`), debounce being a deferral of its
+    own. :meth:`score` places it in its queue.
     """
 
     job_id: str | None = None
@@ -121,13 +125,20 @@ class EnqueueOptions:
     defer_by: float | None = None
     defer_until: datetime | None = None
     priority: int = 0
+    flow: Flow | None = None
     #: enqueued through arq's own API (its cron scheduler, ``ctx["redis"].enqueue_job``) or our
     #: re-enqueue of a dead letter: the id and the deferral are taken as arq takes them (any id,
     #: a reserved one included; no bound on the deferral)
     internal: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.job_id is None and self.queue is None and self.defer_by is None and self.defer_until is None:
+        if (
+            self.job_id is None
+            and self.queue is None
+            and self.defer_by is None
+            and self.defer_until is None
+            and self.flow is None
+        ):
             if self.priority.__class__ is not int or self.priority:  # nothing more to check for 0
                 check_priority(self.priority)
             return
@@ -142,6 +153,8 @@ class EnqueueOptions:
             raise ConfigError("use either defer_until or defer_by, not both", key="defer_until")
         if self.priority.__class__ is not int or self.priority:
             check_priority(self.priority, deferred=deferred)
+        if self.flow is not None and self.flow.mode == DEBOUNCE and (deferred or self.priority):
+            raise ConfigError("debounce defers the job itself: drop defer_by / defer_until / priority", key="debounce")
         if deferred and not self.internal:
             check_defer(self.defer_by, self.defer_until, timestamp_ms())
 
@@ -153,6 +166,8 @@ class EnqueueOptions:
             run_at = max(until_ms(self.defer_until), now_ms)
         elif self.defer_by:
             run_at = now_ms + to_ms(self.defer_by)
+        elif self.flow is not None and self.flow.mode == DEBOUNCE:
+            run_at = now_ms + to_ms(self.flow.window)
         else:
             return (priority_score(now_ms, self.priority) if self.priority else now_ms), now_ms
         return run_at, run_at
@@ -164,6 +179,7 @@ class EnqueueOptions:
             defer_by=other.defer_by if other.defer_by is not None else self.defer_by,
             defer_until=other.defer_until or self.defer_until,
             priority=other.priority or self.priority,
+            flow=other.flow or self.flow,
             internal=self.internal or other.internal,
         )
 
@@ -179,6 +195,13 @@ class JobOptions:
     queue: str | None = None
     keep_result: float | None = None
     executor: str | None = None
+    #: exceptions a failed try is retried for (empty: any), and ones it never is
+    retry_on: tuple[type[BaseException], ...] = ()
+    no_retry_on: tuple[type[BaseException], ...] = ()
+
+    def not_retried(self, exc: BaseException) -> str | None:
+        """Why a try that raised ``exc`` is not retried by the filters (``None``: it may be)."""
+        return refusal(self.retry_on, self.no_retry_on, exc)
 
 
 class JobFunction(Generic[P, R]):
@@ -226,13 +249,31 @@ class JobFunction(Generic[P, R]):
         defer_by: Seconds | None = None,
         defer_until: datetime | None = None,
         priority: int = 0,
+        dedupe_key: str | None = None,
+        dedupe_for: Seconds | None = None,
+        debounce: Seconds | None = None,
+        throttle: Seconds | None = None,
+        throttle_key: str | None = None,
         depends_on: Iterable[str | Any] | None = None,
     ) -> JobFunction[P, R]:
         """A copy of this job that enqueues with the given placement options. ``priority``
         (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``.
+        Flow control (one of them; see :mod:`asyncjobs.flow`): ``dedupe_for=S`` returns the
+        job enqueued in the last ``S`` seconds with the same ``dedupe_key`` (default: the same
+        arguments) instead of a new one; ``debounce=S`` defers the job ``S`` seconds and lets
+        later enqueues with the same ``dedupe_key`` replace its arguments and push it back
+        while it waits; ``throttle=S`` accepts one job per ``throttle_key`` (default: the
+        function) every ``S`` seconds and drops the others (``handle.throttled``).
         ``depends_on``: jobs (handles or ids) this one waits for; it is queued in the call that
-        ends the last of them, and cancelled if one does not complete."""
-        extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority)
+        ends the last of them, and cancelled if one does not complete (not with flow control)."""
+        flow = flow_options(
+            dedupe_key=dedupe_key,
+            dedupe_for=dedupe_for,
+            debounce=debounce,
+            throttle=throttle,
+            throttle_key=throttle_key,
+        )
+        extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority, flow)
         deps = self.depends_on if depends_on is None else tuple(dependency_id(d) for d in depends_on)
         placed = JobFunction(self.func, self.opts, self.enqueue_options.merged(extra), deps)
         if "arguments" in self.__dict__:  # same function and options: share what was built
@@ -323,6 +364,8 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: None = None,
+    retry_on: ExceptionTypes = (),
+    no_retry_on: ExceptionTypes = (),
 ) -> Callable[[Callable[Concatenate[Any, P], Awaitable[R]]], JobFunction[P, R]]: ...
 
 
@@ -336,6 +379,8 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: str,
+    retry_on: ExceptionTypes = (),
+    no_retry_on: ExceptionTypes = (),
 ) -> Callable[[Callable[..., Any]], JobFunction[..., Any]]: ...
 
 
@@ -350,6 +395,8 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: str | None = None,
+    retry_on: ExceptionTypes = (),
+    no_retry_on: ExceptionTypes = (),
 ) -> Any:
     """Declare an ``async def f(ctx, ...)`` as a job.
 
@@ -366,9 +413,14 @@ def job(
         or is aborted is killed with its process (the pool starts a fresh one). A thread
         cannot be killed: the job ends at once, its :func:`~asyncjobs.cancel_event` is set,
         and the function should check that and return (see :mod:`asyncjobs.executors`).
+    :param retry_on: exception classes a failed try is retried for (subclasses too); any other
+        failure goes straight to the dead letters. Default: every exception.
+    :param no_retry_on: exception classes never retried (subclasses too), even if ``retry_on``
+        matches. arq's ``Retry(defer=...)`` raised by the job is honoured either way.
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")
+    retry_on, no_retry_on = check_retry_filters(retry_on, no_retry_on)
 
     def decorate(f: Callable[Concatenate[Any, P], Awaitable[R]]) -> JobFunction[P, R]:
         opts = JobOptions(
@@ -379,6 +431,8 @@ def job(
             queue=check_queue(queue) if queue is not None else None,
             keep_result=to_seconds(keep_result, "keep_result"),
             executor=executor,
+            retry_on=retry_on,
+            no_retry_on=no_retry_on,
         )
         return JobFunction(f, opts)
 

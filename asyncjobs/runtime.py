@@ -230,7 +230,8 @@ class Runtime:
         keep the run's dead letter on ``run`` (the end call writes it)."""
         tries = jc.job_try
         error = {"type": type(exc).__name__, "message": str(exc)[:500]}
-        if tries <= jf.opts.retries:
+        refused = jf.opts.not_retried(exc) if tries <= jf.opts.retries else None
+        if tries <= jf.opts.retries and refused is None:
             delay = jf.opts.backoff.delay(tries)
             run.outcome = Outcome.RETRYING
             self.metrics.retried(jf.name, current_queue.get(self.default_queue))
@@ -248,7 +249,7 @@ class Runtime:
             kwargs=kwargs,
             queue=current_queue.get(self.default_queue),
             tries=tries,
-            reason=f"failed after {tries} tr{'y' if tries == 1 else 'ies'}",
+            reason=refused or f"failed after {tries} tr{'y' if tries == 1 else 'ies'}",
             error=exc,
         )
 

@@ -33,6 +33,45 @@ return 1
     ARQ_ABORT=keys.ARQ_ABORT,
 )
 
+# ENQUEUE with a flow-control window (:mod:`asyncjobs.flow`), decided in the same call.
+# KEYS: queue zset, the window's key. ARGV: as ENQUEUE, then mode ('d' dedupe, 'b' debounce,
+# 't' throttle) and how long the window's key is held (ms).
+# -> {1 created | 0 id taken | 2 deduplicated | 3 debounced | 4 throttled, the job's id}: for 2-4
+# the id of the job holding the window. A debounced job is replaced only while it waits in this
+# queue and has not started (no in-progress marker, no try counted, no result): payload and
+# score are rewritten, its id kept; a job that started leaves the window to a new job.
+ENQUEUE_FLOW = _with_constants(
+    """
+local id, mode = ARGV[1], ARGV[6]
+local holder = redis.call('GET', KEYS[2])
+if holder then
+  if mode == 'd' then return {2, holder} end
+  if mode == 't' then return {4, holder} end
+  if redis.call('EXISTS', $IN_PROGRESS .. holder, $RETRY .. holder, $RESULT .. holder) == 0
+      and redis.call('ZSCORE', KEYS[1], holder) and redis.call('EXISTS', $JOB .. holder) == 1 then
+    redis.call('SET', $JOB .. holder, ARGV[2], 'PX', ARGV[4])
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], holder)
+    redis.call('SET', KEYS[2], holder, 'PX', ARGV[7])
+    redis.call('PUBLISH', ARGV[5], ARGV[3])
+    return {3, holder}
+  end
+end
+local job = $JOB .. id
+if redis.call('EXISTS', job, $RESULT .. id, $IN_PROGRESS .. id) > 0 then return {0, id} end
+redis.call('ZREM', $ARQ_ABORT, id)
+redis.call('DEL', $RETRY .. id)
+redis.call('SET', job, ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[3], id)
+redis.call('SET', KEYS[2], id, 'PX', ARGV[7])
+redis.call('PUBLISH', ARGV[5], ARGV[3])
+return {1, id}
+""",
+    JOB=keys.job(""),
+    RESULT=keys.result(""),
+    IN_PROGRESS=keys.in_progress(""),
+    RETRY=keys.retry(""),
+    ARQ_ABORT=keys.ARQ_ABORT,
+)
 
 # Lua that puts jobs whose lease lapsed (their worker died) back at the score they were
 # claimed at, so they keep their place and priority instead of queueing behind every job that

@@ -92,10 +92,17 @@ async def start_graph(
 
 
 def _check_ids(nodes: Sequence[Node]) -> None:
+    """One job id per node; no flow control (dedupe, debounce, throttle: a node is queued by
+    its parents' ends, never through the enqueue those options act on)."""
     seen: set[str] = set()
     for n in nodes:
         if n.id in seen:
             raise InvalidWorkflow(f"two nodes have job id {n.id}: give each its own job_id", node=n.id)
+        if n.function.enqueue_options.flow is not None:
+            raise InvalidWorkflow(
+                f"{n.label or n.id}: dedupe, debounce and throttle do not apply to a workflow node; drop them",
+                node=n.id,
+            )
         seen.add(n.id)
 
 

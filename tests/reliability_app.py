@@ -96,6 +96,15 @@ async def rel_slow(ctx: JobContext, seconds: float) -> str:
     return f"done by {os.getpid()}"
 
 
+@job(timeout=120)
+async def rel_slow_first_try(ctx: JobContext, first: float, later: float) -> str:
+    """Sleeps ``first`` seconds on its first try and ``later`` on any other: a job that is
+    surely still running when its worker shuts down, and quick when it runs again."""
+    log_start(ctx.job_id, ctx.job_try)
+    await asyncio.sleep(first if ctx.job_try == 1 else later)
+    return f"done by {os.getpid()}"
+
+
 @job(executor="process", timeout=60)
 def rel_cpu(n: int) -> int:
     """CPU-bound: sums squares modulo a prime in a pure Python loop (in a worker's process pool)."""
@@ -152,6 +161,7 @@ REGISTRY = Registry(
         rel_block_loop,
         rel_kill_worker,
         rel_slow,
+        rel_slow_first_try,
         rel_cpu,
         rel_blocking_sleep,
         rel_spin,

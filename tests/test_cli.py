@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import itertools
 import re
 import subprocess
@@ -49,7 +50,7 @@ def test_unreachable_redis(cli_env):
 
 def test_version(cli_env):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert asyncjobs.__version__ == project["version"]
+    assert asyncjobs.__version__ == project["version"] == importlib.metadata.version("asyncjobs")
     p = run(cli_env, "--version")
     assert p.returncode == 0 and p.stdout == f"asyncjobs {project['version']}\n"
 

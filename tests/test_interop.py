@@ -230,3 +230,31 @@ async def test_a_user_after_job_end_runs_after_the_runtime_s_own(client, plain_a
     # the runtime's hook ran first: the end was announced (and counted with it)
     assert await client.redis.hget(keys.stats("default"), "complete") == b"1"
     assert await client.redis.zscore(keys.RECENT, handle.id) is not None
+
+
+async def test_flow_control_jobs_run_on_plain_arq_and_a_running_job_is_not_replaced(client, plain_arq_worker):
+    """Dedupe, debounce and throttle are decided at enqueue: a plain arq worker runs the job that
+    won, with the last debounced arguments; once it has started (arq's in-progress marker and
+    try counter), a debounced enqueue makes a new job instead of rewriting the running one."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @job(name=unique("plainflow"))
+    async def plainflow(ctx, text: str) -> str:
+        started.set()
+        await release.wait()
+        return text
+
+    await plain_arq_worker([plainflow])
+    placed = plainflow.options(debounce=2, dedupe_key="k")
+    first = await client.enqueue(placed, "one")
+    assert (await client.enqueue(placed, "two")).debounced
+    await asyncio.wait_for(started.wait(), 10)
+    later = await client.enqueue(placed, "three")
+    assert later.admission == "created" and later.id != first.id
+    release.set()
+    assert await first.result(timeout=10) == "two"
+    assert await later.result(timeout=10) == "three"
+    deduped = plainflow.options(dedupe_for=30)
+    a = await client.enqueue(deduped, "x")
+    assert (await client.enqueue(deduped, "x")).deduplicated
+    assert await a.result(timeout=10) == "x"

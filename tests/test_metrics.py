@@ -60,9 +60,9 @@ def test_the_metrics_port_setting_is_read_and_checked() -> None:
 
 def test_a_metrics_port_in_use_is_a_configuration_error_exit_2(cli_env: dict[str, str]) -> None:
     with socket.socket() as busy:
-        busy.bind(("0.0.0.0", 0))
+        port = free_port()
+        busy.bind(("0.0.0.0", port))
         busy.listen()
-        port = busy.getsockname()[1]
         p = subprocess.run(
             [sys.executable, "-m", "asyncjobs", "worker", "--metrics-port", str(port)],
             env=cli_env,

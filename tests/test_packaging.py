@@ -5,11 +5,13 @@ wheel leaves out."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,11 @@ import pytest
 from asyncjobs.testing import free_port, stop_process
 from tests.web.dashboard_support import BROWSER_ARGS, CHROMIUM, ROOT, call
 
+# building the wheel and installing it with its dependencies in a fresh venv takes minutes on a
+# loaded machine; the first test of the module pays for it
+pytestmark = pytest.mark.timeout(600)
+
+JAVASCRIPT = {"text/javascript", "application/javascript"}  # aiohttp's table: the latter before Python 3.12
 PAGES = ["#/", "#/jobs", "#/dead", "#/cron", "#/workers", "#/enqueue"]
 
 
@@ -54,10 +61,11 @@ def run(*args: str, cwd: Path | None = None) -> None:
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
 
 
-@pytest.fixture
-def installed(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the built wheel installed (its dependencies from the pip cache or
-    PyPI); returns the venv's ``bin`` directory."""
+    PyPI, no extras); returns the venv's ``bin`` directory. Built once for this module."""
+    tmp_path = tmp_path_factory.mktemp("installed")
     wheel = build_wheel(tmp_path)
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", str(venv))
@@ -115,6 +123,48 @@ def problems_loading(browser: Any, url: str) -> list[str]:
         return list(seen)  # before closing, which aborts the page's event stream
     finally:
         context.close()
+
+
+def test_installed_wheel_serves_the_dashboard_modules_as_javascript(web_url: str) -> None:
+    page = urllib.request.urlopen(f"{web_url}/", timeout=30).read().decode()
+    assert '<script type="module" src="/dashboard/static/app.js"></script>' in page
+    for path in ("app.js", "js/api.js", "js/pages/enqueue.js"):  # the entry, a shared module, a page
+        with urllib.request.urlopen(f"{web_url}/dashboard/static/{path}", timeout=30) as resp:
+            assert resp.headers.get_content_type() in JAVASCRIPT, (path, resp.headers["Content-Type"])
+            assert b"export " in resp.read() or path == "app.js"
+
+
+def test_a_production_install_has_no_fakeredis_and_dev_names_the_extra(installed: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCJOBS_", "PYTHON", "VIRTUAL_ENV", "REDIS_"))}
+    probe = subprocess.run(
+        [
+            str(installed / "python"),
+            "-c",
+            "import importlib.util as u, asyncjobs; print(u.find_spec('fakeredis'), asyncjobs.__version__)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["None", importlib.metadata.version("asyncjobs")]
+    version = subprocess.run([str(installed / "asyncjobs"), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout == f"asyncjobs {importlib.metadata.version('asyncjobs')}\n"
+    dev = subprocess.run(
+        [str(installed / "asyncjobs"), "dev", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dev.returncode == 2
+    assert dev.stderr.strip().splitlines() == [
+        "error: REDIS_URL memory:// (the embedded in-memory broker) needs fakeredis: "
+        "pip install 'asyncjobs[dev]' (or set REDIS_URL to a real Redis)"
+    ]
 
 
 def test_installed_wheel_serves_every_dashboard_page(web_url: str) -> None:

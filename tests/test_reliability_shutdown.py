@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from reliability_app import read_runs, rel_slow
+from reliability_app import read_runs, rel_slow, rel_slow_first_try
 from reliability_support import Workers, wait_for
 
 import asyncjobs
@@ -22,7 +22,8 @@ async def test_sigterm_drains_then_requeues_what_is_left(rel_workers):
     a = rel_workers.start(ASYNCJOBS_SHUTDOWN_GRACE="1")
     async with asyncjobs.connect(rel_workers.redis_url, default_queue=rel_workers.queue) as client:
         short = await client.enqueue(rel_slow, 0.5)
-        long = await client.enqueue(rel_slow, 3.0)
+        # still running however long worker B takes to start on a loaded machine
+        long = await client.enqueue(rel_slow_first_try, 60.0, 0.5)
         await wait_for(lambda: len(read_runs(rel_workers.runlog)) == 2, "both jobs to start on worker A")
         b = rel_workers.start()
         await wait_for(lambda: "queues" in b.output(), "worker B to start")

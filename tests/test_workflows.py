@@ -193,6 +193,12 @@ async def test_a_taken_job_id_refuses_the_workflow_and_what_was_written_is_remov
     assert await client.redis.keys("arq:job:*") == [f"arq:job:{taken}".encode()]
 
 
+async def test_flow_control_options_are_refused_on_nodes(client):
+    with pytest.raises(InvalidWorkflow, match="do not apply to a workflow node"):
+        await chain(square.s(1), square.options(dedupe_for=60).s()).enqueue(client)
+    assert await client.redis.keys("*") == []
+
+
 async def test_arguments_are_checked_per_node_naming_the_parameter(client):
     with pytest.raises(InvalidWorkflow) as e:
         await chain(parse.s("x"), total.s(scale="ten")).enqueue(client)

@@ -32,7 +32,9 @@ def job_body(rec: JobRecord, *, full_paths: bool = False) -> dict[str, Any]:
 
 
 async def enqueue(request: web.Request) -> web.Response:
-    """``POST /api/jobs``: 202 and the new job; 200 and the existing job if ``job_id`` is taken."""
+    """``POST /api/jobs``: 202 and the new job; 200 and the existing job if ``job_id`` is taken,
+    or if a flow-control option found a job holding its window (with ``"deduplicated"``,
+    ``"debounced"`` or ``"throttled": true``)."""
     req = parse_enqueue(await params.json_body(request))
     options = enqueue_options(req)
     schema = request.app[SCHEMAS].get(req.function)
@@ -48,6 +50,9 @@ async def enqueue(request: web.Request) -> web.Response:
         handle, placed = await client.enqueue_placed(JobCall(req.function, args, kwargs, options, queue, checked=True))
     except DuplicateJob as e:
         return await _existing(client.job(e.job_id), req)
+    if handle.admission != "created":  # flow control: the job holding the window
+        rec = await handle.info()
+        return json_response({**job_body(rec), handle.admission: True}, status=200)
     request.app[METRICS].enqueued.labels(req.function).inc()
     return json_response(
         job_body(_new_record(handle, req, placed)), status=202, headers={"Location": links(handle.id)["self"]}

@@ -3,8 +3,10 @@ accepts is one the API enqueues, and a body it refuses gets a 4xx.
 
 It is a ``oneOf`` with one branch per registered function, way of splitting the arguments
 between ``args`` and ``kwargs``, and timing (due now with a ``priority``, ``defer_by`` or
-``defer_until``). Each branch fixes ``function`` with ``const`` and gives ``args`` as
-``prefixItems`` and ``kwargs`` as an object, both from the function's signature and type hints.
+``defer_until``) with each flow-control option (none, ``dedupe_for``, ``throttle``), plus
+``debounce`` (due now at priority 0: it defers the job itself). Each branch fixes ``function``
+with ``const`` and gives ``args`` as ``prefixItems`` and ``kwargs`` as an object, both from the
+function's signature and type hints.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncjobs.client import ID_RE
+from asyncjobs.flow import MAX_KEY_LEN, MAX_WINDOW_S
 from asyncjobs.keys import PRIORITY_MAX
 from asyncjobs.registry import MAX_DEFER_S
 from web.schemas import FunctionSchema, Schemas
@@ -75,7 +78,38 @@ _PRIORITY = {"type": "integer", "minimum": 0, "maximum": PRIORITY_MAX, "descript
 _DEFER_BY = {"type": "number", "minimum": 0, "maximum": MAX_DEFER_S, "description": "seconds"}
 
 
+_KEY = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_KEY_LEN}, _NULL]}
+_WINDOW = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WINDOW_S, "description": "seconds"}
+_NO_FLOW = {name: _NULL for name in ("dedupe_key", "dedupe_for", "debounce", "throttle", "throttle_key")}
+_FLOWS: list[tuple[dict[str, Any], list[str]]] = [
+    ({}, []),
+    ({"dedupe_for": {**_WINDOW, "description": "seconds from this enqueue"}, "dedupe_key": _KEY}, ["dedupe_for"]),
+    ({"throttle": {**_WINDOW, "description": "seconds: one job per window"}, "throttle_key": _KEY}, ["throttle"]),
+]
+# debounce defers the job itself: due-now timing only, at priority 0
+_DEBOUNCE = (
+    {
+        "defer_by": _NULL,
+        "defer_until": _NULL,
+        "priority": {"const": 0},
+        "debounce": {**_WINDOW, "description": "seconds after the last enqueue"},
+        "dedupe_key": _KEY,
+    },
+    ["debounce"],
+)
+
+
 def _timings(year: int) -> list[tuple[dict[str, Any], list[str]]]:
+    """(properties, required) of each timing (due now with a priority, or deferred at priority
+    0) with each flow-control option or none, and debounce (a deferral of its own)."""
+    return [
+        ({**_NO_FLOW, **timing, **flow}, [*t_required, *f_required])
+        for timing, t_required in _plain_timings(year)
+        for flow, f_required in _FLOWS
+    ] + [({**_NO_FLOW, **_DEBOUNCE[0]}, _DEBOUNCE[1])]
+
+
+def _plain_timings(year: int) -> list[tuple[dict[str, Any], list[str]]]:
     """(properties, required) of each timing: due now with a priority, or deferred at priority 0."""
     defer_until = {
         "type": "string",

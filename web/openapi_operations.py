@@ -119,7 +119,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "Enqueue a job",
         {
             "202": json_of(ref("Job"), "enqueued"),
-            "200": json_of(ref("Job"), "a job with this job_id exists"),
+            "200": json_of(
+                {
+                    "allOf": [
+                        ref("Job"),
+                        {
+                            "type": "object",
+                            "properties": {
+                                "deduplicated": {"const": True},
+                                "debounced": {"const": True},
+                                "throttled": {"const": True},
+                            },
+                        },
+                    ]
+                },
+                "a job with this job_id exists, or the job holding the window of dedupe_for (deduplicated: "
+                "this job instead of a new one), debounce (debounced: it got the new arguments and start) or "
+                "throttle (throttled: the enqueue was dropped; this job holds the window)",
+            ),
             **errors(400, 404, 409, 413, 422),
         },
         body=ref("EnqueueRequest"),

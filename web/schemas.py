@@ -22,6 +22,7 @@ from pydantic import (
 
 from asyncjobs.arguments import ArgumentSpec, whole_number
 from asyncjobs.errors import ConfigError
+from asyncjobs.flow import MAX_KEY_LEN, MAX_WINDOW_S, Flow, flow_options
 from asyncjobs.keys import PRIORITY_MAX
 from asyncjobs.registry import ID_RE, MAX_DEFER_S, QUEUE_RE, EnqueueOptions, Registry
 from web.responses import ApiError
@@ -42,6 +43,8 @@ def iso_datetime(value: Any) -> Any:
 
 
 WholeInt = Annotated[StrictInt, BeforeValidator(whole_number)]
+Window = Annotated[StrictFloat | None, Field(gt=0, le=MAX_WINDOW_S, description="seconds")]
+FlowKey = Annotated[str | None, Field(min_length=1, max_length=MAX_KEY_LEN)]
 
 
 class EnqueueRequest(BaseModel):
@@ -66,6 +69,13 @@ class EnqueueRequest(BaseModel):
     priority: Annotated[
         WholeInt, Field(ge=0, le=PRIORITY_MAX, description="0-9, higher runs first among due jobs; not with defer_*")
     ] = 0
+    # flow control (asyncjobs.flow): one of dedupe_for, debounce, throttle; combinations are
+    # refused by flow_options, as for the Python client
+    dedupe_key: FlowKey = None
+    dedupe_for: Window = None
+    debounce: Window = None
+    throttle: Window = None
+    throttle_key: FlowKey = None
 
 
 def pydantic_errors(e: ValidationError) -> list[dict[str, Any]]:
@@ -93,9 +103,14 @@ def parse_enqueue(body: Any) -> EnqueueRequest:
 def enqueue_options(req: EnqueueRequest) -> EnqueueOptions:
     """The request's placement, checked (once) by :class:`EnqueueOptions`; its refusal as a 422
     naming the field. A reserved job id is left to the app's :class:`ConfigError` handler."""
+    flow = enqueue_flow(req)
     try:
-        return EnqueueOptions(req.job_id, req.queue, req.defer_by, req.defer_until, req.priority)
+        return EnqueueOptions(req.job_id, req.queue, req.defer_by, req.defer_until, req.priority, flow)
     except ConfigError as e:
+        if e.key == "debounce":  # with a deferral or a priority
+            raise ApiError(
+                422, "invalid_request", str(e), [{"loc": [e.key], "msg": str(e), "type": "debounce_with_defer"}]
+            ) from None
         if e.key == "priority":  # the range is the schema's: only the mix with a deferral is left
             raise ApiError(
                 422,
@@ -117,6 +132,22 @@ def enqueue_options(req: EnqueueRequest) -> EnqueueOptions:
                 422, "invalid_request", str(e), [{"loc": [e.key], "msg": str(e), "type": "too_far_ahead"}]
             ) from None
         raise
+
+
+def enqueue_flow(req: EnqueueRequest) -> Flow | None:
+    """The request's flow-control option, or a 422 naming the field that does not fit."""
+    try:
+        return flow_options(
+            dedupe_key=req.dedupe_key,
+            dedupe_for=req.dedupe_for,
+            debounce=req.debounce,
+            throttle=req.throttle,
+            throttle_key=req.throttle_key,
+        )
+    except ConfigError as e:
+        raise ApiError(
+            422, "invalid_request", str(e), [{"loc": [e.key], "msg": str(e), "type": "flow_control"}]
+        ) from None
 
 
 #: the parameters of one job function: the library's own checker, so HTTP, the CLI and the

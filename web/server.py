@@ -44,9 +44,9 @@ def run_dev(settings: Settings, registry: Registry, worker_settings: Any, redis_
     """Serve the API and run a worker in one process, sharing one broker."""
     settings = dataclasses.replace(settings, redis_url=redis_url)
     check_bind(host, settings)
+    broker = create_broker(redis_url)  # memory:// without its extra fails here, before the note
     if settings.memory:
         print(MEMORY_NOTE, file=sys.stderr, flush=True)
-    broker = create_broker(redis_url)
     app = create_app(settings, registry, broker=broker)
     app.on_startup.append(_say_why_it_stops)
     app.cleanup_ctx.append(_worker_context(worker_settings, redis_url))

@@ -138,6 +138,18 @@ def test_failed_job_is_dead_lettered_and_retry_completes(page: Any, stack: Calla
     expect(page.locator("#result")).to_contain_text("recovered", timeout=15_000)
 
 
+def test_retry_from_a_failed_jobs_page_runs_it_again(page: Any, stack: Callable[..., str], tmp_path: Path) -> None:
+    base = stack()
+    flag = tmp_path / "flag"
+    _, body = call(base, "POST", "/api/jobs", {"function": "flaky", "kwargs": {"flag": str(flag)}})
+    page.goto(base + f"/#/job/{body['job_id']}")
+    expect(page.locator("[data-status]").first).to_have_text("failed", timeout=15_000)
+    flag.write_text("ok")
+    page.click("#retry")  # out of the dead letters, then the page shows the job again
+    expect(page.locator("#result")).to_contain_text("recovered", timeout=15_000)
+    expect(page.locator("#retry")).to_have_count(0)
+
+
 def test_abort_running_job_from_its_page(page: Any, stack: Callable[..., str]) -> None:
     base = stack()
     _, body = call(base, "POST", "/api/jobs", {"function": "sleepy", "kwargs": {"seconds": 60}})

@@ -14,9 +14,9 @@ from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
-from web_support import ROOT, Server, free_port
+from web_support import ROOT, Server
 
-from asyncjobs.testing import stop_process
+from asyncjobs.testing import free_port, stop_process
 
 APP = """
 import os

@@ -119,8 +119,11 @@ def test_the_enqueue_body_has_exact_branches_for_every_function() -> None:
     branches = _doc(None)["components"]["schemas"]["EnqueueRequest"]["oneOf"]
     assert {b["properties"]["function"]["const"] for b in branches} == {f.name for f in Registry(FUNCTIONS)}
     send_email = [b for b in branches if b["properties"]["function"]["const"] == "send_email"]
-    assert len(send_email) == 4 * 3  # 0-3 positional arguments, times due now / defer_by / defer_until
-    due_now = [b for b in send_email if b["properties"]["priority"].get("type") == "integer"]
+    # 0-3 positional arguments, times due now / defer_by / defer_until, each with no flow
+    # control, dedupe_for or throttle; plus debounce (due now, at priority 0)
+    assert len(send_email) == 4 * (3 * 3 + 1)
+    plain = [b for b in send_email if "dedupe_for" not in b["required"] and "throttle" not in b["required"]]
+    due_now = [b for b in plain if b["properties"]["priority"].get("type") == "integer"]
     by_count = {b["properties"]["args"]["maxItems"]: b for b in due_now}
     assert sorted(by_count) == [0, 1, 2, 3]
     two = by_count[2]

@@ -21,10 +21,11 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.schemas import BaseSchema
-from web_support import TOKEN, free_port
+from web_support import TOKEN
 
 from asyncjobs import Registry, Settings
 from asyncjobs.examples import FUNCTIONS
+from asyncjobs.testing import free_port
 from web.app import create_app
 from web.openapi import document
 

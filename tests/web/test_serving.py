@@ -22,8 +22,8 @@ ATTACK_S = 8.0  # how long each slow client keeps trickling unless the server cu
 async def trickle(port: int, closed_after: list[float]) -> None:
     """One slowloris connection: a request line, then one header line every 0.5 s."""
     loop = asyncio.get_running_loop()
+    start = loop.time()  # before connecting: the server's timer starts when it accepts
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    start = loop.time()
     writer.write(b"GET /api/queues HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     eof = asyncio.ensure_future(reader.read())
     n = 0

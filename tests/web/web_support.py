@@ -13,8 +13,7 @@ from typing import Any
 import aiohttp
 
 from asyncjobs.testing import RedisServer as RedisServer  # re-exported for the web tests
-from asyncjobs.testing import free_port as free_port
-from asyncjobs.testing import stop_process
+from asyncjobs.testing import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-token"
