@@ -26,13 +26,13 @@ class Claimed:
 class Claimer:
     """Builds the CLAIM call for a worker's queues and decodes its answer."""
 
-    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_label: str, *, owner: str) -> None:
+    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_id: str) -> None:
         self.queue_keys = queue_keys
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
-        # the worker label goes in the state and started event; the owner is the in-progress
-        # marker's value (only this worker renews the lease)
-        self._tail = [worker_label, owner]
+        # the worker's id: the in-progress marker's value (only this worker renews the lease),
+        # and the ``worker`` of the job's state and started event
+        self._tail = [worker_id]
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
         """Up to ``room`` due jobs, and the earliest score left in any queue (None if empty)."""

@@ -4,6 +4,7 @@ arq's ``ArqRedis`` with a one-round-trip enqueue that wakes idle workers."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import logging
 import os
@@ -211,16 +212,27 @@ def _queue_names(queue_key: str) -> tuple[str, str]:
     return name, keys.wake(name)
 
 
-_UUID7_VARIANT = 0b10 << 62
+# ids in base 64 with the digits in ASCII order ("-", 0-9, A-Z, "_", a-z), so that sorting ids
+# as strings sorts them by value; base64's own alphabet is translated into it
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_ORDERED = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_TO_ORDERED = bytes.maketrans(_B64, _ORDERED)
+ID_LENGTH = 22
+_ID_MARK = 1 << 131  # the top bit: the first character is never "-" (an id is never read as a CLI option)
 _id_clock = [0, 0]  # last id's ms and counter, so ids from one process keep creation order
 
 
 def new_job_id() -> str:
-    """A new job id: a UUIDv7 as 32 hex digits, like ``uuid4().hex`` but ordered by creation:
-    48 bits of Unix time in ms, a 12-bit counter (RFC 9562, method 1: it starts at a random
-    value each millisecond and keeps ids from this process increasing within one), then 62
-    random bits. arq's queue orders jobs due in the same millisecond by id, so this keeps them
-    first in, first out, and lists them newest first on the dashboard."""
+    """A new job id: 22 characters of base 64 (``-0-9A-Z_a-z``, in ASCII order), 132 bits laid
+    out like a UUIDv7 (RFC 9562): 48 bits of Unix time in ms, a 12-bit counter (method 1: it
+    starts at a random value each millisecond and keeps ids from this process increasing within
+    one), then 72 random bits; the top bit is set, so ids start with a letter (``V`` until 2109).
+    arq's queue orders jobs due in the same millisecond by id, so this keeps them first in, first
+    out, and lists them newest first on the dashboard.
+
+    22 characters, not a UUID's 32 hex digits: Redis keeps a string shorter than 32 bytes with a
+    one-byte header, so the id in the queue and the ``arq:job:<id>`` key name each fit an
+    allocation 16 bytes smaller (32 B, not 48 B) per queued job."""
     ms = time.time_ns() // 1_000_000
     clock = _id_clock
     if ms > clock[0]:
@@ -229,8 +241,9 @@ def new_job_id() -> str:
         clock[1] += 1
         if clock[1] > 0xFFF:
             clock[0], clock[1] = clock[0] + 1, 0
-    rand = int.from_bytes(os.urandom(8)) >> 2 | _UUID7_VARIANT
-    return f"{clock[0]:012x}7{clock[1]:03x}{rand:016x}"
+    value = _ID_MARK | clock[0] << 84 | clock[1] << 72 | int.from_bytes(os.urandom(9))
+    # 132 bits are 22 base-64 digits; shifted to 144 bits (18 bytes), they encode without padding
+    return base64.b64encode((value << 12).to_bytes(18)).translate(_TO_ORDERED)[:ID_LENGTH].decode()
 
 
 class _ReconnectBackoff(AbstractBackoff):

@@ -78,10 +78,15 @@ async def record(redis: Redis, **entry: Any) -> None:
     """Add a job to the dead-letter set on its own (capped at ``keys.DEAD_MAX`` entries,
     oldest dropped); the arguments are :func:`encode_entry`'s. Jobs that end are
     dead-lettered by their end call instead."""
-    blob = encode_entry(**entry)
+    await store(redis, entry["job_id"], encode_entry(**entry))
+
+
+async def store(redis: Redis, job_id: str, blob: bytes) -> None:
+    """Write the encoded dead letter ``blob`` of ``job_id`` (idempotent: the end call that
+    writes it again overwrites the same entry)."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(keys.dead(entry["job_id"]), blob, ex=keys.DEAD_TTL_S)
-        pipe.zadd(keys.DEAD, {entry["job_id"]: timestamp_ms()})
+        pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
+        pipe.zadd(keys.DEAD, {job_id: timestamp_ms()})
         pipe.zremrangebyrank(keys.DEAD, 0, -keys.DEAD_MAX - 1)
         await pipe.execute()
 

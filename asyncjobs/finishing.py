@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from asyncjobs import scripts
-from asyncjobs.lifecycle import JobEnd
+from asyncjobs import deadletter, keys, scripts
+from asyncjobs.lifecycle import JobEnd, Outcome
+from asyncjobs.serialization import error_to_dict
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -121,3 +123,54 @@ class Finisher:
                         w.set_result(None)
         finally:
             self._task = None
+
+
+def early_end(
+    job_id: str,
+    queue_key: str,
+    failure: Any,
+    function: str,
+    args: Any,
+    kwargs: Any,
+    tries: int,
+    payload: bytes | None,
+    dead_lettered: Callable[[str, str], None] = lambda function, queue: None,
+) -> JobEnd:
+    """The end of a job that failed before its function ran (``failure``: the error, or what
+    arq's result record holds), with its dead letter unless it was aborted; ``dead_lettered``
+    is told (function, queue) of a dead letter (metrics)."""
+    error = (
+        error_to_dict(failure)
+        if isinstance(failure, BaseException)
+        else {"type": "JobFailed", "message": str(failure), "traceback": None}
+    )
+    if error["type"] == "CancelledError":
+        return JobEnd(job_id, queue_key, Outcome.ABORTED, function)
+    queue = keys.queue_name_of(queue_key)
+    dead_lettered(function, queue)
+    undecodable = function == "<unknown>" and payload is not None
+    dead = deadletter.encode_entry(
+        job_id=job_id,
+        function=function,
+        args=args,
+        kwargs=kwargs,
+        queue=queue,
+        tries=tries,
+        reason=str(error["message"]),
+        error=error,
+        raw=payload if undecodable else None,
+    )
+    return JobEnd(job_id, queue_key, Outcome.FAILED, function, dead)
+
+
+def decode_result(deserializer: Callable[[bytes], Any] | None, data: bytes | None) -> dict[str, Any]:
+    """arq's result record ``data``, decoded with the worker's own deserializer (arq's default:
+    pickle), as a dict; ``{}`` when there is none or it cannot be read."""
+    if not data:
+        return {}
+    try:
+        info = (deserializer or pickle.loads)(data)
+    except Exception:  # any codec, any corrupt input: the caller falls back to what it knows
+        logger.warning("a result record (%d bytes) cannot be decoded with the worker's serializer", len(data))
+        return {}
+    return info if isinstance(info, dict) else {}

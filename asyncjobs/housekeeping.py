@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from arq.utils import timestamp_ms
@@ -15,26 +17,30 @@ from redis.exceptions import RedisError
 
 from asyncjobs import keys
 from asyncjobs.backoff import Fixed, Retrying
-
-if TYPE_CHECKING:
-    from asyncjobs.worker import Worker
+from asyncjobs.pool_ref import PoolRef
 
 logger = logging.getLogger(__name__)
 
 ABORT_MAX_AGE_MS = 3_600_000
 
 
+def new_worker_id() -> str:
+    """A worker's one id (``host:pid:random``): its lease owner, its registry entry and the
+    ``worker`` of the jobs it starts. It reads as the host and pid; the random part tells apart
+    two workers of one process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
 class Housekeeper:
-    """Runs every ``lease / 3`` seconds while the worker lives."""
+    """Runs every ``interval`` seconds while the worker lives. ``describe()``: what the
+    registry entry shows of the worker (queues, concurrency, running jobs, counters)."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(worker):x}"
+    def __init__(self, worker_id: str, redis: PoolRef, describe: Callable[[], dict[str, Any]], interval: float) -> None:
+        self.worker_id = worker_id
+        self.redis = redis
+        self.describe = describe
+        self.interval = interval
         self.started_ms = timestamp_ms()
-
-    @property
-    def interval(self) -> float:
-        return max(0.2, self.worker.lease_s / 3)
 
     async def run(self) -> None:
         retrying = Retrying(
@@ -52,23 +58,16 @@ class Housekeeper:
             await asyncio.sleep(self.interval)
 
     async def tick(self) -> None:
-        w = self.worker
         now = timestamp_ms()
-        running = dict(w.running)
         info = {
             "id": self.worker_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "queues": w.queue_names,
-            "concurrency": w.max_jobs,
-            "running": len(running),
-            "jobs_complete": w.jobs_complete,
-            "jobs_failed": w.jobs_failed,
-            "jobs_retried": w.jobs_retried,
+            **self.describe(),
             "started_ms": self.started_ms,
             "heartbeat_ms": now,
         }
-        async with w.pool.pipeline(transaction=False) as pipe:
+        async with self.redis().pipeline(transaction=False) as pipe:
             pipe.set(keys.worker(self.worker_id), orjson.dumps(info), px=int(self.interval * 5000))
             pipe.zadd(keys.WORKERS, {self.worker_id: now})
             pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
@@ -77,7 +76,7 @@ class Housekeeper:
 
     async def unregister(self) -> None:
         try:
-            async with self.worker.pool.pipeline(transaction=False) as pipe:
+            async with self.redis().pipeline(transaction=False) as pipe:
                 pipe.delete(keys.worker(self.worker_id))
                 pipe.zrem(keys.WORKERS, self.worker_id)
                 await pipe.execute()

@@ -26,9 +26,10 @@ which the runtime wrapper tells the engine or the plain-arq hook how a run went.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import orjson
 from arq.utils import timestamp_ms
@@ -63,30 +64,31 @@ STARTED_FIELDS = ("started_ms", "try", "worker", "function")
 CTX_RUN = "asyncjobs_run"
 
 
-@dataclass(frozen=True, slots=True)
-class JobEvent:
-    """One event of a job, as published on ``asyncjobs:events:<id>`` (JSON)."""
+class JobEvent(NamedTuple):
+    """One event of a job, as published on ``asyncjobs:events:<id>`` (JSON). (Immutable
+    records are named tuples here: built for every job, they cost a fraction of a frozen
+    dataclass.)"""
 
     job_id: str
     event: str
     ts: int
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = MappingProxyType({})
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "event": self.event, "ts": self.ts, **self.data}
+        return {"job_id": self.job_id, "event": self.event, "ts": self.ts, **self.data}  # event: str or Outcome
 
     def encode(self) -> bytes:
         return orjson.dumps(self.as_dict(), default=str)
 
-    @classmethod
-    def started(cls, job_id: str, state: Mapping[str, Any]) -> JobEvent:
+    @staticmethod
+    def started(job_id: str, state: Mapping[str, Any]) -> JobEvent:
         """The ``started`` event of a run whose :func:`started_state` is ``state``."""
-        return cls(job_id, STARTED, int(state["started_ms"]), state)
+        return JobEvent(job_id, STARTED, int(state["started_ms"]), state)
 
-    @classmethod
-    def ended(cls, job_id: str, outcome: Outcome, function: str | None) -> JobEvent:
+    @staticmethod
+    def ended(job_id: str, outcome: Outcome, function: str | None) -> JobEvent:
         """The event an end publishes: terminal (complete, failed, aborted) or requeued."""
-        return cls(job_id, outcome.value, timestamp_ms(), {"function": function})
+        return JobEvent(job_id, outcome, timestamp_ms(), {"function": function})
 
 
 def started_state(started_ms: int, job_try: int, worker: str, function: str) -> dict[str, Any]:
@@ -94,8 +96,7 @@ def started_state(started_ms: int, job_try: int, worker: str, function: str) -> 
     return dict(zip(STARTED_FIELDS, (started_ms, job_try, worker, function), strict=True))
 
 
-@dataclass(frozen=True, slots=True)
-class JobEnd:
+class JobEnd(NamedTuple):
     """What one end call writes for a job: its outcome, event, count and dead letter."""
 
     job_id: str

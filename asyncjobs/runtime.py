@@ -252,6 +252,11 @@ class Runtime:
             reason=refused or f"failed after {tries} tr{'y' if tries == 1 else 'ies'}",
             error=exc,
         )
+        if not run.engine:
+            # a plain arq worker writes the failed result itself before after_job_end runs:
+            # the dead letter goes first, so a crash in between cannot leave a failure without
+            # its record (the end call writes the same entry again)
+            await deadletter.store(jc.redis, jc.job_id, run.dead_letter)
 
     async def progress(self, ctx: JobContext, percent: float, message: str | None, meta: dict[str, Any]) -> None:
         pct = max(0.0, min(100.0, float(percent)))

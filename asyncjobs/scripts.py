@@ -110,7 +110,7 @@ end
 # (state hash, ``started`` event: ``lifecycle.LUA_STARTED``), so a job costs no extra round
 # trip before its function runs. The marker expires 1 ms before the re-scored job is due: a
 # worker that wakes when it is due finds the marker gone.
-# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker id, owner id
+# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker id (the lease's owner)
 # -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
 #     earliest score in any queue or false}
 _CLAIM = """
@@ -118,7 +118,7 @@ local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local scan = tonumber(ARGV[4])
-local owner = ARGV[6]
+local owner = ARGV[5]
 local out = {}
 local n = 0
 local base = false
@@ -146,7 +146,7 @@ for qi, q in ipairs(KEYS) do
         local ok, d = pcall(function() return cmsgpack.unpack(payload) end)  -- fakeredis has no cmsgpack
         if ok and type(d) == 'table' and type(d['f']) == 'string' then fn = d['f'] end
       end
-      job_started(id, {started_ms = now, ['try'] = try, worker = ARGV[5], ['function'] = fn}, origin)
+      job_started(id, {started_ms = now, ['try'] = try, worker = owner, ['function'] = fn}, origin)
       base = base or index_base()
       index_job(id, base, n)
       n = n + 1

@@ -10,9 +10,15 @@ replaces only how jobs are found and claimed:
   running jobs leave every worker's due range (no starvation), and a dead worker's jobs are
   due again as soon as the lease lapses, back at the scores they were claimed at (see
   :mod:`asyncjobs.leases` for renewal);
-* **running** — :mod:`asyncjobs.running`, arq's ``run_job`` in small steps, fed by the claim;
+* **running** — :class:`asyncjobs.running.JobRunner`, arq's ``run_job`` in small steps, fed by
+  the claim;
 * **finishing** — :mod:`asyncjobs.finishing`: jobs ending together are finished in one call,
-  with their terminal events; a retry is re-scored to an absolute time.
+  with their ends (:mod:`asyncjobs.lifecycle`); a retry is re-scored to an absolute time.
+
+Those parts are built here, in ``__init__``, each from the few things it needs (the pool is
+reached through a :class:`~asyncjobs.pool_ref.PoolRef`: arq opens it in ``main()``); none of
+them imports this module. The worker has one id (:func:`~asyncjobs.housekeeping.new_worker_id`):
+its leases' owner, its registry entry and the ``worker`` of the jobs it starts.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import inspect
 import logging
 import os
 import signal
-import socket
 from typing import Any
 
 from arq.connections import create_pool
@@ -35,10 +40,11 @@ from asyncjobs import keys
 from asyncjobs.claiming import Claimed, Claimer
 from asyncjobs.connections import give_up_reconnecting
 from asyncjobs.events import EventHub
-from asyncjobs.finishing import Finisher
-from asyncjobs.housekeeping import Housekeeper
+from asyncjobs.finishing import Finisher, decode_result
+from asyncjobs.housekeeping import Housekeeper, new_worker_id
 from asyncjobs.leases import LeaseKeeper
-from asyncjobs.running import decode_result, early_end, failed_result_retention, run_job
+from asyncjobs.pool_ref import PoolRef
+from asyncjobs.running import JobCounters, JobDefaults, JobHooks, JobRunner
 from asyncjobs.runtime import current_queue
 
 logger = logging.getLogger(__name__)
@@ -60,17 +66,81 @@ class Worker(ArqWorker):
     """
 
     def __init__(self, *args: Any, queues: list[str] | None = None, lease: float = 5.0, **kwargs: Any) -> None:
+        self.counters = JobCounters()  # before arq's __init__, which zeroes its counters through it
+        self._signals = 0  # SIGTERM/SIGINT received (arq's __init__ may install the handlers)
+        self._drain: asyncio.Task[None] | None = None
         super().__init__(*args, **kwargs)
         self.queue_names = list(queues or [keys.queue_name_of(self.queue_name)])
         self.queue_keys = [keys.queue(q) for q in self.queue_names]
         self.queue_name = self.queue_keys[0]
         self.lease_s = float(lease)
+        self.worker_id = new_worker_id()
         self.running: dict[str, str] = {}  # job id -> queue key
         self._wake = asyncio.Event()
         self._abort_check_due = 0.0  # loop time of the next read of arq's abort set
         self._background: list[asyncio.Task[Any]] = []
-        self.housekeeper = Housekeeper(self)
+        self._hub: EventHub | None = None
+        pool = PoolRef(lambda: self.pool)
         self.leases = LeaseKeeper(self.lease_s)  # renews running jobs' leases from a thread
+        self.claimer = Claimer(pool, self.queue_keys, self.lease_s, self.worker_id)
+        self.finisher = Finisher(pool, release=self.leases.releaser)
+        self.runner = JobRunner(
+            functions=self.functions,
+            hooks=JobHooks(self.on_job_start, self.on_job_end, self.after_job_end),
+            defaults=JobDefaults(
+                timeout_s=self.job_timeout_s,
+                max_tries=self.max_tries,
+                keep_result_s=self.keep_result_s,
+                keep_result_forever=self.keep_result_forever,
+                retry_jobs=self.retry_jobs,
+                allow_abort_jobs=self.allow_abort_jobs,
+                serializer=self.job_serializer,
+                deserializer=self.job_deserializer,
+            ),
+            finisher=self.finisher,
+            counters=self.counters,
+            tasks=self.job_tasks,
+            aborting=self.aborting_tasks,
+            ctx=self.ctx,
+            redis=pool,
+        )
+        self.housekeeper = Housekeeper(self.worker_id, pool, self._describe, interval=max(0.2, self.lease_s / 3))
+
+    # arq's counters (its health check line and its tests read them) are the runner's
+    @property
+    def jobs_complete(self) -> int:
+        return self.counters.complete
+
+    @jobs_complete.setter
+    def jobs_complete(self, n: int) -> None:
+        self.counters.complete = n
+
+    @property
+    def jobs_failed(self) -> int:
+        return self.counters.failed
+
+    @jobs_failed.setter
+    def jobs_failed(self, n: int) -> None:
+        self.counters.failed = n
+
+    @property
+    def jobs_retried(self) -> int:
+        return self.counters.retried
+
+    @jobs_retried.setter
+    def jobs_retried(self, n: int) -> None:
+        self.counters.retried = n
+
+    def _describe(self) -> dict[str, Any]:
+        """What the worker registry shows of this worker."""
+        return {
+            "queues": self.queue_names,
+            "concurrency": self.max_jobs,
+            "running": len(self.running),
+            "jobs_complete": self.counters.complete,
+            "jobs_failed": self.counters.failed,
+            "jobs_retried": self.counters.retried,
+        }
 
     # arq picks settings by reading this signature; keep ours and arq's parameters visible
     __signature__ = inspect.Signature(
@@ -93,7 +163,7 @@ class Worker(ArqWorker):
             )
         logger.info(
             "worker %s: queues %s, concurrency %d, %d functions",
-            self.housekeeper.worker_id,
+            self.worker_id,
             ",".join(self.queue_names),
             self.max_jobs,
             len(self.functions),
@@ -101,17 +171,13 @@ class Worker(ArqWorker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        owner = self.housekeeper.worker_id
-        label = f"{socket.gethostname()}:{os.getpid()}"
-        self.claimer = Claimer(self.pool, self.queue_keys, self.lease_s, label, owner=owner)
-        self.finisher = Finisher(self.pool, release=self.leases.releaser)
-        self.leases.start(self.pool, owner)
-        self._hub = EventHub(self.pool)
+        self.leases.start(self.pool, self.worker_id)
+        self._hub = hub = EventHub(self.pool)
         loop = asyncio.get_running_loop()
         for q in self.queue_names:
-            self._background.append(loop.create_task(self._listen(keys.wake(q), abort=False)))
+            self._background.append(loop.create_task(self._listen(hub, keys.wake(q), abort=False)))
         if self.allow_abort_jobs:
-            self._background.append(loop.create_task(self._listen(keys.ABORT_CHANNEL, abort=True)))
+            self._background.append(loop.create_task(self._listen(hub, keys.ABORT_CHANNEL, abort=True)))
         self._background.append(loop.create_task(self.housekeeper.run()))
         await self._loop()
 
@@ -144,7 +210,7 @@ class Worker(ArqWorker):
         self.running[c.job_id] = c.queue_key
         token = current_queue.set(keys.queue_name_of(c.queue_key))
         try:
-            task = asyncio.get_running_loop().create_task(run_job(self, c))
+            task = asyncio.get_running_loop().create_task(self.runner.run(c))
         finally:
             current_queue.reset(token)
         task.add_done_callback(lambda t: self._job_done(c.job_id, t))
@@ -209,8 +275,8 @@ class Worker(ArqWorker):
             return sum([int(await self.pool.zcard(k)) for k in self.queue_keys]) == 0
         return False
 
-    async def _listen(self, channel: str, *, abort: bool) -> None:
-        async with self._hub.subscribe(channel) as queue:
+    async def _listen(self, hub: EventHub, channel: str, *, abort: bool) -> None:
+        async with hub.subscribe(channel) as queue:
             while True:
                 await queue.get()
                 if abort:
@@ -240,20 +306,8 @@ class Worker(ArqWorker):
         )
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        queue_key = self.running.get(job_id, self.queue_name)
         info = decode_result(self.job_deserializer, result_data)
-        function = str(info.get("f") or "<unknown>")
-        async with self.pool.pipeline(transaction=False) as read:
-            read.get(keys.job(job_id))
-            read.get(keys.retry(job_id))
-            raw, tries = await read.execute()
-        end = early_end(
-            self, job_id, queue_key, info.get("r"), function, info.get("a"), info.get("k"), int(tries or 0), raw
-        )
-        keep, px = failed_result_retention(self, function)
-        await self.finisher.finish(
-            job_id, queue_key, done=True, result=result_data if keep else None, result_px=px or 0, end=end
-        )
+        await self.runner.finish_failed(job_id, self.running.get(job_id, self.queue_name), result_data, info)
 
     # --- shutdown ---------------------------------------------------------------------------
     # SIGTERM/SIGINT with a grace period (arq's ``job_completion_wait``, asyncjobs'
@@ -262,7 +316,7 @@ class Worker(ArqWorker):
     # other workers. A second signal cancels and re-queues at once; a third exits without
     # waiting for Redis.
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
-        self._signals = getattr(self, "_signals", 0) + 1
+        self._signals += 1
         sig = signal.Signals(signum)
         if self._signals == 1:
             self.allow_pick_jobs = False
@@ -319,9 +373,9 @@ class Worker(ArqWorker):
         self._background.clear()
         if self._pool is not None:
             await self.housekeeper.unregister()
-        hub = getattr(self, "_hub", None)
-        if hub is not None:
-            await hub.close()
+        if self._hub is not None:
+            await self._hub.close()
+            self._hub = None
         # arq's close(), with redis-py's non-deprecated aclose()
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)

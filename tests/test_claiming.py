@@ -16,7 +16,7 @@ async def test_a_lapsed_job_is_claimed_again_first_with_its_score_and_priority(c
     q = keys.queue(queue_name)
     first = await client.enqueue_call("anything", queue=queue_name, priority=5)
     behind = [await client.enqueue_call("anything", queue=queue_name, priority=5) for _ in range(3)]
-    dead = Claimer(client.redis, [q], LEASE_S, "dead-worker", owner="dead")
+    dead = Claimer(client.redis, [q], LEASE_S, "dead")
     (taken,), _ = await dead.claim(1)
     assert taken.job_id == first.id
     assert await client.redis.get(keys.in_progress(first.id)) == b"dead"
@@ -24,7 +24,7 @@ async def test_a_lapsed_job_is_claimed_again_first_with_its_score_and_priority(c
 
     # the dead worker never renews: once the lease lapses the job is due again, in its place
     await wait_for(lambda: _due(client, q, first.id), "the lease to lapse")
-    live = Claimer(client.redis, [q], LEASE_S, "live-worker", owner="live")
+    live = Claimer(client.redis, [q], LEASE_S, "live")
     (again,), _ = await live.claim(1)
     assert again.job_id == first.id and again.job_try == 2
     assert again.score == taken.score

@@ -258,13 +258,40 @@ async def test_a_lapsed_lease_put_back_by_the_claim_is_released(
     async with asyncjobs.connect(redis_url) as client:
         handle = await client.enqueue(count_words, "x")
         queue = keys.queue("default")
-        dead_worker = Claimer(client.redis, [queue], 0.05, "dead:1", owner="dead-worker")
+        dead_worker = Claimer(client.redis, [queue], 0.05, "dead-worker")
         [claimed], _ = await dead_worker.claim(1)
         assert claimed.job_id == handle.id
-        live = Claimer(client.redis, [queue], 5.0, "live:1", owner="live-worker")
+        live = Claimer(client.redis, [queue], 5.0, "live-worker")
         deadline = asyncio.get_running_loop().time() + 10
         while not (found := (await live.claim(1))[0]):  # due again once the lease lapses
             assert asyncio.get_running_loop().time() < deadline, "the lapsed job was not claimed again"
             await asyncio.sleep(0.02)
         assert found[0].job_id == handle.id and found[0].job_try == 2
         assert await hook_calls(client.redis, RELEASED, handle.id) == [queue]
+
+
+async def test_a_plain_arq_worker_writes_the_dead_letter_before_the_failed_result(redis_url: str) -> None:
+    """arq stores a failed result before ``after_job_end`` runs: the dead letter must already
+    be there (a worker killed in between must not leave a final failure without its record)."""
+    suffix = uuid.uuid4().hex[:8]
+    boom, _held, _started = jobs(suffix)
+    seen: dict[str, list[bool]] = {}
+
+    async def on_job_end(ctx: dict[str, Any]) -> None:  # arq: after the function, before its result
+        redis = ctx["redis"]
+        seen.setdefault(ctx["job_id"], []).append(bool(await redis.exists(keys.dead(ctx["job_id"]))))
+
+    cls = worker_settings([boom], settings=Settings(redis_url=redis_url, poll_delay=0.05))
+    w = ArqWorker(**{**get_kwargs(cls), "handle_signals": False, "burst": True, "on_job_end": on_job_end})
+    async with asyncjobs.connect(redis_url) as client:
+        handle = await client.enqueue(boom)
+        try:
+            async with asyncio.timeout(30):
+                await w.async_run()
+        finally:
+            if w._pool is not None:
+                await w._pool.aclose(close_connection_pool=True)
+        with pytest.raises(JobFailed):
+            await handle.result(timeout=10)
+        assert seen == {handle.id: [False, True]}  # the retried try has none, the last one has it
+        assert (await deadletter.get(client.redis, handle.id)).job_id == handle.id

@@ -108,7 +108,9 @@ async def test_plain_arq_worker_and_engine_share_a_queue_each_job_runs_once(clie
     arq_worker = plain_arq_worker([record_run], redis_url, burst=True, poll_delay=0.01)
     arq_task = asyncio.get_running_loop().create_task(arq_worker.async_run())
     try:
-        ours = await start_worker([record_run])
+        # a lease no loaded test machine outlasts: this test is about sharing the queue; a
+        # lapsed lease re-running a job is the lease tests' subject
+        ours = await start_worker([record_run], settings=Settings(redis_url=redis_url, lease=15.0, poll_delay=0.5))
 
         async def all_done() -> bool:
             return (
@@ -142,3 +144,22 @@ async def test_plain_arq_client_job_runs_on_engine_and_its_result_reads_back(sta
         assert await job.result(timeout=20, poll_delay=0.05) == 4
     finally:
         await pool.aclose(close_connection_pool=True)
+
+
+async def test_one_worker_id_owns_the_lease_the_registry_entry_and_the_jobs_it_starts(client, start_worker):
+    gate = uuid.uuid4().hex
+    GATES[gate] = asyncio.Event()
+    worker = await start_worker([hold])
+    try:
+        handle = await client.enqueue(hold, gate)
+        await wait_until(lambda: client.redis.exists(f"test:engine:{gate}:started"))
+        owner = (await client.redis.get(keys.in_progress(handle.id))).decode()
+        state = await client.redis.hgetall(keys.state(handle.id))
+        await wait_until(lambda: client.redis.zscore(keys.WORKERS, worker.worker_id))
+        [info] = await client.workers()
+    finally:
+        GATES[gate].set()
+    assert owner == state[b"worker"].decode() == worker.worker_id == info["id"]
+    host, pid, _ = worker.worker_id.split(":")  # host:pid stay readable
+    assert (host, int(pid)) == (info["host"], info["pid"])
+    assert await handle.result(timeout=10) == "released"

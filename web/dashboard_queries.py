@@ -71,21 +71,23 @@ def _summary(rec: JobRecord) -> dict[str, Any]:
 
 
 async def summaries(client: Client, ids: list[str]) -> list[dict[str, Any]]:
-    """One summary per id, in two pipelined round trips (three if some are waiting)."""
+    """One summary per id, in one pipelined round trip (two if some are waiting). The string
+    keys are read with three MGETs: a filtered page reads 250 ids a time, and redis-py's cost is
+    per command (packing, parsing), so 3 + n commands, not 4n, cut a chunk's time about in half."""
     if not ids:
         return []
     r = client.redis
     async with r.pipeline(transaction=False) as pipe:
+        pipe.mget([keys.result(i) for i in ids])
+        pipe.mget([keys.job(i) for i in ids])
+        pipe.mget([keys.in_progress(i) for i in ids])  # a string marker: present while running
         for i in ids:
-            pipe.get(keys.result(i))
-            pipe.get(keys.job(i))
-            pipe.exists(keys.in_progress(i))
             pipe.hget(keys.state(i), "progress")
-        raw = await pipe.execute()
+        results, jobs, markers, *progresses = await pipe.execute()
     records: list[JobRecord] = []
     waiting: list[JobRecord] = []
-    for n, job_id in enumerate(ids):
-        result_raw, job_raw, running, progress = raw[4 * n : 4 * n + 4]
+    for job_id, result_raw, job_raw, marker, progress in zip(ids, results, jobs, markers, progresses, strict=True):
+        running = marker is not None
         rec = JobRecord(job_id, JobStatus.NOT_FOUND)
         if result_raw is not None:
             _fill_from_result(rec, result_raw)
@@ -159,9 +161,11 @@ async def list_jobs(
     total = sum(sec.size for sec in sections)
     found: list[dict[str, Any]] = []
     pos, scanned, started = cursor, 0, time.monotonic()
+    chunk = limit  # a filtered read starts at a page's worth and doubles: a filter most jobs pass
     while len(found) < limit and pos < total and scanned < SCAN_BUDGET and time.monotonic() - started < TIME_BUDGET_S:
         sec, offset = _locate(sections, pos)
-        want = limit - len(found) if flt.empty else CHUNK
+        want = limit - len(found) if flt.empty else chunk
+        chunk = min(CHUNK, chunk * 2)  # (state=queued) fills its page from the first read
         ids = [i.decode() for i in await client.redis.zrevrange(sec.key, offset, offset + min(want, CHUNK) - 1)]
         if not ids:  # the set shrank since it was counted: go on with the next one
             pos = sum(x.size for x in sections[: sections.index(sec) + 1])

@@ -1,0 +1,103 @@
+"""``python bench/memory_bench.py [--jobs 500000] [--quick]``: where a queued job's Redis memory
+goes, on a private redis-server. Not part of CI (``--quick`` is its smoke test).
+
+Writes ``jobs`` queued no-op jobs as the enqueue script writes them (``SET arq:job:<id> payload
+PX ttl`` + ``ZADD arq:queue score id``, pipelined) in several layouts, flushing in between, and
+prints Redis ``used_memory`` growth per job for each:
+
+- as asyncjobs writes them now (22-character ids, the client's payload and TTL), and plain arq
+  (``uuid4().hex`` ids, its pickled payload);
+- what each change would save: a 32-hex-digit id (the former default), no TTL on the job key,
+  a payload of at most 28 bytes (the msgpack array ``[f, a, k, t, et]``, no queue name), both.
+  Those last layouts are measurements of a possible format, not formats asyncjobs writes.
+
+Redis rounds every allocation up to a jemalloc size class (16, 32, 48, 64, ... bytes), and keeps
+a string under 32 bytes with a one-byte header: that is why 22-character ids fit 32-byte
+allocations for both the key name and the queue member, and a payload of 29-44 bytes takes a
+64-byte allocation (with its 16-byte object header) where 28 bytes would take 48.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from uuid import uuid4
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import msgpack
+import redis.asyncio as aioredis
+from arq.jobs import serialize_job
+
+from asyncjobs import keys
+from asyncjobs.connections import create_broker, new_job_id
+from asyncjobs.registry import EnqueueOptions
+from bench.server import PrivateRedis
+
+QUEUE = keys.queue(keys.DEFAULT_QUEUE)
+BATCH = 10_000
+
+
+async def per_job(r: aioredis.Redis, n: int, make_id: Callable[[], str], payload: bytes, ttl_ms: int | None) -> float:
+    """``used_memory`` growth per job for ``n`` jobs written in this layout (bytes)."""
+    await r.flushall()
+    before = int((await r.info("memory"))["used_memory"])
+    now = int(time.time() * 1000)
+    for start in range(0, n, BATCH):
+        async with r.pipeline(transaction=False) as pipe:
+            for _ in range(min(BATCH, n - start)):
+                job_id = make_id()
+                pipe.set(keys.job(job_id), payload, px=ttl_ms)
+                pipe.zadd(QUEUE, {job_id: now})
+            await pipe.execute()
+    return (int((await r.info("memory"))["used_memory"]) - before) / n
+
+
+async def main(url: str, n: int) -> None:
+    broker = create_broker(url)
+    enc = broker.encode_enqueue("noop", [], {}, EnqueueOptions(), job_id=new_job_id(), queue_key=QUEUE)
+    _, payload, _, ttl, _ = enc.argv
+    compact = msgpack.packb(["noop", [], {}, None, enc.now_ms])
+    arq_payload = serialize_job("noop", (), {}, None, enc.now_ms)
+    print(
+        f"no-op payload: asyncjobs {len(payload)} B (msgpack map), arq {len(arq_payload)} B (pickle), "
+        f"array form {len(compact)} B; job key TTL {ttl} ms"
+    )
+
+    def hex32() -> str:
+        return uuid4().hex
+
+    rows = [
+        ("asyncjobs now: 22-character id, its payload, TTL", new_job_id, payload, ttl),
+        ("plain arq: 32-hex id, pickled payload, TTL", hex32, arq_payload, ttl),
+        ("asyncjobs with 32-hex ids (the former default)", hex32, payload, ttl),
+        ("asyncjobs without the job key's TTL", new_job_id, payload, None),
+        ("asyncjobs with a payload <= 28 B", new_job_id, compact, ttl),
+        ("asyncjobs with both: no TTL, payload <= 28 B", new_job_id, compact, None),
+    ]
+    print(f"{n:,} queued no-op jobs per layout; Redis used_memory growth per job")
+    for name, make_id, body, px in rows:
+        print(f"  {name:52s} {await per_job(broker, n, make_id, body, px):6.1f} B", flush=True)
+    job_id = new_job_id()
+    await broker.flushall()
+    await broker.set(keys.job(job_id), payload, px=ttl)
+    await broker.zadd(QUEUE, {job_id: enc.now_ms})
+    usage, encoding = await broker.memory_usage(keys.job(job_id)), await broker.object("encoding", QUEUE)
+    print(
+        f"MEMORY USAGE arq:job:<id> {usage} B (not counting the expiry entry); queue encoding {encoding!r} "
+        f"at 1 job (a queue over 128 jobs is a skiplist)"
+    )
+    await broker.aclose(close_connection_pool=True)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=500_000, help="queued jobs per layout")
+    p.add_argument("--quick", action="store_true", help="20,000 jobs per layout (smoke test)")
+    a = p.parse_args()
+    with PrivateRedis() as redis_url:
+        asyncio.run(main(redis_url, 20_000 if a.quick else a.jobs))
