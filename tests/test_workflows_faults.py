@@ -93,7 +93,8 @@ async def test_a_redis_restart_mid_chord_calls_back_exactly_once(private_redis, 
             wf = await chord([wf_square.s(i, pause=0.05) for i in range(n)], wf_gather.s()).enqueue(client)
             await wait_for(lambda: _over(client, wf, n // 4), "a quarter of the members to end", timeout=60)
             server.stop()
-            await wait_for(lambda: all("lost Redis" in p.output() for p in procs), "the workers to notice", 20)
+            # a worker noticed: the outage is real (an idle one may not need Redis meanwhile)
+            await wait_for(lambda: any("lost Redis" in p.output() for p in procs), "a worker to notice", 60)
             server.start()  # same port, same dir: the AOF is replayed
             assert await wf.result(timeout=90) == n
             callback = (await client.redis.lrange(keys.workflow_sinks(wf.id), 0, -1))[0].decode()
