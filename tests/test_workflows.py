@@ -3,6 +3,7 @@ with results in order, failure policies, dependencies, cycles, abort, callbacks,
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -141,6 +142,10 @@ async def test_chord_fail_fast_cancels_the_callback_at_the_first_failure(client,
     assert [n.state for n in (await wf.status()).nodes] == ["failed", "complete", "cancelled"]
 
 
+async def _subscribers(client: asyncjobs.Client, channel: str) -> int:
+    return int(dict(await client.redis.pubsub_numsub(channel)).get(channel.encode(), 0))
+
+
 async def _ended(wf: asyncjobs.Workflow) -> bool:
     return (await wf.status()).state == "ended"
 
@@ -234,9 +239,17 @@ async def test_callbacks_on_success_failure_and_complete(client, workers):
 
 
 async def test_events_follow_the_workflow_to_its_end(client, workers):
-    wf = await chain(square.s(2), square.s()).enqueue(client)
-    seen = [e async for e in wf.events(timeout=20)]
-    kinds = [(e.get("job_id"), e["event"]) for e in seen]
+    key = unique("ev")
+    wf = await chain(hold.s(key), mark.s()).enqueue(client)  # the first step waits for "go"
+
+    async def follow() -> list[dict[str, Any]]:
+        return [e async for e in wf.events(timeout=20)]
+
+    following = asyncio.get_running_loop().create_task(follow())
+    channel = keys.workflow_events(wf.id)
+    await wait_for(lambda: _subscribers(client, channel), "the event stream to subscribe")
+    await client.redis.rpush(f"{key}:go", 1)
+    kinds = [(e.get("job_id"), e["event"]) for e in await following]
     first, second = (n.job_id for n in (await wf.status()).nodes)
     assert (second, "queued") in kinds and (first, "complete") in kinds and (second, "complete") in kinds
     assert kinds[-1][1] == "workflow_ended"
