@@ -36,6 +36,7 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import keys
 from asyncjobs.lua import with_constants
+from asyncjobs.workflow_scripts import LUA_ON_END
 
 
 class Outcome(StrEnum):
@@ -146,12 +147,16 @@ def job_run(ctx: dict[str, Any]) -> JobRun:
 # The hooks of flow control and workflows (see the module docstring), called inside the call
 # that claims or ends a job. Both must be idempotent: a call sent again after a lost reply
 # calls them again. A module that plugs in defines its Lua function and is called from here.
-_HOOKS = """
+_HOOKS = (
+    LUA_ON_END
+    + """
 local function release(id, q)
 end
 local function on_end(id, q, outcome)
+  workflow_on_end(id, q, outcome)
 end
 """
+)
 HOOKS = _HOOKS
 
 # The recent-jobs index (the dashboard's history of started and ended jobs; waiting jobs are
