@@ -234,6 +234,9 @@ class JobStore:
             rec.meta = orjson.loads(st["meta"]) if st.get("meta") else None
         return rec
 
+    async def workflow_exists(self, workflow_id: str) -> bool:
+        return bool(await self.redis.exists(keys.workflow(workflow_id)))
+
     # --- queues and workers ---------------------------------------------------------------
     async def queue_stats(self, names: Sequence[str] | None = None) -> list[QueueStats]:
         """Counts per queue (default: the store's queues); see :mod:`asyncjobs.queue_stats`."""

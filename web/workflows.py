@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from asyncjobs import keys, workflows
+from asyncjobs import workflows
 from asyncjobs.canvas import POLICIES, Node, Part, checked_arguments
 from asyncjobs.connections import new_job_id
 from asyncjobs.errors import InvalidWorkflow, JobNotFound, UnknownFunction
@@ -60,7 +60,7 @@ async def create(request: web.Request) -> web.Response:
     wf_id = req.workflow_id or new_job_id()
     nodes, part = _nodes(request, req, wf_id)
     client = request.app[CLIENT]
-    if await client.redis.exists(keys.workflow(wf_id)):
+    if await client.store.workflow_exists(wf_id):
         raise ApiError(409, "conflict", f"workflow {wf_id} exists; pick another workflow_id", {"workflow_id": wf_id})
     try:
         await workflows.start_graph(client, wf_id, nodes, part)
