@@ -8,6 +8,7 @@ import logging
 from importlib import metadata as _metadata
 
 from asyncjobs.backoff import Exponential, Fixed
+from asyncjobs.canvas import Signature, chain, chord, group
 from asyncjobs.client import Client, JobCall, JobHandle, call, connect
 from asyncjobs.config import Settings, worker_settings
 from asyncjobs.context import JobContext
@@ -18,6 +19,7 @@ from asyncjobs.errors import (
     ConfigError,
     DuplicateJob,
     InvalidArguments,
+    InvalidWorkflow,
     JobAborted,
     JobFailed,
     JobNotFound,
@@ -28,6 +30,7 @@ from asyncjobs.executors import cancel_event
 from asyncjobs.records import JobRecord, JobStatus
 from asyncjobs.registry import JobFunction, Registry, job
 from asyncjobs.worker import Worker
+from asyncjobs.workflows import Workflow, WorkflowStatus
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -45,6 +48,7 @@ __all__ = [
     "Exponential",
     "Fixed",
     "InvalidArguments",
+    "InvalidWorkflow",
     "JobAborted",
     "JobCall",
     "JobContext",
@@ -57,12 +61,18 @@ __all__ = [
     "NotReplicated",
     "Registry",
     "Settings",
+    "Signature",
     "UnknownFunction",
     "Worker",
+    "Workflow",
+    "WorkflowStatus",
     "call",
     "cancel_event",
+    "chain",
+    "chord",
     "connect",
     "cron",
+    "group",
     "job",
     "worker_settings",
 ]

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from arq.utils import timestamp_ms
 
@@ -29,6 +29,10 @@ from asyncjobs.registry import check_new_job_id as check_new_job_id
 from asyncjobs.registry import check_queue as check_queue
 from asyncjobs.serving import ServedQueues
 from asyncjobs.store import JobStore
+
+if TYPE_CHECKING:
+    from asyncjobs.canvas import Canvas
+    from asyncjobs.workflows import Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +180,29 @@ class Client:
         registry that knows it; otherwise (say, a job served by another code base) the
         arguments are sent as given. Raises :class:`DuplicateJob` if the job id is taken.
         """
+        if isinstance(function, JobFunction) and function.depends_on:
+            from asyncjobs import workflows
+
+            return await workflows.enqueue_dependent(self, function, args, kwargs)
         return (await self.enqueue_placed(call(function, *args, **kwargs)))[0]
+
+    async def enqueue_workflow(
+        self, canvas: Canvas, *, workflow_id: str | None = None, expires: float | None = None
+    ) -> Workflow:
+        """Create a workflow (a :func:`~asyncjobs.chain`, :func:`~asyncjobs.group`,
+        :func:`~asyncjobs.chord` or signature) and start it. Every node's arguments are checked
+        first (:class:`InvalidWorkflow` naming the node and parameter), as are its
+        dependencies (no cycles, no unknown jobs). ``expires``: seconds the workflow may take
+        and its state is kept (default: the client's ``job_expiry``, else one day)."""
+        from asyncjobs import workflows
+
+        return await workflows.create(self, canvas, workflow_id=workflow_id, expires=expires)
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """A handle on an existing workflow by id."""
+        from asyncjobs.workflows import Workflow
+
+        return Workflow(self, check_job_id(workflow_id))
 
     async def enqueue_call(
         self,
@@ -473,6 +499,12 @@ class JobHandle(Generic[R]):
         cancelled by its worker. True if the job ended aborted within ``timeout``."""
         r = self.client.redis
         rec = await self.info()
+        if rec.status is JobStatus.WAITING:  # a workflow node: cancelled before it is queued
+            from asyncjobs import workflows
+
+            if await workflows.cancel_waiting(self.client, self.id):
+                return True
+            rec = await self.info()
         if rec.status.finished or rec.status is JobStatus.NOT_FOUND:
             return rec.status is JobStatus.ABORTED
         if rec.status in (JobStatus.QUEUED, JobStatus.DEFERRED):

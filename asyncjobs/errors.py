@@ -10,6 +10,7 @@
     ├── SerializationError     a payload that cannot be encoded or decoded
     ├── UnknownFunction        a job names a function nobody registered
     ├── InvalidArguments       args / kwargs that do not fit the function's signature
+    ├── InvalidWorkflow        a workflow with a bad node, an unknown parent or a cycle
     ├── DuplicateJob           a job id that is already queued, running or has a result
     ├── JobNotFound            no job, running or finished, with that id
     ├── DeadLetterNotFound     no dead letter with that id
@@ -94,6 +95,16 @@ class InvalidArguments(AsyncJobsError):
         super().__init__(f"invalid arguments for {function}: {where}: {first.get('msg')}")
         self.function = function
         self.errors = errors
+
+
+class InvalidWorkflow(AsyncJobsError):
+    """A workflow that cannot be created: ``node`` names the node (job id) at fault and
+    ``errors`` lists argument problems as :class:`InvalidArguments` does."""
+
+    def __init__(self, message: str, *, node: str | None = None, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.errors = errors or []
 
 
 class DuplicateJob(AsyncJobsError):

@@ -57,6 +57,15 @@ key                                 type    holds                               
                                             functions (``f:<name>``): ms paused at
 ``asyncjobs:limits``                hash    function -> JSON of its limits, written by    refreshed by workers
                                             the workers that register it (for the API)    (``LIMITS_TTL_S``)
+``asyncjobs:workflow:<wf>``          hash    a workflow: total nodes, ended, failed,       the workflow's ``expires``
+                                            first failed node, aborted flag, created
+``asyncjobs:workflow:<wf>:nodes``    list    the workflow's job ids, in creation order     the workflow's ``expires``
+``asyncjobs:workflow:<wf>:sinks``    list    ids whose results are the workflow's result   the workflow's ``expires``
+``asyncjobs:workflow:<wf>:events``   pubsub  JSON: a node queued / ended, workflow ended   (channel)
+``asyncjobs:node:<id>``             hash    a workflow node: state (``st``), queue,       the workflow's ``expires``
+                                            parents needed/ended (``e:<parent>`` each),
+                                            policy, children; a job another workflow
+                                            waits on holds its children (``ch``) here
 ``asyncjobs:<mode>:<fn>:<key>``     string  the id of the job holding a flow-control      its window (debounce:
                                             window; mode ``dedupe``, ``debounce`` or      as long as the pending
                                             ``throttle``; key ``k:<given key>``,          job may live)
@@ -212,6 +221,28 @@ def dead(job_id: str) -> str:
 
 def stats(queue_name: str) -> str:
     return f"{PREFIX}stats:{queue_name}"
+
+
+def workflow(workflow_id: str) -> str:
+    """A workflow's hash (``""``: the prefix); its node list, sinks and events channel add a suffix."""
+    return f"{PREFIX}workflow:{workflow_id}"
+
+
+def workflow_nodes(workflow_id: str) -> str:
+    return workflow(workflow_id) + ":nodes"
+
+
+def workflow_sinks(workflow_id: str) -> str:
+    return workflow(workflow_id) + ":sinks"
+
+
+def workflow_events(workflow_id: str) -> str:
+    return workflow(workflow_id) + ":events"
+
+
+def node(job_id: str) -> str:
+    """A workflow node's hash (``""``: the prefix)."""
+    return f"{PREFIX}node:{job_id}"
 
 
 def worker(worker_id: str) -> str:

@@ -36,6 +36,7 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import keys, limits
 from asyncjobs.lua import with_constants
+from asyncjobs.workflow_scripts import LUA_ON_END
 
 
 class Outcome(StrEnum):
@@ -148,11 +149,13 @@ def job_run(ctx: dict[str, Any]) -> JobRun:
 # calls them again. A module that plugs in defines its Lua function and is called from here.
 _HOOKS = (
     limits.LUA_RELEASE
+    + LUA_ON_END
     + """
 local function release(id, q)
   limits_release(id, q)
 end
 local function on_end(id, q, outcome)
+  workflow_on_end(id, q, outcome)
 end
 """
 )

@@ -12,6 +12,7 @@ from asyncjobs.errors import JobAborted, JobFailed
 class JobStatus(enum.StrEnum):
     """Where a job is in its life."""
 
+    WAITING = "waiting"  # a workflow node whose parents have not all ended
     DEFERRED = "deferred"
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from arq.utils import timestamp_ms, to_ms, to_unix_ms
 
@@ -21,6 +21,9 @@ from asyncjobs.keys import PRIORITY_MAX as PRIORITY_MAX  # the highest priority 
 from asyncjobs.keys import RESERVED_ID_PREFIXES, priority_score
 from asyncjobs.limits import KeyFunction, RateLimit, check_limit_key, check_max_concurrency
 from asyncjobs.retry_filters import ExceptionTypes, check_retry_filters, refusal
+
+if TYPE_CHECKING:
+    from asyncjobs.canvas import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -225,8 +228,9 @@ class JobFunction(Generic[P, R]):
     """A registered job. Call it like the original coroutine (``await f(ctx, ...)``) or
     enqueue it with ``client.enqueue(f, ...)``, checked against its parameters.
 
-    ``f.options(job_id=..., queue=..., defer_by=..., defer_until=..., priority=...)`` returns
-    a copy that enqueues with those options: they never mix with the function's own arguments.
+    ``f.options(job_id=..., queue=..., defer_by=..., defer_until=..., priority=...,
+    depends_on=...)`` returns a copy that enqueues with those options: they never mix with the
+    function's own arguments. ``f.s(...)`` / ``f.si(...)`` make workflow signatures.
     """
 
     def __init__(
@@ -234,11 +238,14 @@ class JobFunction(Generic[P, R]):
         func: Callable[Concatenate[Any, P], Awaitable[R]],
         options: JobOptions,
         enqueue_options: EnqueueOptions | None = None,
+        depends_on: tuple[str, ...] = (),
     ) -> None:
         check_executor(func, options)
         self.func = func
         self.opts = options
         self.enqueue_options = enqueue_options or EnqueueOptions()
+        #: ids of the jobs this one waits for (``options(depends_on=...)``)
+        self.depends_on = depends_on
         self.signature = inspect.signature(func)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", options.name)
@@ -269,6 +276,7 @@ class JobFunction(Generic[P, R]):
         throttle_key: str | None = None,
         rate_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Iterable[str | Any] | None = None,
     ) -> JobFunction[P, R]:
         """A copy of this job that enqueues with the given placement options. ``priority``
         (0-9, higher runs first) orders jobs that are due now: not with ``defer_*``.
@@ -279,7 +287,9 @@ class JobFunction(Generic[P, R]):
         while it waits; ``throttle=S`` accepts one job per ``throttle_key`` (default: the
         function) every ``S`` seconds and drops the others (``handle.throttled``).
         ``rate_key``/``concurrency_key``: the key of the function's per-key limits the job
-        counts against (instead of what the function's key function computes)."""
+        counts against (instead of what the function's key function computes).
+        ``depends_on``: jobs (handles or ids) this one waits for; it is queued in the call that
+        ends the last of them, and cancelled if one does not complete (not with flow control)."""
         flow = flow_options(
             dedupe_key=dedupe_key,
             dedupe_for=dedupe_for,
@@ -297,14 +307,28 @@ class JobFunction(Generic[P, R]):
             rate_key=rate_key,
             concurrency_key=concurrency_key,
         )
-        placed = JobFunction(self.func, self.opts, self.enqueue_options.merged(extra))
+        deps = self.depends_on if depends_on is None else tuple(dependency_id(d) for d in depends_on)
+        placed = JobFunction(self.func, self.opts, self.enqueue_options.merged(extra), deps)
         if "arguments" in self.__dict__:  # same function and options: share what was built
             placed.__dict__["arguments"] = self.__dict__["arguments"]
         return placed
 
     def with_settings(self, **changes: Any) -> JobFunction[P, R]:
         """A copy with some :class:`JobOptions` changed (handy in tests)."""
-        return JobFunction(self.func, replace(self.opts, **changes), self.enqueue_options)
+        return JobFunction(self.func, replace(self.opts, **changes), self.enqueue_options, self.depends_on)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A workflow signature: in a chain (or as a chord's callback) the job receives the
+        previous step's result as its first argument, then ``args``/``kwargs``."""
+        from asyncjobs.canvas import Signature
+
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
+        """An immutable workflow signature: the job runs with exactly these arguments."""
+        from asyncjobs.canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
 
     @cached_property
     def arguments(self) -> ArgumentSpec:
@@ -319,6 +343,14 @@ class JobFunction(Generic[P, R]):
     def encode_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
         """``args``/``kwargs`` checked and made JSON-like for the payload (see :mod:`asyncjobs.arguments`)."""
         return self.arguments.encode(args, kwargs)
+
+
+def dependency_id(dep: Any) -> str:
+    """The job id of a ``depends_on`` entry: an id, or anything with one (a job handle)."""
+    job_id = dep if isinstance(dep, str) else getattr(dep, "id", None)
+    if not isinstance(job_id, str):
+        raise ConfigError(f"depends_on entry {truncate(repr(dep))} is not a job id or a job handle", key="depends_on")
+    return check_job_id(job_id)
 
 
 EXECUTORS = ("thread", "process")

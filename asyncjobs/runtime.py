@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import orjson
@@ -29,12 +29,14 @@ from arq.worker import func as arq_func
 from redis.exceptions import NoScriptError
 
 from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs.canvas import INPUTS_KWARG
 from asyncjobs.context import CTX_RUNTIME, JobContext
 from asyncjobs.errors import ConfigError
 from asyncjobs.executors import ProcessPool, run_in_thread
 from asyncjobs.lifecycle import CTX_RUN, JobEnd, JobEvent, JobRun, Outcome, job_run, plain_end_args, started_state
 from asyncjobs.metrics import WorkerMetrics
 from asyncjobs.registry import JobFunction, Registry
+from asyncjobs.workflow_inputs import with_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +160,12 @@ class Runtime:
             try:
                 try:
                     async with deadline:
-                        call_args, call_kwargs = decode(args, kwargs) if decode is not None else (args, kwargs)
+                        call_args: Sequence[Any] = args
+                        call_kwargs = kwargs
+                        if INPUTS_KWARG in kwargs:  # a workflow node: its parents' results come first
+                            call_args, call_kwargs = await with_inputs(ctx["redis"], jc.job_id, args, kwargs)
+                        if decode is not None:
+                            call_args, call_kwargs = decode(call_args, call_kwargs)
                         result = await runtime._call(jf, jc, call_args, call_kwargs)
                 except TimeoutError:
                     if not deadline.expired():

@@ -36,13 +36,24 @@ from asyncjobs.serving import live_workers
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED})
 
 
-def status_of(ended: JobStatus | None, *, job: bool, running: bool, score: float | None, now_ms: int) -> JobStatus:
+def status_of(
+    ended: JobStatus | None,
+    *,
+    job: bool,
+    running: bool,
+    score: float | None,
+    now_ms: int,
+    node: JobStatus | None = None,
+) -> JobStatus:
     """Where a job is, from what Redis holds about it (arq's own rules, as ``Job.status()``):
     how its result record says it ended, else in progress while its in-progress key lives,
-    else waiting in its queue (deferred while its score lies ahead), else not found.
+    else waiting in its queue (deferred while its score lies ahead), else, for a workflow
+    node that is in no queue, what its node says (waiting for its parents, or cancelled:
+    aborted), else not found.
 
     ``ended``: the outcome in its result record (``None`` without one); ``job``: its job
-    record exists; ``running``: its in-progress key exists; ``score``: its score in its queue.
+    record exists; ``running``: its in-progress key exists; ``score``: its score in its queue;
+    ``node``: :func:`node_status` of its workflow node.
     """
     if ended is not None:
         return ended
@@ -51,10 +62,21 @@ def status_of(ended: JobStatus | None, *, job: bool, running: bool, score: float
     if running:
         return JobStatus.IN_PROGRESS
     if score is None:
-        return JobStatus.NOT_FOUND
+        return node or JobStatus.NOT_FOUND
     if score >= PARKED_SCORE:  # held by flow control: waiting to start, not scheduled for later
         return JobStatus.QUEUED
     return JobStatus.DEFERRED if score > now_ms else JobStatus.QUEUED
+
+
+#: the fields of a workflow node's hash that a job record needs
+NODE_FIELDS = ("st", "reason")
+_NODE_STATUS = {b"waiting": JobStatus.WAITING, b"cancelled": JobStatus.ABORTED, b"skipped": JobStatus.ABORTED}
+
+
+def node_status(node: Sequence[bytes | None] | None) -> JobStatus | None:
+    """The status a workflow node's state gives a job that is in no queue (``NODE_FIELDS``
+    values): waiting for its parents, or aborted when it was cancelled or skipped."""
+    return _NODE_STATUS.get(node[0]) if node and node[0] is not None else None
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,7 @@ class _Raw:
     state: dict[str, str]
     running: int = 0
     retry: bytes | None = None
+    node: Sequence[bytes | None] | None = None  # NODE_FIELDS of its workflow node, if it is one
 
     @property
     def open(self) -> bool:
@@ -104,7 +127,7 @@ class JobStore:
         self.deserializer: Deserializer = getattr(redis, "job_deserializer", None) or deserialize
 
     # --- job records ----------------------------------------------------------------------
-    async def get(self, job_id: str, queues: Sequence[str] | None = None) -> JobRecord:
+    async def get(self, job_id: str, queues: Sequence[str] | None = None, *, _again: bool = True) -> JobRecord:
         """Everything known about one job, in one round trip (two when its record names a
         queue that is not one of ``queues``, default the store's)."""
         searched = list(queues or self.queues)
@@ -114,17 +137,21 @@ class JobStore:
             pipe.hmget(keys.state(job_id), STATE_FIELDS)
             pipe.exists(keys.in_progress(job_id))
             pipe.get(keys.retry(job_id))
+            pipe.hmget(keys.node(job_id), NODE_FIELDS)
             pipe.hkeys(keys.PAUSED)
             for q in searched:
                 pipe.zscore(keys.queue(q), job_id)
-            result, job, state, running, retry, paused, *scores = await pipe.execute()
-        raw = _Raw(result, job, _state(state), running, retry)
+            result, job, state, running, retry, node, paused, *scores = await pipe.execute()
+        raw = _Raw(result, job, _state(state), running, retry, node)
         rec, ended = self._decoded(job_id, raw)
         found = next(((q, s) for q, s in zip(searched, scores, strict=True) if s is not None), None)
         named = _named_queue(rec)
         if found is None and raw.open and not running and named is not None and named not in searched:
             score = await self.redis.zscore(keys.queue(named), job_id)
             found = (named, score) if score is not None else None
+        released = found is None and raw.open and not running and node[0] is not None and node_status(node) is None
+        if released and _again:  # a workflow node its parents queued between the reads above
+            return await self.get(job_id, queues, _again=False)
         return self._record(rec, raw, ended, found, timestamp_ms(), paused)
 
     async def many(self, ids: Sequence[str], queues: Sequence[str] | None = None) -> list[JobRecord]:
@@ -163,12 +190,13 @@ class JobStore:
             for rec, names in zip(records, candidates, strict=True):
                 pipe.exists(keys.in_progress(rec.job_id))
                 pipe.get(keys.retry(rec.job_id))
+                pipe.hmget(keys.node(rec.job_id), NODE_FIELDS)
                 for q in names:
                     pipe.zscore(keys.queue(q), rec.job_id)
             replies = iter(await pipe.execute())
         found: list[tuple[str, float] | None] = []
         for raw, names in zip(raws, candidates, strict=True):
-            raw.running, raw.retry = next(replies), next(replies)
+            raw.running, raw.retry, raw.node = next(replies), next(replies), next(replies)
             hits = [(q, s) for q in names if (s := next(replies)) is not None]
             found.append(hits[0] if hits else None)
         return found
@@ -194,7 +222,13 @@ class JobStore:
     ) -> JobRecord:
         """The record completed with its status (:func:`status_of`), queue, schedule and state."""
         score = found[1] if found else None
-        rec.status = status_of(ended, job=raw.job is not None, running=bool(raw.running), score=score, now_ms=now)
+        node = node_status(raw.node)
+        rec.status = status_of(
+            ended, job=raw.job is not None, running=bool(raw.running), score=score, now_ms=now, node=node
+        )
+        if node is JobStatus.ABORTED and rec.status is JobStatus.ABORTED and raw.node:
+            reason = (raw.node[1] or b"").decode()
+            rec.error = {"type": "Cancelled", "message": reason, "traceback": None}
         if raw.open:
             rec.tries = int(raw.retry or 0)
             rec.queue = rec.queue or (found[0] if found else None)
@@ -228,6 +262,9 @@ class JobStore:
             await pausing.resume_queue(self.redis, queue)
             return 0
         return await pausing.resume_function(self.redis, function or "")
+
+    async def workflow_exists(self, workflow_id: str) -> bool:
+        return bool(await self.redis.exists(keys.workflow(workflow_id)))
 
     # --- queues and workers ---------------------------------------------------------------
     async def queue_stats(self, names: Sequence[str] | None = None) -> list[QueueStats]:

@@ -13,7 +13,7 @@ from asyncjobs import JobStatus, Settings, job
 from asyncjobs.arq_records import aborted_result, fill_from_job, fill_from_result
 from asyncjobs.records import JobRecord
 from asyncjobs.serialization import serialize
-from asyncjobs.store import RECENT, JobStore, status_of
+from asyncjobs.store import RECENT, JobStore, node_status, status_of
 
 NOW = 1_000_000
 
@@ -37,6 +37,24 @@ def test_one_status_decision_for_every_status(
     ended: JobStatus | None, job_exists: bool, running: bool, score: float | None, expected: JobStatus
 ) -> None:
     assert status_of(ended, job=job_exists, running=running, score=score, now_ms=NOW) is expected
+
+
+@pytest.mark.parametrize(
+    ("node", "score", "expected"),
+    [
+        ([b"waiting", None], None, JobStatus.WAITING),  # a workflow node whose parents run
+        ([b"cancelled", b"parent failed"], None, JobStatus.ABORTED),
+        ([b"skipped", b"condition"], None, JobStatus.ABORTED),
+        ([b"queued", None], NOW - 5, JobStatus.QUEUED),  # released: its queue decides
+        ([b"queued", None], None, JobStatus.NOT_FOUND),
+        (None, None, JobStatus.NOT_FOUND),
+    ],
+)
+def test_a_workflow_node_in_no_queue_has_its_node_status(
+    node: list[bytes | None] | None, score: float | None, expected: JobStatus
+) -> None:
+    status = status_of(None, job=True, running=False, score=score, now_ms=NOW, node=node_status(node))
+    assert status is expected
 
 
 def test_arq_records_decode_or_say_they_cannot() -> None:
@@ -108,6 +126,9 @@ async def test_get_and_many_agree_on_jobs_in_every_state(
     later = await client.enqueue(echo.options(queue=other, defer_by=3600), 2)
     aborted = await client.enqueue(echo.options(queue=other), 3)
     assert await aborted.abort(timeout=5)
+    node = await client.enqueue(echo.options(queue=other, depends_on=[waiting]), 4)  # waits for `waiting`
+    cancelled = await client.enqueue(echo.options(queue=other, depends_on=[waiting]), 5)
+    assert await cancelled.abort(timeout=5)
     store = JobStore(client.redis, queues=[other, queue_name])
     await _until(lambda: _is(store, run[0].id, JobStatus.IN_PROGRESS))
     expected = {
@@ -117,6 +138,8 @@ async def test_get_and_many_agree_on_jobs_in_every_state(
         waiting.id: JobStatus.QUEUED,
         later.id: JobStatus.DEFERRED,
         aborted.id: JobStatus.ABORTED,
+        node.id: JobStatus.WAITING,
+        cancelled.id: JobStatus.ABORTED,
         "never-enqueued": JobStatus.NOT_FOUND,
     }
     ids = list(expected)
@@ -128,6 +151,7 @@ async def test_get_and_many_agree_on_jobs_in_every_state(
     assert together[1].result == {1: "a"}
     assert together[4].scheduled_ms is not None and together[4].priority == 0
     assert together[0].start_ms is not None and together[3].queue == other
+    assert together[7].error is not None and together[7].error["type"] == "Cancelled"
     GATE[queue_name].set()
     assert await run[0].result(timeout=20) == "released"
     assert (await store.get(run[0].id)).status is JobStatus.COMPLETE

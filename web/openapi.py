@@ -16,6 +16,7 @@ from asyncjobs.records import JobStatus
 from web.middlewares import is_public
 from web.openapi_enqueue import enqueue_body
 from web.openapi_operations import DASHBOARD_HEADER, OPERATIONS, json_of, nullable, obj, ref
+from web.openapi_workflows import workflow_body
 from web.responses import json_response
 from web.schemas import Schemas
 from web.state import SCHEMAS, SETTINGS
@@ -94,6 +95,7 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
     for fs in schemas.all():
         out[f"Function.{fs.function.name}"] = fs.json_schema
     out["EnqueueRequest"] = enqueue_body(schemas, queues, out)
+    out["WorkflowRequest"] = workflow_body(schemas, queues, out)
     return out
 
 

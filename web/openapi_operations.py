@@ -102,6 +102,20 @@ def nullable(kind: str) -> dict[str, Any]:
     return {"type": [kind, "null"]}
 
 
+WORKFLOW_STATUS = obj(
+    workflow_id={"type": "string"},
+    state={"type": "string"},
+    total={"type": "integer"},
+    ended={"type": "integer"},
+    failed={"type": "integer"},
+    failed_node=nullable("string"),
+    aborted={"type": "boolean"},
+    created_ms=nullable("integer"),
+    ended_ms=nullable("integer"),
+    nodes={"type": "array", "items": {"type": "object"}},
+    links={"type": "object"},
+)
+
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/jobs"): operation(
         "Enqueue a job",
@@ -153,6 +167,21 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **errors(404, 409, 422),
         },
         [JOB_ID, number("timeout", 0, 60)],
+    ),
+    ("POST", "/api/workflows"): operation(
+        "Create a workflow: a graph of jobs, each queued when its parents ended",
+        {
+            "202": json_of(
+                obj(workflow_id={"type": "string"}, nodes={"type": "object"}, links={"type": "object"}), "created"
+            ),
+            **errors(400, 404, 409, 413, 422),
+        },
+        body=ref("WorkflowRequest"),
+    ),
+    ("GET", "/api/workflows/{id}"): operation(
+        "A workflow's state and every node's",
+        {"200": json_of(WORKFLOW_STATUS, "the workflow"), **errors(404, 422)},
+        [{**JOB_ID, "description": "the workflow id"}],
     ),
     ("GET", "/api/queues"): operation(
         "Queue counts", {"200": json_of(obj(queues={"type": "array", "items": ref("Queue")}), "queues"), **errors()}

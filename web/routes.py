@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import admin, dashboard, health, jobs, limits, openapi, sse
+from web import admin, dashboard, health, jobs, limits, openapi, sse, workflows
 from web.tickets import STREAM_PATH
 
 ROUTES = [
@@ -15,6 +15,8 @@ ROUTES = [
     web.get("/api/jobs/{id}/result", jobs.get_result, allow_head=False),
     web.get("/api/jobs/{id}/events", sse.job_events, allow_head=False),
     web.post("/api/jobs/{id}/abort", jobs.abort),
+    web.post("/api/workflows", workflows.create),
+    web.get("/api/workflows/{id}", workflows.get_workflow, allow_head=False),
     web.get("/api/queues", admin.list_queues, allow_head=False),
     web.post("/api/queues/{name}/pause", limits.pause_queue),
     web.post("/api/queues/{name}/resume", limits.resume_queue),
