@@ -458,7 +458,11 @@ class JobHandle(Generic[R]):
                     yield early
                 return
             started_try = None
-            if rec.status is JobStatus.IN_PROGRESS and rec.start_ms is not None:
+            if (
+                rec.status is JobStatus.IN_PROGRESS
+                and rec.start_ms is not None
+                and not await self._started_since(queue)
+            ):
                 # the engine publishes "started" as it claims, often before anyone subscribed
                 started_try = rec.tries
                 yield _started_event(rec)
@@ -479,6 +483,18 @@ class JobHandle(Generic[R]):
                 yield event
                 if kind in events.TERMINAL:
                     return
+
+    async def _started_since(self, queue: asyncio.Queue[dict[str, Any]]) -> bool:
+        """Whether a try started after the subscription: its events, already queued, tell the
+        story in order, and a ``started`` event rebuilt from a record read later would come
+        before the events of the tries that record has already left behind."""
+        await self.client.hub.barrier()
+        early = []
+        while not queue.empty():
+            early.append(queue.get_nowait())
+        for event in early:  # back in their order, before anything else can arrive
+            queue.put_nowait(event)
+        return any(event.get("event") == events.STARTED for event in early)
 
     async def _ended_meanwhile(
         self, queue: asyncio.Queue[dict[str, Any]], rec: JobRecord

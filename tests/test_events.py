@@ -53,3 +53,30 @@ async def test_the_shared_safety_poll_ends_a_stream_whose_job_vanished(private_r
         await client.redis.delete(keys.job(handle.id))  # gone without an announcement
         async with asyncio.timeout(10):  # a per-stream poll would wait NEVER seconds
             assert await following == [{"job_id": handle.id, "event": "not_found"}]
+
+
+async def test_tries_that_start_while_a_stream_subscribes_keep_their_order(
+    client: asyncjobs.Client, monkeypatch: Any
+) -> None:
+    """A job may run a try, fail and start the next while ``events()`` reads its record: the
+    record then says try 2, but the tries' own events are already queued, and they, not a
+    ``started`` rebuilt from the record, come first and in order."""
+    handle = await client.enqueue_call("count_words", ["a b"])
+    read = handle.info
+    story = [("started", {"try": 1}), ("progress", {"progress": 20}), ("retrying", {}), ("started", {"try": 2})]
+
+    async def info_after_two_tries() -> Any:
+        for kind, data in story:  # published after the subscription, before the record is read
+            await client.redis.publish(keys.events(handle.id), events.encode(handle.id, kind, **data))
+        rec = await read()
+        rec.status, rec.start_ms, rec.tries = asyncjobs.JobStatus.IN_PROGRESS, 1, 2
+        return rec
+
+    monkeypatch.setattr(handle, "info", info_after_two_tries)
+    seen = []
+    async with asyncio.timeout(10):
+        async for event in handle.events():
+            seen.append((event["event"], event.get("try")))
+            if len(seen) == len(story):
+                break
+    assert seen == [(kind, data.get("try")) for kind, data in story]
