@@ -7,7 +7,7 @@ import { fmtTime } from "../format.js";
 
 const POLL_MS = 1000;
 const MAX_DRAWN = 300;
-const W = 190, H = 46, GAP_X = 60, GAP_Y = 16, PAD = 8;
+const W = 190, H = 46, GAP_X = 60, GAP_Y = 16, PAD = 8, LANE = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function svg(tag, attrs, ...kids) {
@@ -38,19 +38,33 @@ function layers(nodes) {
   return depth;
 }
 
+// parent's right side to child's left side: a curve to the next layer, else via the top lane
+function edgePath(p, q) {
+  const [x1, y1, x2, y2] = [p.x + W, p.y + H / 2, q.x, q.y + H / 2];
+  if (x2 - x1 <= GAP_X) {
+    const mid = (x1 + x2) / 2;
+    return `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
+  }
+  const [a, b, lane] = [x1 + GAP_X / 2, x2 - GAP_X / 2, PAD + LANE / 2];
+  return `M${x1},${y1} C${a},${y1} ${a},${lane} ${x1 + GAP_X},${lane} L${x2 - GAP_X},${lane} C${b},${lane} ${b},${y2} ${x2},${y2}`;
+}
+
 const clip = (s, n = 26) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 function drawGraph(wfId, nodes) {
   const depth = layers(nodes);
+  // an edge that skips layers runs along a lane above the boxes instead of through them
+  const skips = nodes.some((n) => n.children.some((c) => depth.has(c) && depth.get(c) > depth.get(n.job_id) + 1));
+  const top = skips ? PAD + LANE : PAD;
   const rows = [];
   const at = new Map();
   for (const n of nodes) {
     const d = depth.get(n.job_id) ?? 0;
     rows[d] = (rows[d] || 0) + 1;
-    at.set(n.job_id, { x: PAD + d * (W + GAP_X), y: PAD + (rows[d] - 1) * (H + GAP_Y) });
+    at.set(n.job_id, { x: PAD + d * (W + GAP_X), y: top + (rows[d] - 1) * (H + GAP_Y) });
   }
   const width = PAD * 2 + rows.length * (W + GAP_X) - GAP_X;
-  const height = PAD * 2 + Math.max(1, ...rows.filter(Boolean)) * (H + GAP_Y) - GAP_Y;
+  const height = top + PAD + Math.max(1, ...rows.filter(Boolean)) * (H + GAP_Y) - GAP_Y;
   const edges = svg("g", { class: "edges" });
   const boxes = svg("g", { class: "nodes" });
   const shown = new Map();
@@ -59,9 +73,8 @@ function drawGraph(wfId, nodes) {
     for (const c of n.children) {
       const q = at.get(c);
       if (!q) continue;
-      const [x1, y1, x2, y2] = [p.x + W, p.y + H / 2, q.x, q.y + H / 2];
-      const mid = (x1 + x2) / 2;
-      edges.append(svg("path", { class: "edge", "data-from": n.job_id, "data-to": c, d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}` }));
+      edges.append(svg("path", { class: "edge", "data-from": n.job_id, "data-to": c, d: edgePath(p, q),
+        "marker-end": "url(#arrow)" }));
     }
     const name = n.job_id.startsWith(`${wfId}.`) ? n.job_id.slice(wfId.length + 1) : n.job_id;
     const line2 = svg("text", { x: p.x + 10, y: p.y + 36, class: "state-text" });
@@ -75,8 +88,10 @@ function drawGraph(wfId, nodes) {
     boxes.append(g);
     shown.set(n.job_id, { g, line2, title, name });
   }
+  const arrow = svg("marker", { id: "arrow", viewBox: "0 0 8 8", refX: 8, refY: 4, markerWidth: 7, markerHeight: 7,
+    orient: "auto" }, svg("path", { d: "M0,0 L8,4 L0,8 z" }));
   const el = svg("svg", { class: "graph", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": "workflow graph" }, edges, boxes);
+    "aria-label": "workflow graph" }, svg("defs", {}, arrow), edges, boxes);
   return { el, shown };
 }
 
