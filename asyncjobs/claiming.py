@@ -10,6 +10,9 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import scripts
 
+#: jobs a claim reads past its room after a claim that parked some (see :meth:`Claimer.claim`)
+SCAN_AFTER_MOVED = 500
+
 
 @dataclass(slots=True)
 class Claimed:
@@ -26,18 +29,29 @@ class Claimed:
 class Claimer:
     """Builds the CLAIM call for a worker's queues and decodes its answer."""
 
-    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_id: str) -> None:
+    def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_id: str, *, limits: str = "") -> None:
         self.queue_keys = queue_keys
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
         # the worker's id: the in-progress marker's value (only this worker renews the lease),
-        # and the ``worker`` of the job's state and started event
-        self._tail = [worker_id]
+        # and the ``worker`` of the job's state and started event; then the flow-control table
+        # of this worker's functions (limits.limits_table)
+        self._tail = [worker_id, limits]
+        #: jobs the last claim set aside (parked or scheduled by flow control): progress, so
+        #: the worker claims again at once instead of sleeping
+        self.moved = 0
+
+    def use_limits(self, table: str) -> None:
+        """Send ``table`` (:func:`asyncjobs.limits.limits_table`) with every claim from now on."""
+        self._tail[1] = table
 
     async def claim(self, room: int) -> tuple[list[Claimed], int | None]:
         """Up to ``room`` due jobs, and the earliest score left in any queue (None if empty)."""
-        argv = [timestamp_ms(), self.lease_ms, room, room + 100, *self._tail]
-        found, earliest = await self._script(keys=self.queue_keys, args=argv)
+        # after a claim that set jobs aside, read further: a backlog of limited jobs is parked
+        # in a few large calls, and jobs behind it are reached sooner
+        scan = room + (SCAN_AFTER_MOVED if self.moved else 100)
+        argv = [timestamp_ms(), self.lease_ms, room, scan, *self._tail]
+        found, earliest, self.moved = await self._script(keys=self.queue_keys, args=argv)
         jobs = [
             Claimed(
                 found[i + 1].decode(),

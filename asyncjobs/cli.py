@@ -18,6 +18,7 @@ import orjson
 
 from asyncjobs.cli_bulk import enqueue_many
 from asyncjobs.cli_flow import admission_note, flow_control_options
+from asyncjobs.cli_limits import function_group, limits_command, queue_group
 from asyncjobs.cli_wait import WaitState, follow, progress_option
 from asyncjobs.errors import (
     AsyncJobsError,
@@ -485,3 +486,6 @@ def worker_health(ctx: Ctx, any_host: bool) -> None:
 
 
 main.add_command(enqueue_many)
+main.add_command(queue_group)
+main.add_command(function_group)
+main.add_command(limits_command)

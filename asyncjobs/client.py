@@ -7,18 +7,19 @@ import asyncio
 import enum
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from arq.utils import timestamp_ms
 
-from asyncjobs import deadletter, events, flow, keys, scripts
+from asyncjobs import deadletter, events, flow, keys, pausing, scripts
 from asyncjobs.arq_records import aborted_result
 from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobAborted, JobFailed, JobNotFound
 from asyncjobs.events import EventHub
 from asyncjobs.lifecycle import JobEnd, Outcome
+from asyncjobs.limits import derive_key
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import ID_RE as ID_RE
 from asyncjobs.registry import QUEUE_RE as QUEUE_RE
@@ -63,8 +64,22 @@ def call(function: JobFunction[P, Any] | str, /, *args: Any, **kwargs: Any) -> J
     that has a registry; a function this process does not know is sent unchecked."""
     if isinstance(function, JobFunction):
         a, k = function.encode_arguments(args, kwargs)
-        return JobCall(function.name, a, k, function.enqueue_options, function.opts.queue, checked=True)
+        options = with_limit_keys(function, args, kwargs, function.enqueue_options)
+        return JobCall(function.name, a, k, options, function.opts.queue, checked=True)
     return JobCall(function, args, kwargs)
+
+
+def with_limit_keys(
+    function: JobFunction[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], options: EnqueueOptions
+) -> EnqueueOptions:
+    """``options`` with the keys of the function's per-key limits, computed by its key
+    functions from the job's arguments unless the enqueue gave them."""
+    o = function.opts
+    if o.rate_key is None and o.concurrency_key is None:
+        return options
+    rate = derive_key(o.rate_key, options.rate_key, args, kwargs, "rate_key")
+    conc = derive_key(o.concurrency_key, options.concurrency_key, args, kwargs, "concurrency_key")
+    return replace(options, rate_key=rate, concurrency_key=conc)
 
 
 class Client:
@@ -236,9 +251,11 @@ class Client:
     def _prepare(self, c: JobCall) -> tuple[str, str, Encoded]:
         """The call encoded for the enqueue script; its options were checked when built."""
         args, kwargs = c.args, c.kwargs
-        if self.registry is not None and not c.checked:
-            args, kwargs = self.registry.get(c.function).encode_arguments(args, kwargs)
         o = c.options
+        if self.registry is not None and not c.checked:
+            function = self.registry.get(c.function)
+            args, kwargs = function.encode_arguments(args, kwargs)
+            o = with_limit_keys(function, c.args, c.kwargs, o)
         job_id = o.job_id or new_job_id()
         queue = o.queue or c.default_queue or self.default_queue
         enc = self.redis.encode_enqueue(c.function, args, kwargs, o, job_id=job_id, queue_key=keys.queue(queue))
@@ -324,6 +341,27 @@ class Client:
 
     async def purge_dead(self) -> int:
         return await self.store.purge_dead()
+
+    # --- flow control (asyncjobs.pausing) ------------------------------------------------
+    async def pause(self, *, queue: str | None = None, function: str | None = None) -> None:
+        """Pause a queue (workers do not read it) or a function (its jobs are parked); jobs
+        stay queued and visible. Give one of ``queue`` and ``function``."""
+        if (queue is None) == (function is None):
+            raise ConfigError("pause: give either queue= or function=")
+        await (pausing.pause_queue(self.redis, queue) if queue else pausing.pause_function(self.redis, function or ""))
+
+    async def resume(self, *, queue: str | None = None, function: str | None = None) -> None:
+        """Undo :meth:`pause`: workers start the jobs at once."""
+        if (queue is None) == (function is None):
+            raise ConfigError("resume: give either queue= or function=")
+        if queue:
+            await pausing.resume_queue(self.redis, queue)
+        else:
+            await pausing.resume_function(self.redis, function or "")
+
+    async def limits(self) -> list[pausing.LimitState]:
+        """Each limited or paused function: its limits and their use now."""
+        return await pausing.limit_states(self.redis)
 
     async def workers(self) -> list[dict[str, Any]]:
         """The live workers (seen in the last minute): id, host, pid, queues, concurrency, ..."""

@@ -122,7 +122,12 @@ class Broker(ArqRedis):
         score, run_at = options.score(now)
         ttl = to_ms(expires) if expires else run_at - now + self.expires_extra_ms
         queue_name, wake_channel = _queue_names(queue_key)
-        payload = serialize({"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name})
+        job = {"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name}
+        if options.rate_key is not None:  # per-key limits: read by the claim (asyncjobs.limits)
+            job["rk"] = options.rate_key
+        if options.concurrency_key is not None:
+            job["ck"] = options.concurrency_key
+        payload = serialize(job)
         return Encoded([queue_key], [job_id, payload, score, ttl, wake_channel], now, run_at)
 
     async def evalsha_enqueue(self, key_list: list[str], argv: list[Any]) -> bool:

@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -35,8 +35,17 @@ class Housekeeper:
     """Runs every ``interval`` seconds while the worker lives. ``describe()``: what the
     registry entry shows of the worker (queues, concurrency, running jobs, counters)."""
 
-    def __init__(self, worker_id: str, redis: PoolRef, describe: Callable[[], dict[str, Any]], interval: float) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        redis: PoolRef,
+        describe: Callable[[], dict[str, Any]],
+        interval: float,
+        *,
+        also: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.worker_id = worker_id
+        self.also = also  # another duty of each tick (the worker's check for plain arq workers)
         self.redis = redis
         self.describe = describe
         self.interval = interval
@@ -73,6 +82,8 @@ class Housekeeper:
             pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
             pipe.zremrangebyscore(keys.ARQ_ABORT, "-inf", now - ABORT_MAX_AGE_MS)
             await pipe.execute()
+        if self.also is not None:
+            await self.also()
 
     async def unregister(self) -> None:
         try:

@@ -45,6 +45,18 @@ key                                 type    holds                               
                                             scored by start time (Redis clock, µs): the
                                             dashboard's history (waiting jobs are listed
                                             from the queues; enqueue writes no entry)
+``asyncjobs:slots:<limit>``         zset    concurrency holders of a limit (a function,   while a slot is held
+                                            or ``<function>#<key>``), scored by lease
+                                            expiry (:mod:`asyncjobs.limits`)
+``asyncjobs:rate:<limit>``          hash    a rate limit's bucket (``tat``: next token    a minute after its
+                                            time) and its scheduled job (``sched``)       last token
+``asyncjobs:parked:<kind>:<limit>`` zset    jobs parked on a limit (kind ``slots``,       while jobs wait
+                                            ``rate``, ``paused``), scored by the queue
+                                            score they get back
+``asyncjobs:paused``                hash    paused queues (``q:<queue key>``) and         until resumed
+                                            functions (``f:<name>``): ms paused at
+``asyncjobs:limits``                hash    function -> JSON of its limits, written by    refreshed by workers
+                                            the workers that register it (for the API)    (``LIMITS_TTL_S``)
 ``asyncjobs:workflow:<wf>``          hash    a workflow: total nodes, ended, failed,       the workflow's ``expires``
                                             first failed node, aborted flag, created
 ``asyncjobs:workflow:<wf>:nodes``    list    the workflow's job ids, in creation order     the workflow's ``expires``
@@ -86,6 +98,9 @@ WORKERS = PREFIX + "workers"
 RECENT = PREFIX + "recent"
 ABORT_CHANNEL = PREFIX + "abort"
 DONE_CHANNEL = PREFIX + "done"
+PAUSED = PREFIX + "paused"
+LIMITS = PREFIX + "limits"
+LIMITS_TTL_S = 24 * 3600
 EVENTS_PATTERN = PREFIX + "events:*"  # every job's events: the one subscription event streams share
 
 # Job ids the scheduler owns: each cron tick is enqueued as ``cron:<name>:<tick ms>``, unique by
@@ -237,3 +252,18 @@ def worker(worker_id: str) -> str:
 def health_check(queue_name: str) -> str:
     """arq's worker health line for a queue (written by every arq-based worker, plain arq too)."""
     return queue(queue_name) + ":health-check"
+
+
+def slots(limit: str) -> str:
+    """Holders of concurrency limit ``limit`` (``""``: the prefix)."""
+    return f"{PREFIX}slots:{limit}"
+
+
+def rate(limit: str) -> str:
+    """The bucket of rate limit ``limit`` (``""``: the prefix)."""
+    return f"{PREFIX}rate:{limit}"
+
+
+def parked(kind_limit: str) -> str:
+    """Jobs parked on ``<kind>:<limit>`` (``""``: the prefix)."""
+    return f"{PREFIX}parked:{kind_limit}"

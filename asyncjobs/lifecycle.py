@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import orjson
 from arq.utils import timestamp_ms
 
-from asyncjobs import keys
+from asyncjobs import keys, limits
 from asyncjobs.lua import with_constants
 from asyncjobs.workflow_scripts import LUA_ON_END
 
@@ -148,9 +148,11 @@ def job_run(ctx: dict[str, Any]) -> JobRun:
 # that claims or ends a job. Both must be idempotent: a call sent again after a lost reply
 # calls them again. A module that plugs in defines its Lua function and is called from here.
 _HOOKS = (
-    LUA_ON_END
+    limits.LUA_RELEASE
+    + LUA_ON_END
     + """
 local function release(id, q)
+  limits_release(id, q)
 end
 local function on_end(id, q, outcome)
   workflow_on_end(id, q, outcome)

@@ -8,6 +8,7 @@ from typing import Any
 from arq.utils import timestamp_ms
 
 from asyncjobs import keys
+from asyncjobs.limits import PARKED_SCORE
 from asyncjobs.records import QueueStats
 
 MAX_SCANNED = 10_000  # future entries per queue checked for a running job's lease
@@ -27,32 +28,36 @@ async def read_queue_stats(redis: Any, names: list[str]) -> list[QueueStats]:
             key = keys.queue(q)
             pipe.zcount(key, "-inf", now)
             pipe.zcount(key, f"({now}", "+inf")
+            pipe.zcount(key, PARKED_SCORE, PARKED_SCORE)
             pipe.zrangebyscore(key, f"({now}", "+inf", start=0, num=MAX_SCANNED)
             for low, high in bands:
                 pipe.zrangebyscore(key, low, high, start=0, num=1, withscores=True)
         raw = await pipe.execute()
-    width = 3 + len(bands)
+    width = 4 + len(bands)
     per_queue = [raw[width * i : width * (i + 1)] for i in range(len(names))]
     async with redis.pipeline(transaction=False) as pipe:
-        for q, (_, _, future_ids, *_) in zip(names, per_queue, strict=True):
+        for q, (_, _, _, future_ids, *_) in zip(names, per_queue, strict=True):
             if future_ids:
                 pipe.exists(*[keys.in_progress(i.decode()) for i in future_ids])
             else:
                 pipe.echo("0")
             pipe.hgetall(keys.stats(q))
+            pipe.hexists(keys.PAUSED, f"q:{keys.queue(q)}")
         second = await pipe.execute()
     out = []
-    for i, (name, (due, future, _, *firsts)) in enumerate(zip(names, per_queue, strict=True)):
-        run, ended = int(second[2 * i]), {k.decode(): int(v) for k, v in second[2 * i + 1].items()}
+    for i, (name, (due, future, parked, _, *firsts)) in enumerate(zip(names, per_queue, strict=True)):
+        run, ended = int(second[3 * i]), {k.decode(): int(v) for k, v in second[3 * i + 1].items()}
         oldest = min((keys.decode_score(first[0][1], now)[0] for first in firsts if first), default=None)
         out.append(
             QueueStats(
                 name,
                 queued=due,
-                deferred=future - run,
+                deferred=future - run - parked,
                 in_progress=run,
                 oldest_queued_ms=oldest,
                 **{k: ended.get(k, 0) for k in ("complete", "failed", "aborted")},
+                waiting=parked,
+                paused=bool(second[3 * i + 2]),
             )
         )
     return out

@@ -48,6 +48,8 @@ class JobRecord:
     meta: dict[str, Any] | None = None
     result: Any = None
     error: dict[str, Any] | None = None
+    #: why a queued job does not start: ``rate_limited``, ``at_concurrency`` or ``paused``
+    waiting: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -77,6 +79,10 @@ class QueueStats:
     complete: int = 0
     failed: int = 0
     aborted: int = 0
+    #: jobs waiting on a rate or concurrency limit or a paused function (not in ``deferred``)
+    waiting: int = 0
+    #: the queue is paused: workers start none of its jobs
+    paused: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

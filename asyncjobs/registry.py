@@ -19,6 +19,7 @@ from asyncjobs.errors import ConfigError, UnknownFunction, truncate
 from asyncjobs.flow import DEBOUNCE, Flow, flow_options
 from asyncjobs.keys import PRIORITY_MAX as PRIORITY_MAX  # the highest priority (also for the API's schema)
 from asyncjobs.keys import RESERVED_ID_PREFIXES, priority_score
+from asyncjobs.limits import KeyFunction, RateLimit, check_limit_key, check_max_concurrency
 from asyncjobs.retry_filters import ExceptionTypes, check_retry_filters, refusal
 
 if TYPE_CHECKING:
@@ -127,12 +128,17 @@ class EnqueueOptions:
     defer_until: datetime | None = None
     priority: int = 0
     flow: Flow | None = None
+    #: the keys of the function's per-key rate and concurrency limits this job counts against
+    rate_key: str | None = None
+    concurrency_key: str | None = None
     #: enqueued through arq's own API (its cron scheduler, ``ctx["redis"].enqueue_job``) or our
     #: re-enqueue of a dead letter: the id and the deferral are taken as arq takes them (any id,
     #: a reserved one included; no bound on the deferral)
     internal: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.rate_key is not None or self.concurrency_key is not None:
+            self._check_limit_keys()
         if (
             self.job_id is None
             and self.queue is None
@@ -159,6 +165,11 @@ class EnqueueOptions:
         if deferred and not self.internal:
             check_defer(self.defer_by, self.defer_until, timestamp_ms())
 
+    def _check_limit_keys(self) -> None:
+        for what in ("rate_key", "concurrency_key"):
+            if getattr(self, what) is not None:
+                object.__setattr__(self, what, check_limit_key(getattr(self, what), what))
+
     def score(self, now_ms: int) -> tuple[int, int]:
         """``(queue score, run-at ms)`` of this job enqueued at ``now_ms``: a past
         ``defer_until`` means now (a score below now would read as a priority,
@@ -180,6 +191,8 @@ class EnqueueOptions:
             defer_by=other.defer_by if other.defer_by is not None else self.defer_by,
             defer_until=other.defer_until or self.defer_until,
             priority=other.priority or self.priority,
+            rate_key=other.rate_key or self.rate_key,
+            concurrency_key=other.concurrency_key or self.concurrency_key,
             flow=other.flow or self.flow,
             internal=self.internal or other.internal,
         )
@@ -196,6 +209,12 @@ class JobOptions:
     queue: str | None = None
     keep_result: float | None = None
     executor: str | None = None
+    #: flow control (:mod:`asyncjobs.limits`): starts per period and running jobs, fleet-wide,
+    #: per function or per key (computed from a job's arguments at enqueue)
+    rate_limit: RateLimit | None = None
+    max_concurrency: int | None = None
+    rate_key: KeyFunction | None = None
+    concurrency_key: KeyFunction | None = None
     #: exceptions a failed try is retried for (empty: any), and ones it never is
     retry_on: tuple[type[BaseException], ...] = ()
     no_retry_on: tuple[type[BaseException], ...] = ()
@@ -255,6 +274,8 @@ class JobFunction(Generic[P, R]):
         debounce: Seconds | None = None,
         throttle: Seconds | None = None,
         throttle_key: str | None = None,
+        rate_key: str | None = None,
+        concurrency_key: str | None = None,
         depends_on: Iterable[str | Any] | None = None,
     ) -> JobFunction[P, R]:
         """A copy of this job that enqueues with the given placement options. ``priority``
@@ -265,6 +286,8 @@ class JobFunction(Generic[P, R]):
         later enqueues with the same ``dedupe_key`` replace its arguments and push it back
         while it waits; ``throttle=S`` accepts one job per ``throttle_key`` (default: the
         function) every ``S`` seconds and drops the others (``handle.throttled``).
+        ``rate_key``/``concurrency_key``: the key of the function's per-key limits the job
+        counts against (instead of what the function's key function computes).
         ``depends_on``: jobs (handles or ids) this one waits for; it is queued in the call that
         ends the last of them, and cancelled if one does not complete (not with flow control)."""
         flow = flow_options(
@@ -274,7 +297,16 @@ class JobFunction(Generic[P, R]):
             throttle=throttle,
             throttle_key=throttle_key,
         )
-        extra = EnqueueOptions(job_id, queue, to_seconds(defer_by, "defer_by"), defer_until, priority, flow)
+        extra = EnqueueOptions(
+            job_id,
+            queue,
+            to_seconds(defer_by, "defer_by"),
+            defer_until,
+            priority,
+            flow,
+            rate_key=rate_key,
+            concurrency_key=concurrency_key,
+        )
         deps = self.depends_on if depends_on is None else tuple(dependency_id(d) for d in depends_on)
         placed = JobFunction(self.func, self.opts, self.enqueue_options.merged(extra), deps)
         if "arguments" in self.__dict__:  # same function and options: share what was built
@@ -365,6 +397,11 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: None = None,
+    rate_limit: str | None = None,
+    burst: int | None = None,
+    max_concurrency: int | None = None,
+    rate_key: KeyFunction | None = None,
+    concurrency_key: KeyFunction | None = None,
     retry_on: ExceptionTypes = (),
     no_retry_on: ExceptionTypes = (),
 ) -> Callable[[Callable[Concatenate[Any, P], Awaitable[R]]], JobFunction[P, R]]: ...
@@ -380,6 +417,11 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: str,
+    rate_limit: str | None = None,
+    burst: int | None = None,
+    max_concurrency: int | None = None,
+    rate_key: KeyFunction | None = None,
+    concurrency_key: KeyFunction | None = None,
     retry_on: ExceptionTypes = (),
     no_retry_on: ExceptionTypes = (),
 ) -> Callable[[Callable[..., Any]], JobFunction[..., Any]]: ...
@@ -396,6 +438,11 @@ def job(
     queue: str | None = None,
     keep_result: Seconds | None = None,
     executor: str | None = None,
+    rate_limit: str | None = None,
+    burst: int | None = None,
+    max_concurrency: int | None = None,
+    rate_key: KeyFunction | None = None,
+    concurrency_key: KeyFunction | None = None,
     retry_on: ExceptionTypes = (),
     no_retry_on: ExceptionTypes = (),
 ) -> Any:
@@ -414,6 +461,13 @@ def job(
         or is aborted is killed with its process (the pool starts a fresh one). A thread
         cannot be killed: the job ends at once, its :func:`~asyncjobs.cancel_event` is set,
         and the function should check that and return (see :mod:`asyncjobs.executors`).
+    :param rate_limit: at most this many starts per period across all workers, e.g. ``"100/m"``
+        (units s, m, h, d; ``"30/5m"``); ``burst`` (or ``"100/m:20"``) lets that many start at
+        once after an idle spell. Jobs over the rate wait in the queue without blocking others.
+    :param max_concurrency: at most this many jobs of the function run at once, fleet-wide
+    :param rate_key: ``(*args, **kwargs) -> key``: one rate limit per key (say, per tenant),
+        computed from a job's arguments at enqueue; ``f.options(rate_key=...)`` overrides it
+    :param concurrency_key: the same for ``max_concurrency``
     :param retry_on: exception classes a failed try is retried for (subclasses too); any other
         failure goes straight to the dead letters. Default: every exception.
     :param no_retry_on: exception classes never retried (subclasses too), even if ``retry_on``
@@ -422,6 +476,10 @@ def job(
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries {retries!r} must be a whole number >= 0", key="retries")
     retry_on, no_retry_on = check_retry_filters(retry_on, no_retry_on)
+    if burst is not None and rate_limit is None:
+        raise ConfigError("burst= needs a rate_limit=", key="burst")
+    rate = None if rate_limit is None else RateLimit.parse(rate_limit, burst)
+    max_running = check_max_concurrency(max_concurrency)
 
     def decorate(f: Callable[Concatenate[Any, P], Awaitable[R]]) -> JobFunction[P, R]:
         opts = JobOptions(
@@ -432,6 +490,10 @@ def job(
             queue=check_queue(queue) if queue is not None else None,
             keep_result=to_seconds(keep_result, "keep_result"),
             executor=executor,
+            rate_limit=rate,
+            max_concurrency=max_running,
+            rate_key=rate_key,
+            concurrency_key=concurrency_key,
             retry_on=retry_on,
             no_retry_on=no_retry_on,
         )

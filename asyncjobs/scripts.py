@@ -6,7 +6,7 @@ composes them with given hooks, and the module's constants are built with the li
 
 from __future__ import annotations
 
-from asyncjobs import keys, lifecycle
+from asyncjobs import keys, lifecycle, limits
 from asyncjobs.lua import with_constants as _with_constants
 
 # KEYS: queue zset. ARGV: job id, payload, score (ms), job key ttl (ms), wake channel
@@ -110,62 +110,85 @@ end
 # (state hash, ``started`` event: ``lifecycle.LUA_STARTED``), so a job costs no extra round
 # trip before its function runs. The marker expires 1 ms before the re-scored job is due: a
 # worker that wakes when it is due finds the marker gone.
-# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker id (the lease's owner)
+# Flow control (:mod:`asyncjobs.limits`): a paused queue is not read; a job of a paused or
+# limited function that may not start now is parked or scheduled for its next token instead
+# (its marker dropped), which counts as progress: the worker claims again at once.
+# ARGV: now (ms), lease (ms), limit, scan limit per queue, worker id (the lease's owner),
+#   limits table (JSON, '' for none: limits.limits_table)
 # -> {claimed: {queue index, job id, original score, payload or false, try, aborted 0/1, ...},
-#     earliest score in any queue or false}
+#     earliest score in any queue or false, jobs set aside by flow control}
 _CLAIM = """
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local scan = tonumber(ARGV[4])
 local owner = ARGV[5]
+local lim = {}
+if ARGV[6] and ARGV[6] ~= '' then lim = cjson.decode(ARGV[6]) end
+local paused = {}
+local pf = redis.call('HGETALL', $PAUSED)
+for i = 1, #pf, 2 do paused[pf[i]] = true end
+local gating = next(lim) ~= nil or #pf > 0
 local out = {}
-local n = 0
+local n, moved = 0, 0
 local base = false
 for qi, q in ipairs(KEYS) do
   if n >= limit then break end
   restore_lapsed(q, now)
-  local due = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0, scan)
+  local due = {}
+  if not paused['q:' .. q] then
+    due = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0, scan)
+  end
   for i = 1, #due, 2 do
     if n >= limit then break end
     local id = due[i]
     if redis.call('SET', $IN_PROGRESS .. id, owner, 'NX', 'PXAT', now + lease - 1) then
       local lk = $LEASES .. q
       local origin = due[i + 1]
-      if redis.call('ZSCORE', lk, id) then  -- a lapsed lease not yet put back
+      local lapsed = redis.call('ZSCORE', lk, id)
+      if lapsed then  -- a lapsed lease not yet put back
         origin = redis.call('HGET', $STATE .. id, 'queue_score') or origin
+        release(id, q)
       end
-      redis.call('ZADD', q, 'XX', now + lease, id)
-      redis.call('ZADD', lk, now + lease, id)
       local payload = redis.call('GET', $JOB .. id)
-      local try = redis.call('INCR', $RETRY .. id)
-      redis.call('EXPIRE', $RETRY .. id, 88400)
-      local aborted = redis.call('ZREM', $ARQ_ABORT, id)
-      local fn = ''
+      local fn, d = '', nil
       if payload then
-        local ok, d = pcall(function() return cmsgpack.unpack(payload) end)  -- fakeredis has no cmsgpack
-        if ok and type(d) == 'table' and type(d['f']) == 'string' then fn = d['f'] end
+        local ok, v = pcall(function() return cmsgpack.unpack(payload) end)  -- fakeredis has no cmsgpack
+        if ok and type(v) == 'table' and type(v['f']) == 'string' then fn, d = v['f'], v end
       end
-      job_started(id, {started_ms = now, ['try'] = try, worker = owner, ['function'] = fn}, origin)
-      base = base or index_base()
-      index_job(id, base, n)
-      n = n + 1
-      out[#out + 1] = qi
-      out[#out + 1] = id
-      out[#out + 1] = origin
-      out[#out + 1] = payload
-      out[#out + 1] = try
-      out[#out + 1] = aborted
+      if gating and fn ~= '' and not lim_gate(id, q, origin, fn, lim[fn], d, now, lease, paused) then
+        redis.call('DEL', $IN_PROGRESS .. id)
+        if lapsed then redis.call('ZREM', lk, id) end
+        moved = moved + 1
+      else
+        redis.call('ZADD', q, 'XX', now + lease, id)
+        redis.call('ZADD', lk, now + lease, id)
+        local try = redis.call('INCR', $RETRY .. id)
+        redis.call('EXPIRE', $RETRY .. id, 88400)
+        local aborted = redis.call('ZREM', $ARQ_ABORT, id)
+        job_started(id, {started_ms = now, ['try'] = try, worker = owner, ['function'] = fn}, origin)
+        base = base or index_base()
+        index_job(id, base, n)
+        n = n + 1
+        out[#out + 1] = qi
+        out[#out + 1] = id
+        out[#out + 1] = origin
+        out[#out + 1] = payload
+        out[#out + 1] = try
+        out[#out + 1] = aborted
+      end
     end
   end
 end
 local earliest = false
 for _, q in ipairs(KEYS) do
-  local first = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
-  if first[2] and (not earliest or tonumber(first[2]) < earliest) then earliest = tonumber(first[2]) end
+  if not paused['q:' .. q] then
+    local first = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
+    if first[2] and (not earliest or tonumber(first[2]) < earliest) then earliest = tonumber(first[2]) end
+  end
 end
 if n > 0 then trim_index() end
-return {out, earliest and tostring(earliest) or false}
+return {out, earliest and tostring(earliest) or false, moved}
 """
 
 # Finish a batch of jobs in one call: what arq's finish_job does, per job, then the job's end
@@ -269,9 +292,10 @@ def build(hooks: str = lifecycle.HOOKS) -> dict[str, str]:
         "STATE_TTL": keys.STATE_TTL_S,
         "LEASES": keys.leases(""),
         "ARQ_ABORT": keys.ARQ_ABORT,
+        "PAUSED": keys.PAUSED,
     }
     end = lifecycle.LUA_INDEX + hooks + lifecycle.LUA_END
-    claim = lifecycle.LUA_INDEX + hooks + lifecycle.LUA_STARTED + _RESTORE_LAPSED + _CLAIM
+    claim = lifecycle.LUA_INDEX + hooks + limits.LUA_GATE + lifecycle.LUA_STARTED + _RESTORE_LAPSED + _CLAIM
     sources = {
         "CLAIM": claim,
         "FINISH": end + _FINISH,
@@ -296,7 +320,8 @@ END_PLAIN = _BUILT["END_PLAIN"]
 # is extended: a renewal that races with the job's finish (marker deleted or handed over) or
 # with another worker's claim after a lapse never resurrects or steals it. -> jobs renewed
 RENEW = _with_constants(
-    """
+    limits.LUA_RENEW_HOLD
+    + """
 local at = tonumber(ARGV[1])
 local n = 0
 for i, k in ipairs(KEYS) do
@@ -305,6 +330,7 @@ for i, k in ipairs(KEYS) do
     redis.call('PEXPIREAT', k, at - 1)
     redis.call('ZADD', q, 'XX', at, id)
     redis.call('ZADD', $LEASES .. q, 'XX', at, id)
+    lim_renew(id, at)
     n = n + 1
   end
 end

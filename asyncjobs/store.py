@@ -23,9 +23,10 @@ from typing import Any
 import orjson
 from arq.utils import timestamp_ms
 
-from asyncjobs import deadletter, keys
+from asyncjobs import deadletter, keys, pausing
 from asyncjobs.arq_records import Deserializer, fill_from_job, fill_from_result
 from asyncjobs.events import EventHub
+from asyncjobs.limits import PARKED_SCORE
 from asyncjobs.queue_stats import read_queue_stats
 from asyncjobs.records import JobRecord, JobStatus, QueueStats
 from asyncjobs.registry import QUEUE_RE
@@ -62,6 +63,8 @@ def status_of(
         return JobStatus.IN_PROGRESS
     if score is None:
         return node or JobStatus.NOT_FOUND
+    if score >= PARKED_SCORE:  # held by flow control: waiting to start, not scheduled for later
+        return JobStatus.QUEUED
     return JobStatus.DEFERRED if score > now_ms else JobStatus.QUEUED
 
 
@@ -89,7 +92,7 @@ RECENT = JobList(keys.RECENT, waiting=False)
 
 
 #: the fields of a job's state hash that its record shows
-STATE_FIELDS = ("progress", "message", "meta", "started_ms")
+STATE_FIELDS = ("progress", "message", "meta", "started_ms", "waiting")
 
 
 @dataclass
@@ -135,9 +138,10 @@ class JobStore:
             pipe.exists(keys.in_progress(job_id))
             pipe.get(keys.retry(job_id))
             pipe.hmget(keys.node(job_id), NODE_FIELDS)
+            pipe.hkeys(keys.PAUSED)
             for q in searched:
                 pipe.zscore(keys.queue(q), job_id)
-            result, job, state, running, retry, node, *scores = await pipe.execute()
+            result, job, state, running, retry, node, paused, *scores = await pipe.execute()
         raw = _Raw(result, job, _state(state), running, retry, node)
         rec, ended = self._decoded(job_id, raw)
         found = next(((q, s) for q, s in zip(searched, scores, strict=True) if s is not None), None)
@@ -148,7 +152,7 @@ class JobStore:
         released = found is None and raw.open and not running and node[0] is not None and node_status(node) is None
         if released and _again:  # a workflow node its parents queued between the reads above
             return await self.get(job_id, queues, _again=False)
-        return self._record(rec, raw, ended, found, timestamp_ms())
+        return self._record(rec, raw, ended, found, timestamp_ms(), paused)
 
     async def many(self, ids: Sequence[str], queues: Sequence[str] | None = None) -> list[JobRecord]:
         """The record of each job in ``ids``, in order: one round trip (``MGET`` of results
@@ -209,7 +213,12 @@ class JobStore:
 
     @staticmethod
     def _record(
-        rec: JobRecord, raw: _Raw, ended: JobStatus | None, found: tuple[str, float] | None, now: int
+        rec: JobRecord,
+        raw: _Raw,
+        ended: JobStatus | None,
+        found: tuple[str, float] | None,
+        now: int,
+        paused: Sequence[bytes] = (),
     ) -> JobRecord:
         """The record completed with its status (:func:`status_of`), queue, schedule and state."""
         score = found[1] if found else None
@@ -225,7 +234,7 @@ class JobStore:
             rec.queue = rec.queue or (found[0] if found else None)
         st = raw.state
         if rec.status in WAITING and score is not None:
-            rec.scheduled_ms, rec.priority = keys.decode_score(score, now)
+            _waiting(rec, score, st.get("waiting"), paused, now)
         elif rec.status is JobStatus.IN_PROGRESS and "started_ms" in st:
             rec.start_ms = int(st["started_ms"])
         if "progress" in st:
@@ -233,6 +242,26 @@ class JobStore:
             rec.message = st.get("message") or None
             rec.meta = orjson.loads(st["meta"]) if st.get("meta") else None
         return rec
+
+    # --- flow control (asyncjobs.pausing) ----------------------------------------------------
+    async def limits(self) -> list[pausing.LimitState]:
+        """Each limited or paused function: its limits and their use now."""
+        return await pausing.limit_states(self.redis)
+
+    async def paused(self) -> dict[str, list[str]]:
+        """What is paused: ``{"queues": [...], "functions": [...]}``."""
+        return await pausing.paused(self.redis)
+
+    async def pause(self, *, queue: str | None = None, function: str | None = None) -> None:
+        """Pause a queue or a function (one of them)."""
+        await (pausing.pause_queue(self.redis, queue) if queue else pausing.pause_function(self.redis, function or ""))
+
+    async def resume(self, *, queue: str | None = None, function: str | None = None) -> int:
+        """Resume a queue or a function; -> the function's parked jobs brought back."""
+        if queue:
+            await pausing.resume_queue(self.redis, queue)
+            return 0
+        return await pausing.resume_function(self.redis, function or "")
 
     async def workflow_exists(self, workflow_id: str) -> bool:
         return bool(await self.redis.exists(keys.workflow(workflow_id)))
@@ -295,6 +324,20 @@ class JobStore:
             raise RuntimeError("this JobStore has no EventHub: create it with hub=")
         async with self.hub.subscribe(keys.EVENTS_PATTERN, pattern=True) as queue:
             yield queue
+
+
+def _waiting(rec: JobRecord, score: float, waiting: str | None, paused: Sequence[bytes], now: int) -> None:
+    """Run-at time and priority of a waiting job, and why it waits if flow control holds it:
+    parked on a limit or a paused function (its run-at time kept aside), scheduled for its
+    next rate token (deferred to then), or in a paused queue (``paused``: the paused flags)."""
+    if score >= PARKED_SCORE:
+        rec.waiting = waiting or "paused"
+        return
+    rec.scheduled_ms, rec.priority = keys.decode_score(score, now)
+    if rec.queue and f"q:{keys.queue(rec.queue)}".encode() in paused:
+        rec.waiting = "paused"
+    elif waiting and rec.status is JobStatus.DEFERRED:
+        rec.waiting = waiting
 
 
 def _named_queue(rec: JobRecord) -> str | None:

@@ -29,6 +29,8 @@ import inspect
 import logging
 import os
 import signal
+import time
+from datetime import datetime
 from typing import Any
 
 from arq.connections import create_pool
@@ -46,6 +48,7 @@ from asyncjobs.leases import LeaseKeeper
 from asyncjobs.pool_ref import PoolRef
 from asyncjobs.running import JobCounters, JobDefaults, JobHooks, JobRunner
 from asyncjobs.runtime import current_queue
+from asyncjobs.worker_limits import HEALTH_MARK, WorkerLimits
 
 logger = logging.getLogger(__name__)
 # at shutdown, how long Redis calls keep reconnecting (re-queueing cancelled jobs, unregistering)
@@ -82,6 +85,7 @@ class Worker(ArqWorker):
         self._hub: EventHub | None = None
         pool = PoolRef(lambda: self.pool)
         self.leases = LeaseKeeper(self.lease_s)  # renews running jobs' leases from a thread
+        self.limits = WorkerLimits(self)  # the limits of this worker's functions
         self.claimer = Claimer(pool, self.queue_keys, self.lease_s, self.worker_id)
         self.finisher = Finisher(pool, release=self.leases.releaser)
         self.runner = JobRunner(
@@ -104,7 +108,9 @@ class Worker(ArqWorker):
             ctx=self.ctx,
             redis=pool,
         )
-        self.housekeeper = Housekeeper(self.worker_id, pool, self._describe, interval=max(0.2, self.lease_s / 3))
+        self.housekeeper = Housekeeper(
+            self.worker_id, pool, self._describe, interval=max(0.2, self.lease_s / 3), also=self.limits.check_plain_arq
+        )
 
     # arq's counters (its health check line and its tests read them) are the runner's
     @property
@@ -171,6 +177,8 @@ class Worker(ArqWorker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
+        self.claimer.use_limits(self.limits.table)  # known once on_startup has set up the runtime
+        await self.limits.start()
         self.leases.start(self.pool, self.worker_id)
         self._hub = hub = EventHub(self.pool)
         loop = asyncio.get_running_loop()
@@ -203,7 +211,8 @@ class Worker(ArqWorker):
         claimed, earliest = await self.claimer.claim(room)
         for c in claimed:
             self._start(c)
-        return len(claimed), earliest
+        # jobs set aside by flow control count as progress: claim again at once
+        return len(claimed) + self.claimer.moved, earliest
 
     def _start(self, c: Claimed) -> None:
         self.job_counter += 1
@@ -264,6 +273,21 @@ class Worker(ArqWorker):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
+
+    async def record_health(self) -> None:
+        """arq's health line (``arq --check`` reads it), marked as written by this engine: a
+        line without the mark was written by a plain arq worker (see :mod:`asyncjobs.worker_limits`)."""
+        now = time.time()
+        if now - self._last_health_check < self.health_check_interval:
+            return
+        self._last_health_check = now
+        pending = sum(not t.done() for t in self.tasks.values())
+        queued = await self.pool.zcard(self.queue_name)
+        info = (
+            f"{datetime.now():%b-%d %H:%M:%S} j_complete={self.jobs_complete} j_failed={self.jobs_failed} "
+            f"j_retried={self.jobs_retried} j_ongoing={pending} queued={queued} {HEALTH_MARK}"
+        )
+        await self.pool.psetex(self.health_check_key, int((self.health_check_interval + 1) * 1000), info.encode())
 
     async def _burst_done(self) -> bool:
         if 0 <= self.max_burst_jobs <= self._jobs_started() or not self.tasks:

@@ -62,6 +62,8 @@ class Workers:
     queue: str = field(default_factory=lambda: "rel" + uuid.uuid4().hex[:8])
     env: dict[str, str] = field(default_factory=dict)
     procs: list[WorkerProc] = field(default_factory=list)
+    #: the worker settings the subprocesses run (``module.WorkerSettings``, ``tests/`` importable)
+    settings: str = SETTINGS_PATH
 
     @property
     def runlog(self) -> Path:
@@ -84,9 +86,9 @@ class Workers:
 
     def start(self, kind: str = "asyncjobs", *args: str, **extra_env: str) -> WorkerProc:
         if kind == "asyncjobs":
-            cmd = [sys.executable, "-m", "asyncjobs", "worker", SETTINGS_PATH, *args]
+            cmd = [sys.executable, "-m", "asyncjobs", "worker", self.settings, *args]
         else:
-            cmd = [sys.executable, "-m", "arq", SETTINGS_PATH, *args]
+            cmd = [sys.executable, "-m", "arq", self.settings, *args]
         log = self.tmp / f"worker-{len(self.procs)}-{kind}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.environ(**extra_env), stdout=out, stderr=subprocess.STDOUT)
@@ -97,7 +99,7 @@ class Workers:
     def start_web(self, port: int) -> WorkerProc:
         """``asyncjobs --settings reliability_app web`` on 127.0.0.1:``port`` (no token needed on
         loopback), with the workers' environment: the same Redis, queue and functions."""
-        cmd = [sys.executable, "-m", "asyncjobs", "--settings", SETTINGS_PATH.split(".")[0], "web", "--port", str(port)]
+        cmd = [sys.executable, "-m", "asyncjobs", "--settings", self.settings.split(".")[0], "web", "--port", str(port)]
         log = self.tmp / f"web-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.environ(), stdout=out, stderr=subprocess.STDOUT)

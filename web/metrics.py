@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from asyncjobs.pausing import LimitState
 from asyncjobs.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,17 @@ class Metrics:
         self.in_progress = Gauge("asyncjobs_queue_in_progress", "jobs running", ["queue"], registry=r)
         self.ended = EndedTotals()
         r.register(self.ended)
+        self.waiting = Gauge(
+            "asyncjobs_queue_waiting", "jobs held by flow control (limits, pauses)", ["queue"], registry=r
+        )
+        self.paused = Gauge("asyncjobs_queue_paused", "1 if the queue is paused", ["queue"], registry=r)
+        fn = ["function"]
+        self.limit_running = Gauge("asyncjobs_limit_running", "concurrency slots held", fn, registry=r)
+        self.limit_max = Gauge("asyncjobs_limit_max_concurrency", "concurrency limit", fn, registry=r)
+        self.limit_tokens = Gauge("asyncjobs_limit_rate_tokens", "rate tokens available now", fn, registry=r)
+        self.limit_waiting = Gauge(
+            "asyncjobs_limit_waiting", "jobs waiting on a limit or pause", ["function", "reason"], registry=r
+        )
         self.dead = Gauge("asyncjobs_dead_letters", "jobs in the dead-letter set", registry=r)
         self.workers = Gauge("asyncjobs_workers", "live workers", registry=r)
 
@@ -52,6 +64,7 @@ class Metrics:
             stats = await store.queue_stats()
             total = await store.dead_count()
             workers = await store.workers()
+            limits = await store.limits()
         except Exception as e:  # a scrape must answer even when Redis does not
             logger.debug("metrics: Redis unreachable (%s)", e)
             self.redis_up.set(0)
@@ -62,8 +75,23 @@ class Metrics:
             self.queued.labels(s.name).set(s.queued)
             self.deferred.labels(s.name).set(s.deferred)
             self.in_progress.labels(s.name).set(s.in_progress)
+            self.waiting.labels(s.name).set(s.waiting)
+            self.paused.labels(s.name).set(int(s.paused))
+        for lim in limits:
+            self._limit(lim)
         self.dead.set(total)
         self.workers.set(len(workers))
+
+    def _limit(self, lim: LimitState) -> None:
+        name = lim.function
+        if lim.max_concurrency is not None:
+            self.limit_running.labels(name).set(lim.running)
+            self.limit_max.labels(name).set(lim.max_concurrency)
+        if lim.tokens is not None:
+            self.limit_tokens.labels(name).set(lim.tokens)
+        waiting = {"at_concurrency": lim.at_concurrency, "rate_limited": lim.rate_limited, "paused": lim.paused_jobs}
+        for reason, n in waiting.items():
+            self.limit_waiting.labels(name, reason).set(n)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -15,7 +15,7 @@ from asyncjobs.client import QUEUE_RE
 from asyncjobs.records import JobStatus
 from web.middlewares import is_public
 from web.openapi_enqueue import enqueue_body
-from web.openapi_operations import OPERATIONS, json_of, nullable, obj, ref
+from web.openapi_operations import DASHBOARD_HEADER, OPERATIONS, json_of, nullable, obj, ref
 from web.openapi_workflows import workflow_body
 from web.responses import json_response
 from web.schemas import Schemas
@@ -42,6 +42,7 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
         meta=nullable("object"),
         result={},
         error=nullable("object"),
+        waiting={"enum": ["rate_limited", "at_concurrency", "paused", None]},
         links=obj(**{k: {"type": "string"} for k in ("self", "result", "events", "abort")}),
     )
     error = obj(
@@ -56,6 +57,23 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
         complete={"type": "integer"},
         failed={"type": "integer"},
         aborted={"type": "integer"},
+        waiting={"type": "integer"},
+        paused={"type": "boolean"},
+    )
+    limit = obj(
+        function={"type": "string"},
+        queue=nullable("string"),
+        rate_limit=nullable("string"),
+        burst=nullable("integer"),
+        max_concurrency=nullable("integer"),
+        rate_keyed={"type": "boolean"},
+        concurrency_keyed={"type": "boolean"},
+        running={"type": "integer"},
+        at_concurrency={"type": "integer"},
+        tokens=nullable("number"),
+        rate_limited={"type": "integer"},
+        paused={"type": "boolean"},
+        paused_jobs={"type": "integer"},
     )
     function = obj(
         name={"type": "string"},
@@ -70,6 +88,8 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
         "Error": error,
         "Queue": queue,
         "Function": function,
+        "Limit": limit,
+        "FunctionPause": obj(function={"type": "string"}, paused={"type": "boolean"}, resumed_jobs={"type": "integer"}),
         "AbortResult": obj(job_id={"type": "string"}, aborted={"type": "boolean"}, status={"type": "string"}),
     }
     for fs in schemas.all():
@@ -97,11 +117,39 @@ def _paths(app: web.Application, token: bool) -> dict[str, dict[str, Any]]:
         op = copy.deepcopy(op)
         if isinstance(resource, web.StaticResource):
             op["parameters"] = [_static_file(resource)]
+        _name_enum(op, path, app)
         if route.method == "HEAD":
             op = _head(op)
         _secure(op, path, token)
+        if token and not path.startswith("/api/dashboard/"):
+            _header_or_token(op)
         paths.setdefault(path, {})[route.method.lower()] = op
     return paths
+
+
+def _name_enum(op: dict[str, Any], path: str, app: web.Application) -> None:
+    """The ``{name}`` of a queue or function path: one of the deployment's queues or functions
+    (another name answers 404, a malformed queue name 422)."""
+    if path.startswith("/api/queues/{name}"):
+        names = sorted(app[SETTINGS].queues)
+    elif path.startswith("/api/functions/{name}"):
+        names = sorted(fs.function.name for fs in app[SCHEMAS].all())
+    else:
+        return
+    named = {"name": "name", "in": "path", "required": True, "schema": {"enum": names}}
+    op["parameters"] = [named if p.get("name") == "name" else p for p in op.get("parameters", [])]
+
+
+def _header_or_token(op: dict[str, Any]) -> None:
+    """With a token configured, a body-less API request proves itself by its ``Authorization``
+    header as well: the ``X-Asyncjobs-Request`` header is optional there (the dashboard's own
+    endpoints still ask for it)."""
+    op["parameters"] = [
+        {**p, "required": False, "description": p["description"] + " (or the Authorization header)"}
+        if p is DASHBOARD_HEADER or p == DASHBOARD_HEADER
+        else p
+        for p in op.get("parameters", [])
+    ]
 
 
 def _static_file(resource: web.StaticResource) -> dict[str, Any]:

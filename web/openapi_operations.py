@@ -45,6 +45,8 @@ def errors(*statuses: int) -> dict[str, Any]:
 
 
 JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_RE.pattern}}
+QUEUE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+FUNCTION_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 DASHBOARD_HEADER = {
     "name": "X-Asyncjobs-Request",
     "in": "header",
@@ -183,6 +185,42 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("GET", "/api/queues"): operation(
         "Queue counts", {"200": json_of(obj(queues={"type": "array", "items": ref("Queue")}), "queues"), **errors()}
+    ),
+    ("POST", "/api/queues/{name}/pause"): operation(
+        "Pause a queue: workers stop starting its jobs (they stay queued)",
+        {"200": json_of(obj(queue={"type": "string"}, paused={"type": "boolean"}), "paused"), **errors(404, 422)},
+        [QUEUE_NAME],
+    ),
+    ("POST", "/api/queues/{name}/resume"): operation(
+        "Resume a paused queue: workers start its jobs at once",
+        {"200": json_of(obj(queue={"type": "string"}, paused={"type": "boolean"}), "resumed"), **errors(404, 422)},
+        [QUEUE_NAME],
+    ),
+    ("GET", "/api/limits"): operation(
+        "Rate and concurrency limits of the functions, their use now, and what is paused",
+        {
+            "200": json_of(
+                obj(
+                    limits={"type": "array", "items": ref("Limit")},
+                    paused=obj(
+                        queues={"type": "array", "items": {"type": "string"}},
+                        functions={"type": "array", "items": {"type": "string"}},
+                    ),
+                ),
+                "limits",
+            ),
+            **errors(),
+        },
+    ),
+    ("POST", "/api/functions/{name}/pause"): operation(
+        "Pause a function: its jobs wait in their queues until resumed",
+        {"200": json_of(ref("FunctionPause"), "paused"), **errors(404, 422)},
+        [FUNCTION_NAME],
+    ),
+    ("POST", "/api/functions/{name}/resume"): operation(
+        "Resume a paused function: its waiting jobs are due again at once",
+        {"200": json_of(ref("FunctionPause"), "resumed"), **errors(404, 422)},
+        [FUNCTION_NAME],
     ),
     ("GET", "/api/workers"): operation(
         "Live workers",

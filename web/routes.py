@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import admin, dashboard, health, jobs, openapi, sse, workflows
+from web import admin, dashboard, health, jobs, limits, openapi, sse, workflows
 from web.tickets import STREAM_PATH
 
 ROUTES = [
@@ -18,6 +18,11 @@ ROUTES = [
     web.post("/api/workflows", workflows.create),
     web.get("/api/workflows/{id}", workflows.get_workflow, allow_head=False),
     web.get("/api/queues", admin.list_queues, allow_head=False),
+    web.post("/api/queues/{name}/pause", limits.pause_queue),
+    web.post("/api/queues/{name}/resume", limits.resume_queue),
+    web.get("/api/limits", limits.list_limits, allow_head=False),
+    web.post("/api/functions/{name}/pause", limits.pause_function),
+    web.post("/api/functions/{name}/resume", limits.resume_function),
     web.get("/api/workers", admin.list_workers, allow_head=False),
     web.get("/api/functions", admin.list_functions, allow_head=False),
     web.get("/api/dead", admin.list_dead, allow_head=False),

@@ -1,5 +1,5 @@
 // #/ : totals, queues, the throughput chart, the event feed and a form that opens a workflow.
-import { api } from "../api.js";
+import { alertError, api } from "../api.js";
 import { fill, h, jobLink, show, table } from "../dom.js";
 import { fmtAge } from "../format.js";
 import { live } from "../live.js";
@@ -24,10 +24,11 @@ export async function overviewPage() {
     fill(cards, ...[["Queued", total("queued")], ["In progress", total("in_progress")],
       ["Deferred", total("deferred")], ["Workers online", o.workers_online], ["Dead letters", o.dead]]
       .map(([k, v]) => h("div", { class: "card" }, k, h("b", { "data-card": k }, v))));
-    fill(queues, table(["Queue", "Queued", "Deferred", "In progress", "Complete", "Failed", "Aborted", "Oldest waiting"],
+    fill(queues, table(["Queue", "Queued", "Deferred", "In progress", "Complete", "Failed", "Aborted", "Oldest waiting",
+      "Held by limits", ""],
       o.queues.map((q) => h("tr", {}, h("td", {}, q.name), h("td", {}, q.queued), h("td", {}, q.deferred),
         h("td", {}, q.in_progress), h("td", {}, q.complete), h("td", {}, q.failed), h("td", {}, q.aborted),
-        h("td", {}, fmtAge(q.oldest_age_s))))));
+        h("td", {}, fmtAge(q.oldest_age_s)), h("td", {}, q.waiting ?? 0), h("td", {}, pauseButton(q, refresh))))));
   };
   await refresh();
   const chart = throughputChart(chartBox);
@@ -65,4 +66,12 @@ function throughputChart(box) {
       plot.setData(data);
     },
   };
+}
+
+// pause or resume a queue (flow control): a paused queue stays listed, its jobs stay queued
+function pauseButton(q, refresh) {
+  const action = q.paused ? "resume" : "pause";
+  return h("button", { id: `${action}-${q.name}`, onclick: () =>
+    api(`/api/queues/${encodeURIComponent(q.name)}/${action}`, { method: "POST" }).then(refresh, alertError) },
+  q.paused ? "Resume" : "Pause");
 }
