@@ -45,7 +45,7 @@ async def test_every_module_is_served_as_javascript_and_reachable_from_the_page(
 
 def test_each_dashboard_page_has_its_own_module() -> None:
     pages = {p.stem for p in (Path(STATIC) / "js" / "pages").glob("*.js")}
-    assert pages == {"overview", "jobs", "job", "dead", "cron", "workers", "enqueue"}
+    assert pages == {"overview", "jobs", "job", "dead", "cron", "workers", "enqueue", "workflow"}
     for name in pages:
         source = (Path(STATIC) / "js" / "pages" / f"{name}.js").read_text()
         assert re.search(rf"^export async function {name}Page\(", source, re.MULTILINE), name

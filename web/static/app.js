@@ -12,10 +12,12 @@ import { jobPage } from "./js/pages/job.js";
 import { jobsPage } from "./js/pages/jobs.js";
 import { overviewPage } from "./js/pages/overview.js";
 import { workersPage } from "./js/pages/workers.js";
+import { workflowPage } from "./js/pages/workflow.js";
 
 const routes = [
   [/^#\/?$/, overviewPage], [/^#\/jobs$/, jobsPage], [/^#\/job\/(.+)$/, (q, id) => jobPage(decodeURIComponent(id))],
   [/^#\/dead$/, deadPage], [/^#\/cron$/, cronPage], [/^#\/workers$/, workersPage], [/^#\/enqueue$/, enqueuePage],
+  [/^#\/workflows\/(.+)$/, (q, id) => workflowPage(decodeURIComponent(id))],
 ];
 
 async function route() {

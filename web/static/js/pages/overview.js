@@ -1,4 +1,4 @@
-// #/ : totals, queues, the throughput chart and the event feed.
+// #/ : totals, queues, the throughput chart, the event feed and a form that opens a workflow.
 import { alertError, api } from "../api.js";
 import { fill, h, jobLink, show, table } from "../dom.js";
 import { fmtAge } from "../format.js";
@@ -9,8 +9,15 @@ export async function overviewPage() {
   const queues = h("div");
   const chartBox = h("div", { id: "chart" });
   const feed = h("ul", { class: "feed", id: "feed" });
+  const openWorkflow = (e) => {
+    e.preventDefault();
+    const id = e.target.elements.workflow.value.trim();
+    if (id) location.hash = `#/workflows/${encodeURIComponent(id)}`;
+  };
   show(h("h1", {}, "Overview"), cards, h("h2", {}, "Queues"), queues,
-    h("h2", {}, "Throughput (jobs per second)"), chartBox, h("h2", {}, "Event feed"), feed);
+    h("h2", {}, "Throughput (jobs per second)"), chartBox, h("h2", {}, "Event feed"), feed,
+    h("h2", {}, "Workflows"), h("form", { class: "filters", id: "open-workflow", onsubmit: openWorkflow },
+      h("label", {}, "Workflow id", h("input", { name: "workflow", required: true })), h("button", { type: "submit" }, "Open")));
   const refresh = async () => {
     const o = await api("/api/dashboard/overview");
     const total = (k) => o.queues.reduce((n, q) => n + q[k], 0);
