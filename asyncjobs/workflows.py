@@ -228,6 +228,16 @@ class Workflow:
             raise JobNotFound(self.id)
         return [i.decode() for i in ids], kind == b"list"
 
+    def _wait(self, deadline: float | None, timeout: float | None) -> float:
+        """How long to wait for the next event: until the safety poll, or the deadline
+        (``TimeoutError`` once it has passed)."""
+        wait = self.client.poll_interval * 4
+        if deadline is not None:
+            wait = min(wait, deadline - asyncio.get_running_loop().time())
+            if wait <= 0:
+                raise TimeoutError(f"workflow {self.id} did not end within {timeout}s")
+        return wait
+
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the workflow's result: its last step's (a chain), its callback's (a chord),
         the list of its members' (a group). A failure raises the :class:`JobFailed` of the node
@@ -238,12 +248,7 @@ class Workflow:
         async with self.client.hub.subscribe(keys.workflow_events(self.id)) as queue:
             pending, failed = await self._pending(ids)
             while pending and not failed:
-                wait = self.client.poll_interval * 4
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        raise TimeoutError(f"workflow {self.id} did not end within {timeout}s")
-                event = await events.next_event(queue, wait)
+                event = await events.next_event(queue, self._wait(deadline, timeout))
                 if event is None:  # the safety poll: an event may have been missed
                     pending, failed = await self._pending(ids)
                 elif event.get("job_id") in pending and event.get("event") in TERMINAL:
@@ -345,12 +350,7 @@ class Workflow:
                 yield {"workflow": self.id, "event": "workflow_ended"}
                 return
             while True:
-                wait = self.client.poll_interval * 4
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        raise TimeoutError(f"workflow {self.id} did not end within {timeout}s")
-                event = await events.next_event(queue, wait)
+                event = await events.next_event(queue, self._wait(deadline, timeout))
                 if event is None:  # the safety poll: the end may have been missed
                     if await _one(self.client.redis, "hget", keys.workflow(self.id), "st") == b"ended":
                         yield {"workflow": self.id, "event": "workflow_ended"}
