@@ -9,6 +9,7 @@ database of that server no other test has used, and a test that looks at the who
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import subprocess
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arq.worker import Worker as ArqWorker
+from arq.worker import get_kwargs
 
 import asyncjobs
-from asyncjobs import Settings
+from asyncjobs import Settings, worker_settings
 from asyncjobs.connections import Broker, create_broker
 from asyncjobs.testing import InProcessWorkers, RedisServer
 
@@ -146,3 +149,32 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield make
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+async def plain_arq_worker(redis_url):
+    """An in-process plain ``arq.worker.Worker`` built the way ``arq settings.WorkerSettings`` builds it."""
+    workers = []
+
+    async def start(functions, **options):
+        cls = worker_settings(functions, settings=Settings(redis_url=redis_url, poll_delay=0.05), **options)
+        w = ArqWorker(**{**get_kwargs(cls), "handle_signals": False})
+        assert type(w) is ArqWorker
+        task = asyncio.get_running_loop().create_task(w.async_run())
+        workers.append((w, task))
+        return w
+
+    yield start
+    for w, task in workers:
+        # let arq's loop end by itself (burst mode ends once the queue is empty): cancelling
+        # it mid-pipeline can leave a redis-py pipeline unclosed
+        w.burst = True
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.shield(task)
+        finally:
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if w._pool is not None:  # arq's own close() calls redis-py's deprecated close()
+            await w._pool.aclose(close_connection_pool=True)

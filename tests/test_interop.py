@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 from arq.connections import RedisSettings, create_pool
-from arq.worker import Worker as ArqWorker
-from arq.worker import get_kwargs
 from events_support import follow
 
 import asyncjobs
-from asyncjobs import Fixed, JobFailed, JobStatus, Settings, job, keys, worker_settings
+from asyncjobs import Fixed, JobFailed, JobStatus, job, keys
 from asyncjobs.examples import count_words
 from asyncjobs.serialization import deserialize, serialize
 
@@ -50,35 +48,6 @@ async def test_job_enqueued_by_arq_runs_on_our_worker_with_our_runtime(client, s
     assert [e["event"] for e in events] == ["started", "progress", "complete"]
     assert events[1]["message"] == "half"
     assert state[b"try"] == b"1" and state[b"function"] == interop.name.encode() and b"worker" in state
-
-
-@pytest.fixture
-async def plain_arq_worker(redis_url):
-    """An in-process plain ``arq.worker.Worker`` built the way ``arq settings.WorkerSettings`` builds it."""
-    workers = []
-
-    async def start(functions, **options):
-        cls = worker_settings(functions, settings=Settings(redis_url=redis_url, poll_delay=0.05), **options)
-        w = ArqWorker(**{**get_kwargs(cls), "handle_signals": False})
-        assert type(w) is ArqWorker
-        task = asyncio.get_running_loop().create_task(w.async_run())
-        workers.append((w, task))
-        return w
-
-    yield start
-    for w, task in workers:
-        # let arq's loop end by itself (burst mode ends once the queue is empty): cancelling
-        # it mid-pipeline can leave a redis-py pipeline unclosed
-        w.burst = True
-        try:
-            async with asyncio.timeout(10):
-                await asyncio.shield(task)
-        finally:
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if w._pool is not None:  # arq's own close() calls redis-py's deprecated close()
-            await w._pool.aclose(close_connection_pool=True)
 
 
 async def test_our_client_awaits_a_job_run_by_plain_arq(client, plain_arq_worker):

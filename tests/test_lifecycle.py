@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -92,31 +92,6 @@ async def watch(redis_url: str) -> AsyncIterator[Watch]:
     yield w
     await w.pubsub.aclose()
     await redis.aclose()
-
-
-@pytest.fixture
-async def plain_arq(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """Start an in-process plain ``arq.worker.Worker`` built as ``arq settings.WorkerSettings``."""
-    running: list[tuple[ArqWorker, asyncio.Task[Any]]] = []
-
-    async def start(functions: list[Any]) -> ArqWorker:
-        cls = worker_settings(functions, settings=Settings(redis_url=redis_url, poll_delay=0.05))
-        w = ArqWorker(**{**get_kwargs(cls), "handle_signals": False})
-        running.append((w, asyncio.get_running_loop().create_task(w.async_run())))
-        return w
-
-    yield start
-    for w, task in running:
-        w.burst = True  # ends its loop by itself once the queue is empty
-        try:
-            async with asyncio.timeout(10):
-                await asyncio.shield(task)
-        finally:
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if w._pool is not None:
-            await w._pool.aclose(close_connection_pool=True)
 
 
 def jobs(suffix: str) -> tuple[Any, Any, asyncio.Event]:
@@ -202,12 +177,12 @@ async def test_every_way_the_engine_ends_a_job_writes_one_end(redis_url: str, st
 
 @pytest.mark.usefixtures("recording_hooks")
 async def test_every_way_a_plain_arq_worker_ends_a_job_writes_the_same_end(
-    redis_url: str, plain_arq: Any, watch: Watch
+    redis_url: str, plain_arq_worker: Any, watch: Watch
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     boom, held, started = jobs(suffix)
     async with asyncjobs.connect(redis_url) as client:
-        await plain_arq([count_words, boom, held])
+        await plain_arq_worker([count_words, boom, held])
         ways = await end_each_way(client, suffix, started, boom, held)
         await assert_one_end_each(client, watch, ways, {})
 
