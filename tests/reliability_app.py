@@ -114,6 +114,21 @@ def rel_cpu(n: int) -> int:
     return total
 
 
+@job(executor="process", timeout=60)
+def rel_cpu_for(cpu_seconds: float) -> tuple[int, float]:
+    """CPU-bound for a fixed CPU time, whatever the machine's speed: sums squares in a pure
+    Python loop until this process has used ``cpu_seconds`` of CPU; returns the iterations
+    and the CPU time used."""
+    start, total, i = time.process_time(), 0, 0
+    while True:
+        for _ in range(100_000):
+            total = (total + i * i) % 1_000_003
+            i += 1
+        used = time.process_time() - start
+        if used >= cpu_seconds:
+            return i, used
+
+
 def _spin(seconds: float, pidfile: str) -> int:
     Path(pidfile).write_text(str(os.getpid()))
     end, n = time.monotonic() + seconds, 0
@@ -163,6 +178,7 @@ REGISTRY = Registry(
         rel_slow,
         rel_slow_first_try,
         rel_cpu,
+        rel_cpu_for,
         rel_blocking_sleep,
         rel_spin,
         rel_fails_in_process,
