@@ -14,7 +14,7 @@ ASYNCJOBS_KEEP_RESULT          3600                          seconds results are
 ASYNCJOBS_LEASE                5                             seconds before a dead worker's job re-runs
 ASYNCJOBS_POLL_DELAY           0.5                           fallback poll for jobs enqueued by plain arq
 ASYNCJOBS_SHUTDOWN_GRACE       25                            seconds SIGTERM lets running jobs finish
-ASYNCJOBS_JOB_EXPIRY           86400                         seconds a due job may wait before it expires
+ASYNCJOBS_JOB_EXPIRY           (none)                        seconds a due job may wait before it expires (unset: never)
 ASYNCJOBS_MAX_BODY_BYTES       1048576                       HTTP request body limit
 ASYNCJOBS_ALLOW_PUBLIC_WITHOUT_TOKEN  false                  allow listening beyond loopback with no token
 ASYNCJOBS_ALLOWED_HOSTS        (none)                        extra Host names the HTTP API answers to (loopback always)

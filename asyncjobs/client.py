@@ -583,7 +583,7 @@ def connect(
     With ``registry`` (the deployment's functions), enqueue by name is checked before
     anything is written. ``queues`` are the queues lookups by id read first (a job on another
     queue is found too, at one more round trip). ``job_expiry``:
-    seconds a due job may wait for a worker before it expires (default arq's 1 day; use
+    seconds a due job may wait for a worker before it expires (default: never; use
     ``Settings.job_expiry``); an expired job is dead-lettered with reason "job expired".
     ``durable``: an enqueue returns once a replica has the job too (``WAIT 1``), so a Sentinel
     failover cannot lose it; ``True`` waits up to 1 s, a number that many seconds, and

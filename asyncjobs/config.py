@@ -53,9 +53,10 @@ class Settings:
     poll_delay: float = 0.5
     #: seconds SIGTERM waits for running jobs before cancelling and re-queueing them (0: at once)
     shutdown_grace: float = 25.0
-    #: seconds a queued job may wait past its run-at time before its payload expires (arq: 1 day);
-    #: an expired job is logged and dead-lettered when a worker reaches it
-    job_expiry: float = 86400.0
+    #: seconds a queued job may wait past its run-at time before its payload expires; an expired
+    #: job is logged and dead-lettered when a worker reaches it. None (the default): a queued job
+    #: waits for a worker however long that takes (arq's own enqueue expires it after a day)
+    job_expiry: float | None = None
     max_body_bytes: int = 1024 * 1024
     allow_public_without_token: bool = False
     #: a worker serves Prometheus metrics on this port (all interfaces) when set
@@ -96,7 +97,7 @@ class Settings:
                 f"max_connections must be >= 0 (0: automatic), got {self.max_connections}", key="max_connections"
             )
         for name in ("job_timeout", "lease", "poll_delay", "job_expiry", "header_timeout", "body_timeout"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}", key=name)
 
     @property
@@ -175,7 +176,8 @@ def worker_settings(
         "poll_delay": s.poll_delay,
         "max_tries": 1,
         "job_completion_wait": s.shutdown_grace,
-        "expires_extra_ms": int(s.job_expiry * 1000),
+        # plain arq's enqueues (its cron) keep arq's one-day expiry unless one is set
+        **({"expires_extra_ms": int(s.job_expiry * 1000)} if s.job_expiry is not None else {}),
         # asyncjobs-only (arq ignores them)
         "queues": list(s.queues),
         "lease": s.lease,

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar, cast
 
 from arq.connections import ArqRedis
-from arq.constants import expires_extra_ms
 from arq.jobs import Job
 from arq.utils import timestamp_ms, to_ms
 from redis.asyncio.retry import Retry
@@ -120,7 +119,7 @@ class Broker(ArqRedis):
         when they were built) score it at this moment; ``job_id`` and ``queue_key`` resolved."""
         now = timestamp_ms()
         score, run_at = options.score(now)
-        ttl = to_ms(expires) if expires else run_at - now + self.expires_extra_ms
+        ttl = to_ms(expires) if expires else (run_at - now + self.expires_extra_ms if self.expires_extra_ms else 0)
         queue_name, wake_channel = _queue_names(queue_key)
         job = {"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name}
         if options.rate_key is not None:  # per-key limits: read by the claim (asyncjobs.limits)
@@ -357,7 +356,7 @@ def create_broker(
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "default_queue_name": keys.queue(queue),
-        "expires_extra_ms": expires_extra_ms if job_expiry is None else int(job_expiry * 1000),
+        "expires_extra_ms": 0 if job_expiry is None else int(job_expiry * 1000),  # 0: jobs never expire
     }
     if url.startswith("memory://"):
         broker = Broker(memory.pool(url, max_connections), **common)

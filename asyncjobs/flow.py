@@ -43,6 +43,7 @@ MAX_WINDOW_S = 366 * 24 * 3600.0
 MAX_KEY_LEN = 200
 
 DEDUPE, DEBOUNCE, THROTTLE = "dedupe", "debounce", "throttle"
+DEBOUNCE_HOLD_MS = 24 * 3600 * 1000
 _CODE = {DEDUPE: "d", DEBOUNCE: "b", THROTTLE: "t"}
 
 # what the enqueue script answers: {code, job id}
@@ -70,9 +71,12 @@ class Flow:
 
     def argv(self, job_ttl_ms: int) -> list[Any]:
         """The script's extra arguments: the mode, then how long the key is held (ms): the
-        window, or for debounce as long as the pending job itself may live."""
-        hold = job_ttl_ms if self.mode == DEBOUNCE else max(1, round(self.window * 1000))
-        return [_CODE[self.mode], hold]
+        window, or for debounce as long as the pending job itself may live (a job without an
+        expiry: its debounce window plus a day, as long as a waiting job is usually debounced)."""
+        window_ms = max(1, round(self.window * 1000))
+        if self.mode != DEBOUNCE:
+            return [_CODE[self.mode], window_ms]
+        return [_CODE[self.mode], job_ttl_ms or window_ms + DEBOUNCE_HOLD_MS]
 
 
 def arguments_hash(function: str, args: Any, kwargs: dict[str, Any]) -> str:

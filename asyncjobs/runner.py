@@ -29,9 +29,12 @@ def load_settings(path: str) -> Any:
         raise ConfigError(f"cannot load worker settings {path!r}: {e}") from e
 
 
-async def connect_with_retry(url: str, queue_key_name: str, *, attempts: int | None = None) -> Broker:
+async def connect_with_retry(
+    url: str, queue_key_name: str, *, attempts: int | None = None, job_expiry: float | None = None
+) -> Broker:
     """Wait until Redis answers (:func:`~asyncjobs.connections.wait_until_reachable`), then
-    return a broker that re-establishes a lost connection for ever."""
+    return a broker that re-establishes a lost connection for ever (jobs it enqueues, cron
+    ticks, expire ``job_expiry`` seconds after they are due; ``None``: never)."""
 
     async def ping() -> None:
         probe = create_broker(url)
@@ -42,7 +45,7 @@ async def connect_with_retry(url: str, queue_key_name: str, *, attempts: int | N
 
     await wait_until_reachable(ping, url, attempts=attempts)
     # from now on a lost connection (a Redis restart) is re-established, never fatal
-    return create_broker(url, reconnect_for=None)
+    return create_broker(url, reconnect_for=None, job_expiry=job_expiry)
 
 
 def build_worker(settings_cls: Any, overrides: dict[str, Any], pool: Broker) -> Worker:
@@ -73,6 +76,7 @@ def run_worker(path: str, overrides: dict[str, Any]) -> None:
     logger.info("worker starting for Redis at %s", redis_location(url))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    pool = loop.run_until_complete(connect_with_retry(url, ""))
+    expiry_ms = getattr(settings_cls, "expires_extra_ms", None)
+    pool = loop.run_until_complete(connect_with_retry(url, "", job_expiry=expiry_ms / 1000 if expiry_ms else None))
     worker = build_worker(settings_cls, overrides, pool)
     worker.run()

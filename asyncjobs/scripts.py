@@ -9,19 +9,28 @@ from __future__ import annotations
 from asyncjobs import keys, lifecycle, limits
 from asyncjobs.lua import with_constants as _with_constants
 
-# KEYS: queue zset. ARGV: job id, payload, score (ms), job key ttl (ms), wake channel
+# A job key is written with its TTL, or without one when the TTL is '0' (the default: a queued
+# job waits for a worker however long that takes; ``job_expiry`` sets one).
+_SET_JOB = """local function set_job(k, v, ttl)
+  if ttl == '0' then redis.call('SET', k, v) else redis.call('SET', k, v, 'PX', ttl) end
+end
+"""
+
+
+# KEYS: queue zset. ARGV: job id, payload, score (ms), job key ttl (ms; 0: no expiry), wake channel
 # -> 1 enqueued, 0 a job with this id exists (queued, running or with a kept result)
 # The job's own keys are built here from the id (constant prefixes from :mod:`asyncjobs.keys`
 # are written into the script), so a call sends the id once: a smaller command to pack and send.
 # A reused id starts clean: a stale abort request or try counter of an earlier job is dropped.
 ENQUEUE = _with_constants(
-    """
+    _SET_JOB
+    + """
 local id = ARGV[1]
 local job = $JOB .. id
 if redis.call('EXISTS', job, $RESULT .. id, $IN_PROGRESS .. id) > 0 then return 0 end
 redis.call('ZREM', $ARQ_ABORT, id)
 redis.call('DEL', $RETRY .. id)
-redis.call('SET', job, ARGV[2], 'PX', ARGV[4])
+set_job(job, ARGV[2], ARGV[4])
 redis.call('ZADD', KEYS[1], ARGV[3], id)
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 return 1
@@ -41,7 +50,8 @@ return 1
 # queue and has not started (no in-progress marker, no try counted, no result): payload and
 # score are rewritten, its id kept; a job that started leaves the window to a new job.
 ENQUEUE_FLOW = _with_constants(
-    """
+    _SET_JOB
+    + """
 local id, mode = ARGV[1], ARGV[6]
 local holder = redis.call('GET', KEYS[2])
 if holder then
@@ -49,7 +59,7 @@ if holder then
   if mode == 't' then return {4, holder} end
   if redis.call('EXISTS', $IN_PROGRESS .. holder, $RETRY .. holder, $RESULT .. holder) == 0
       and redis.call('ZSCORE', KEYS[1], holder) and redis.call('EXISTS', $JOB .. holder) == 1 then
-    redis.call('SET', $JOB .. holder, ARGV[2], 'PX', ARGV[4])
+    set_job($JOB .. holder, ARGV[2], ARGV[4])
     redis.call('ZADD', KEYS[1], 'XX', ARGV[3], holder)
     redis.call('SET', KEYS[2], holder, 'PX', ARGV[7])
     redis.call('PUBLISH', ARGV[5], ARGV[3])
@@ -60,7 +70,7 @@ local job = $JOB .. id
 if redis.call('EXISTS', job, $RESULT .. id, $IN_PROGRESS .. id) > 0 then return {0, id} end
 redis.call('ZREM', $ARQ_ABORT, id)
 redis.call('DEL', $RETRY .. id)
-redis.call('SET', job, ARGV[2], 'PX', ARGV[4])
+set_job(job, ARGV[2], ARGV[4])
 redis.call('ZADD', KEYS[1], ARGV[3], id)
 redis.call('SET', KEYS[2], id, 'PX', ARGV[7])
 redis.call('PUBLISH', ARGV[5], ARGV[3])

@@ -244,7 +244,8 @@ class InProcessWorkers:
         """Start a worker for ``functions`` (signals left alone) and return it."""
         registry = functions if isinstance(functions, Registry) else Registry(functions)
         cls = worker_settings(registry, settings=settings, cron_jobs=cron_jobs)
-        worker = build_worker(cls, {"handle_signals": False, **overrides}, create_broker(settings.redis_url))
+        pool = create_broker(settings.redis_url, job_expiry=settings.job_expiry)
+        worker = build_worker(cls, {"handle_signals": False, **overrides}, pool)
         self._started.append((worker, asyncio.get_running_loop().create_task(worker.async_run())))
         return worker
 

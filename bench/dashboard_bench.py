@@ -53,7 +53,7 @@ async def fill_queued(redis: Broker, n: int) -> list[str]:
                     "count_words", [f"queued words number {i}"], {}, options, job_id=job_id, queue_key=QUEUE_KEY
                 )
                 _, payload, score, ttl, _ = enc.argv
-                pipe.set(keys.job(job_id), payload, px=ttl)
+                pipe.set(keys.job(job_id), payload, px=ttl or None)
                 pipe.zadd(QUEUE_KEY, {job_id: score})
             await pipe.execute()
         sample.append(job_id)

@@ -2,14 +2,14 @@
 goes, on a private redis-server. Not part of CI (``--quick`` is its smoke test).
 
 Writes ``jobs`` queued no-op jobs as the enqueue script writes them (``SET arq:job:<id> payload
-PX ttl`` + ``ZADD arq:queue score id``, pipelined) in several layouts, flushing in between, and
+[PX ttl]`` + ``ZADD arq:queue score id``, pipelined) in several layouts, flushing in between, and
 prints Redis ``used_memory`` growth per job for each:
 
-- as asyncjobs writes them now (22-character ids, the client's payload and TTL), and plain arq
-  (``uuid4().hex`` ids, its pickled payload);
-- what each change would save: a 32-hex-digit id (the former default), no TTL on the job key,
-  a payload of at most 28 bytes (the msgpack array ``[f, a, k, t, et]``, no queue name), both.
-  Those last layouts are measurements of a possible format, not formats asyncjobs writes.
+- as asyncjobs writes them now (22-character ids, the client's payload, no TTL by default), and
+  plain arq (``uuid4().hex`` ids, its pickled payload, its one-day TTL);
+- the former defaults (a one-day TTL; 32-hex-digit ids), and what a payload of at most 28 bytes
+  (the msgpack array ``[f, a, k, t, et]``, no queue name) would save: a measurement of a
+  possible format, not a format asyncjobs writes.
 
 Redis rounds every allocation up to a jemalloc size class (16, 32, 48, 64, ... bytes), and keeps
 a string under 32 bytes with a one-byte header: that is why 22-character ids fit 32-byte
@@ -51,7 +51,7 @@ async def per_job(r: aioredis.Redis, n: int, make_id: Callable[[], str], payload
         async with r.pipeline(transaction=False) as pipe:
             for _ in range(min(BATCH, n - start)):
                 job_id = make_id()
-                pipe.set(keys.job(job_id), payload, px=ttl_ms)
+                pipe.set(keys.job(job_id), payload, px=ttl_ms or None)
                 pipe.zadd(QUEUE, {job_id: now})
             await pipe.execute()
     return (int((await r.info("memory"))["used_memory"]) - before) / n
@@ -65,30 +65,30 @@ async def main(url: str, n: int) -> None:
     arq_payload = serialize_job("noop", (), {}, None, enc.now_ms)
     print(
         f"no-op payload: asyncjobs {len(payload)} B (msgpack map), arq {len(arq_payload)} B (pickle), "
-        f"array form {len(compact)} B; job key TTL {ttl} ms"
+        f"array form {len(compact)} B; job key TTL {ttl or 'none'} (ms)"
     )
 
     def hex32() -> str:
         return uuid4().hex
 
+    day = 86_400_000  # arq's default expiry, asyncjobs' before it dropped it
     rows = [
-        ("asyncjobs now: 22-character id, its payload, TTL", new_job_id, payload, ttl),
-        ("plain arq: 32-hex id, pickled payload, TTL", hex32, arq_payload, ttl),
-        ("asyncjobs with 32-hex ids (the former default)", hex32, payload, ttl),
-        ("asyncjobs without the job key's TTL", new_job_id, payload, None),
+        ("asyncjobs now: 22-character id, its payload, no TTL", new_job_id, payload, ttl),
+        ("plain arq: 32-hex id, pickled payload, 1-day TTL", hex32, arq_payload, day),
+        ("asyncjobs with a 1-day TTL (the former default)", new_job_id, payload, day),
+        ("asyncjobs with 32-hex ids and a TTL (before both)", hex32, payload, day),
         ("asyncjobs with a payload <= 28 B", new_job_id, compact, ttl),
-        ("asyncjobs with both: no TTL, payload <= 28 B", new_job_id, compact, None),
     ]
     print(f"{n:,} queued no-op jobs per layout; Redis used_memory growth per job")
     for name, make_id, body, px in rows:
         print(f"  {name:52s} {await per_job(broker, n, make_id, body, px):6.1f} B", flush=True)
     job_id = new_job_id()
     await broker.flushall()
-    await broker.set(keys.job(job_id), payload, px=ttl)
+    await broker.set(keys.job(job_id), payload, px=ttl or None)
     await broker.zadd(QUEUE, {job_id: enc.now_ms})
     usage, encoding = await broker.memory_usage(keys.job(job_id)), await broker.object("encoding", QUEUE)
     print(
-        f"MEMORY USAGE arq:job:<id> {usage} B (not counting the expiry entry); queue encoding {encoding!r} "
+        f"MEMORY USAGE arq:job:<id> {usage} B; queue encoding {encoding!r} "
         f"at 1 job (a queue over 128 jobs is a skiplist)"
     )
     await broker.aclose(close_connection_pool=True)

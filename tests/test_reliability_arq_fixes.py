@@ -114,3 +114,33 @@ def test_job_expiry_is_a_setting():
     assert cls.job_completion_wait == 10.0
     with pytest.raises(asyncjobs.ConfigError, match="job_expiry"):
         Settings(job_expiry=0)
+
+
+async def test_a_queued_job_never_expires_by_default(redis_url):
+    """arq expires a job key a day after it is due, so an old backlog vanished; asyncjobs'
+    default is no expiry (a job waits for a worker however long that takes)."""
+    async with asyncjobs.connect(redis_url) as client:
+        plain = await client.enqueue(echo, "waits")
+        deferred = await client.enqueue(echo.options(defer_by=3600), "later")
+        debounced = await client.enqueue(echo.options(debounce=60, dedupe_key="d"), "first")
+        again = await client.enqueue(echo.options(debounce=60, dedupe_key="d"), "second")
+        assert again.id == debounced.id
+        for handle in (plain, deferred, debounced):
+            assert await client.redis.pttl(keys.job(handle.id)) == -1  # no expiry
+        window = keys.flow("debounce", echo.name, "k:d")
+        assert 86_400_000 < await client.redis.pttl(window) <= 86_460_000  # the window plus a day
+    assert "expires_extra_ms" not in vars(asyncjobs.worker_settings([echo], settings=Settings()))
+
+
+async def test_job_expiry_setting_reaches_the_web_servers_enqueues(redis_url):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from web.app import create_app
+    from web.state import CLIENT
+
+    app = create_app(Settings(redis_url=redis_url, job_expiry=120), registry=asyncjobs.Registry([echo]))
+    async with TestClient(TestServer(app)) as http:
+        resp = await http.post("/api/jobs", json={"function": echo.name, "args": ["x"]})
+        assert resp.status == 202, await resp.text()
+        job_id = (await resp.json())["job_id"]
+        assert 0 < await app[CLIENT].redis.pttl(keys.job(job_id)) <= 120_000

@@ -101,7 +101,8 @@ async def test_cpu_bound_process_job_does_not_delay_leases_or_other_jobs(client,
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95)]
     print(
-        f"\nprocess job: {cpu_s:.2f}s wall for {used_cpu_s:.2f}s of CPU; meanwhile {len(latencies)} quick jobs, p95 latency "
+        f"\nprocess job: {cpu_s:.2f}s wall for {used_cpu_s:.2f}s of CPU; meanwhile {len(latencies)} quick jobs, "
+        f"p95 latency "
         f"{p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; lowest lease ttl {lowest_ttl_ms} ms of "
         f"{worker.lease_s * 1000:.0f}"
     )

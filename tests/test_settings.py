@@ -30,7 +30,7 @@ def test_defaults():
         "lease": 5,
         "poll_delay": 0.5,
         "shutdown_grace": 25,
-        "job_expiry": 86400,
+        "job_expiry": None,
         "max_body_bytes": 1048576,
         "allow_public_without_token": False,
         "metrics_port": None,

@@ -102,7 +102,9 @@ def create_app(
 def _redis_context(given: Broker | None):  # type: ignore[no-untyped-def]
     async def redis_context(app: web.Application) -> AsyncIterator[None]:
         s = app[SETTINGS]
-        broker = given if given is not None else create_broker(s.redis_url, durable=s.durable_enqueue)
+        broker = given
+        if broker is None:
+            broker = create_broker(s.redis_url, durable=s.durable_enqueue, job_expiry=s.job_expiry)
         client = Client(s.redis_url, registry=app[REGISTRY], queues=s.queues, default_queue=s.queues[0], broker=broker)
         await client.open()  # no I/O with a broker given: the app starts even if Redis is down
         app[BROKER], app[CLIENT], app[HUB], app[STORE] = broker, client, client.hub, client.store
