@@ -50,6 +50,8 @@ class JobRecord:
     error: dict[str, Any] | None = None
     #: why a queued job does not start: ``rate_limited``, ``at_concurrency`` or ``paused``
     waiting: str | None = None
+    #: the id of the workflow this job is a node of (while the workflow's state is kept)
+    workflow: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -68,8 +68,8 @@ def status_of(
     return JobStatus.DEFERRED if score > now_ms else JobStatus.QUEUED
 
 
-#: the fields of a workflow node's hash that a job record needs
-NODE_FIELDS = ("st", "reason")
+#: the fields of a workflow node's hash that a job record needs: state, reason, workflow id
+NODE_FIELDS = ("st", "reason", "wf")
 _NODE_STATUS = {b"waiting": JobStatus.WAITING, b"cancelled": JobStatus.ABORTED, b"skipped": JobStatus.ABORTED}
 
 
@@ -229,6 +229,8 @@ class JobStore:
         if node is JobStatus.ABORTED and rec.status is JobStatus.ABORTED and raw.node:
             reason = (raw.node[1] or b"").decode()
             rec.error = {"type": "Cancelled", "message": reason, "traceback": None}
+        if raw.node and raw.node[2]:
+            rec.workflow = raw.node[2].decode()
         if raw.open:
             rec.tries = int(raw.retry or 0)
             rec.queue = rec.queue or (found[0] if found else None)

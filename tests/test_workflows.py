@@ -80,6 +80,8 @@ async def test_a_chain_passes_each_result_to_the_next_step(client, workers):
     assert status.state == "ended" and status.total == 3 and status.ended == 3 and status.failed == 0
     assert [n.state for n in status.nodes] == ["complete"] * 3
     assert status.nodes[0].children == [status.nodes[1].job_id]
+    for n in status.nodes:  # each node's record names its workflow (the dashboard links it)
+        assert (await client.job(n.job_id).info()).workflow == wf.id
     # once ended, the workflow's state is kept as long as its results (keep_result, 1 h here)
     for key in (keys.workflow(wf.id), keys.workflow_nodes(wf.id), keys.node(status.nodes[0].job_id)):
         assert 0 < await client.redis.pttl(key) <= 3_600_000
@@ -156,6 +158,9 @@ async def test_depends_on_waits_for_outside_jobs_then_runs(client, start_worker)
     b = await client.enqueue(square, 5)
     waiting = await client.enqueue(mark.options(depends_on=[a, b.id]))
     assert await waiting.status() is JobStatus.WAITING
+    # a job with dependencies is a workflow of one node; its parents are in none
+    assert (await waiting.info()).workflow == waiting.id and await client.redis.exists(keys.workflow(waiting.id))
+    assert (await b.info()).workflow is None
     await start_worker(FUNCTIONS)
     assert await b.result(timeout=10) == 25
     await wait_for(lambda: client.redis.llen(f"{key}:started"), "a to start")

@@ -43,6 +43,7 @@ def _components(schemas: Schemas, queues: tuple[str, ...]) -> dict[str, Any]:
         result={},
         error=nullable("object"),
         waiting={"enum": ["rate_limited", "at_concurrency", "paused", None]},
+        workflow=nullable("string"),
         links=obj(**{k: {"type": "string"} for k in ("self", "result", "events", "abort")}),
     )
     error = obj(

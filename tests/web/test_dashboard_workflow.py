@@ -1,6 +1,7 @@
 """The dashboard's workflow page in headless Chromium, against real ``asyncjobs web`` and
 ``asyncjobs worker`` subprocesses on the real redis-server: the graph drawn from
-``GET /api/workflows/{id}``, its states followed live, a node opening its job."""
+``GET /api/workflows/{id}``, its states followed live, a node opening its job and the job's
+page linking back."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def test_workflow_page_draws_the_graph_and_follows_its_states(page: Any, spawn: 
     node["c"].click()
     expect(page).to_have_url(base + "/#/job/wf-dash.c")
     expect(page.locator("#result")).to_have_text("3")
+    page.click("#workflow")  # and back: a node's job page links to its workflow
+    expect(page).to_have_url(base + "/#/workflows/wf-dash")
+    expect(page.locator("svg.graph .node")).to_have_count(3)
 
 
 def test_workflow_page_caps_a_huge_graph(page: Any, spawn: Any, env: dict[str, str]) -> None:  # noqa: F811

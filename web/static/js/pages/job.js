@@ -20,6 +20,7 @@ export async function jobPage(id) {
         h("div", { style: `width:${Math.max(0, Math.min(100, pct))}%` })),
       h("p", { class: "muted", id: "progress-text" }, `${pct.toFixed(0)}%`, rec.message ? ` · ${rec.message}` : ""),
       h("dl", {}, [["Function", rec.function], ["Queue", rec.queue], ["Waiting", rec.waiting?.replace("_", " ")],
+        ["Workflow", rec.workflow && h("a", { id: "workflow", href: `#/workflows/${encodeURIComponent(rec.workflow)}` }, rec.workflow)],
         ["Tries", rec.tries], ["Enqueued", fmtTime(rec.enqueue_ms)],
         ["Started", fmtTime(rec.start_ms)], ["Finished", fmtTime(rec.finish_ms)]].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "—")])),
       h("h2", {}, "Arguments"), h("pre", { id: "args" }, json({ args: rec.args, kwargs: rec.kwargs })),
