@@ -2,11 +2,14 @@
 
 Each line is an object with the fields of ``POST /api/jobs`` / ``asyncjobs enqueue``:
 ``{"function": ..., "args": [...], "kwargs": {...}, "job_id"?, "queue"?, "defer_by"?,
-"defer_until"?, "priority"?}``, checked the same way (the registry's argument check, job id,
-queue, deferral and priority rules). The file is read as a stream (``-`` is stdin) and sent in batches, one round
-trip per batch (:meth:`Client.enqueue_many`). A line that does not fit is reported on stderr with
-its number and the reason, and the rest go on; a job whose id is taken is skipped and counted.
-Exit 1 if any line was rejected.
+"defer_until"?, "priority"?}`` and the flow-control fields (``dedupe_key``, ``dedupe_for``,
+``debounce``, ``throttle``, ``throttle_key``), checked the same way (the registry's argument
+check, job id, queue, deferral, priority and flow-control rules). A line that flow control
+folds into a job holding its window (deduplicated, debounced, throttled) is counted as such.
+The file is read as a stream (``-`` is stdin) and sent in batches, one round trip per batch
+(:meth:`Client.enqueue_many`). A line that does not fit is reported on stderr with its number
+and the reason, and the rest go on; a job whose id is taken is skipped and counted. Exit 1 if
+any line was rejected.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from asyncjobs.arguments import whole_number
 from asyncjobs.cli_wait import progress_option
 from asyncjobs.client import Client, JobCall, call
 from asyncjobs.errors import ConfigError, InvalidArguments, UnknownFunction, truncate
+from asyncjobs.flow import flow_options
 from asyncjobs.registry import EnqueueOptions, to_seconds
 
 if TYPE_CHECKING:
     from asyncjobs.cli import Ctx
 
-FIELDS = ("function", "args", "kwargs", "job_id", "queue", "defer_by", "defer_until", "priority")
+FLOW_FIELDS = ("dedupe_key", "dedupe_for", "debounce", "throttle", "throttle_key")
+FIELDS = ("function", "args", "kwargs", "job_id", "queue", "defer_by", "defer_until", "priority", *FLOW_FIELDS)
 CALL_FIELDS = frozenset(FIELDS[:3])
 
 
@@ -47,18 +52,24 @@ class Tally:
     bytes_read: int = 0
     enqueued: int = 0
     duplicates: int = 0
+    #: lines flow control folded into the job holding its window, by admission
+    folded: dict[str, int] = field(default_factory=dict)
     rejected: list[int] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     queues: set[str] = field(default_factory=set)
 
     @property
     def rate(self) -> float:
-        return (self.enqueued + self.duplicates) / max(time.perf_counter() - self.started, 1e-9)
+        done = self.enqueued + self.duplicates + sum(self.folded.values())
+        return done / max(time.perf_counter() - self.started, 1e-9)
+
+    def folded_text(self) -> str:
+        return "".join(f", {n} {admission}" for admission, n in sorted(self.folded.items()))
 
     def describe(self) -> str:
         return (
-            f"{self.lines} lines: {self.enqueued} enqueued, {self.duplicates} duplicates skipped, "
-            f"{len(self.rejected)} rejected ({self.rate:,.0f} jobs/s)"
+            f"{self.lines} lines: {self.enqueued} enqueued{self.folded_text()}, {self.duplicates} duplicates "
+            f"skipped, {len(self.rejected)} rejected ({self.rate:,.0f} jobs/s)"
         )
 
 
@@ -110,7 +121,16 @@ def _options(obj: dict[str, Any]) -> EnqueueOptions:
     defer_by = to_seconds(_field(obj, "defer_by", (int, float), "a number of seconds"), "defer_by")
     defer_until = _datetime(_field(obj, "defer_until", str, "an ISO 8601 date-time string"))
     priority = _field(obj, "priority", int, "a whole number from 0 to 9") if "priority" in obj else 0
-    return EnqueueOptions(job_id or None, queue or None, defer_by, defer_until, priority or 0)
+    flow = None
+    if not obj.keys().isdisjoint(FLOW_FIELDS):
+        flow = flow_options(
+            dedupe_key=_field(obj, "dedupe_key", str, "a string"),
+            dedupe_for=_field(obj, "dedupe_for", (int, float), "a number of seconds"),
+            debounce=_field(obj, "debounce", (int, float), "a number of seconds"),
+            throttle=_field(obj, "throttle", (int, float), "a number of seconds"),
+            throttle_key=_field(obj, "throttle_key", str, "a string"),
+        )
+    return EnqueueOptions(job_id or None, queue or None, defer_by, defer_until, priority or 0, flow=flow)
 
 
 def read_jobs(stream: IO[bytes], client: Client, tally: Tally, report: Any) -> Iterator[JobCall]:
@@ -137,6 +157,8 @@ async def enqueue_stream(
         for h in handles:
             if h is None:
                 tally.duplicates += 1
+            elif h.admission != "created":
+                tally.folded[h.admission] = tally.folded.get(h.admission, 0) + 1
             else:
                 tally.enqueued += 1
                 tally.queues.add(h.queue or client.default_queue)
@@ -195,7 +217,8 @@ def _size(stream: IO[bytes]) -> int | None:
 def summary(tally: Tally) -> str:
     seconds = time.perf_counter() - tally.started
     text = (
-        f"enqueued {tally.enqueued}, duplicates skipped {tally.duplicates}, rejected {len(tally.rejected)} "
+        f"enqueued {tally.enqueued}{tally.folded_text()}, duplicates skipped {tally.duplicates}, "
+        f"rejected {len(tally.rejected)} "
         f"of {tally.lines} lines in {seconds:.1f}s ({tally.rate:,.0f} jobs/s)"
     )
     if tally.rejected:
@@ -214,7 +237,8 @@ def summary(tally: Tally) -> str:
 def enqueue_many(ctx: Ctx, path: IO[bytes], batch_size: int, progress_mode: str) -> None:
     """Enqueue one job per line of a JSON Lines file (- for stdin), each line like
     {"function": ..., "args": [...], "kwargs": {...}, "job_id"?, "queue"?, "defer_by"?,
-    "priority"?}. A bad line is reported with its number and skipped (exit 1)."""
+    "priority"?, "dedupe_for"?, "dedupe_key"?, "debounce"?, "throttle"?, "throttle_key"?}. A bad
+    line is reported with its number and skipped (exit 1)."""
     from asyncjobs.cli import run
 
     tally = Tally()

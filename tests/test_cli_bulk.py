@@ -110,3 +110,33 @@ async def test_fields_are_checked_like_enqueue(cli_env, client, tmp_path):
     assert "priority must be a whole number" in reasons["9"], reasons
     assert (await client.job("later").info()).status.value == "deferred"
     assert (await client.job("urgent").info()).priority == 9
+
+
+async def test_flow_control_fields_dedupe_debounce_and_throttle_lines(cli_env, client, tmp_path):
+    words = {"function": "count_words"}
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(
+        lines(
+            {**words, "args": ["a"], "dedupe_for": 600, "dedupe_key": "report-1"},  # created
+            {**words, "args": ["a b"], "dedupe_for": 600, "dedupe_key": "report-1"},  # deduplicated
+            {**words, "args": ["x"], "debounce": 600, "dedupe_key": "typing"},  # created, deferred
+            {**words, "args": ["x y z"], "debounce": 600, "dedupe_key": "typing"},  # debounced: new arguments
+            {**words, "args": ["t"], "throttle": 600, "throttle_key": "bulk-t"},  # created
+            {**words, "args": ["t"], "throttle": 600, "throttle_key": "bulk-t"},  # throttled
+            {**words, "args": ["b"], "dedupe_for": 60, "throttle": 60},  # line 7: two windows
+            {**words, "args": ["c"], "throttle_key": "k"},  # line 8: a key without its window
+            {**words, "args": ["d"], "debounce": "soon"},  # line 9: not seconds
+        )
+    )
+    done = await asyncio.to_thread(bulk, cli_env, str(path), "--progress", "none", "--batch-size", "2")
+    assert done.returncode == 1, done.stderr
+    assert (
+        "enqueued 3, 1 debounced, 1 deduplicated, 1 throttled, duplicates skipped 0, rejected 3 of 9 lines"
+        in done.stdout
+    ), done.stdout
+    reasons = dict(re.findall(r"^line (\d+): (.*)$", done.stderr, re.M))
+    assert "use one of dedupe_for, debounce and throttle" in reasons["7"], reasons
+    assert "throttle_key needs throttle" in reasons["8"] and "debounce must be a number" in reasons["9"], reasons
+    queued = [await client.job(i.decode()).info() for i in await client.redis.zrange("arq:queue", 0, -1)]
+    assert sorted(tuple(r.args) for r in queued) == [("a",), ("t",), ("x y z",)]  # the debounced job's last args
+    assert [r.status.value for r in queued if r.args == ["x y z"]] == ["deferred"]
