@@ -19,13 +19,13 @@ from arq.utils import timestamp_ms, to_ms
 from redis.asyncio.retry import Retry
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys, memory, redis_url, scripts
 from asyncjobs.backoff import RECONNECT, WARN_EVERY_S, Every, Retrying
 from asyncjobs.enqueue_line import EnqueueLine, LineFailed
-from asyncjobs.errors import BrokerUnavailable, NotReplicated
+from asyncjobs.errors import BrokerUnavailable, ConfigError, NotReplicated
 from asyncjobs.registry import EnqueueOptions
 from asyncjobs.serialization import deserialize, serialize
 
@@ -377,6 +377,27 @@ def create_broker(
     return broker
 
 
+CLUSTER_REFUSED = (
+    "{url} is a Redis Cluster node: asyncjobs needs one Redis primary (or Sentinel: "
+    "redis+sentinel://...). Redis Cluster is not supported yet: its scripts would touch keys in "
+    "other hash slots. Point REDIS_URL at a standalone Redis (README: Deployment)"
+)
+
+
+async def refuse_cluster(redis: Any, url: str) -> None:
+    """:class:`ConfigError` if ``url`` is a Redis Cluster node, said at connect time rather than
+    as a script's "non local key" error at the first enqueue. A Redis that refuses ``INFO``
+    (an ACL) is let through."""
+    if url.startswith("memory://"):
+        return
+    try:
+        info = await redis.info("cluster")
+    except ResponseError:
+        return
+    if info.get("cluster_enabled"):
+        raise ConfigError(CLUSTER_REFUSED.format(url=mask_url(url)), key="redis_url")
+
+
 async def connect_broker(
     url: str,
     *,
@@ -390,6 +411,7 @@ async def connect_broker(
     probe = create_broker(url, queue=queue)
     try:
         await probe.ping()
+        await refuse_cluster(probe, url)
     except (RedisError, OSError) as e:
         raise BrokerUnavailable(mask_url(url), str(e) or type(e).__name__) from e
     finally:

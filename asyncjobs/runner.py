@@ -12,7 +12,7 @@ from typing import Any
 from arq.utils import import_string
 
 from asyncjobs.config import redis_location, settings_kwargs
-from asyncjobs.connections import Broker, create_broker, wait_until_reachable
+from asyncjobs.connections import Broker, create_broker, refuse_cluster, wait_until_reachable
 from asyncjobs.errors import ConfigError
 from asyncjobs.worker import Worker
 
@@ -40,6 +40,7 @@ async def connect_with_retry(
         probe = create_broker(url)
         try:
             await probe.ping()
+            await refuse_cluster(probe, url)
         finally:
             await probe.aclose(close_connection_pool=True)
 

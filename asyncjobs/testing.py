@@ -209,6 +209,74 @@ class RedisSentinels:
         self.primary.stop()
 
 
+CLUSTER_BUS_OFFSET = 10_000
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of ``primaries`` primaries (no replicas) on loopback, with their files in
+    ``directory``: the 16,384 hash slots split between them by ``redis-cli --cluster create``.
+    ``url`` is the first node's."""
+
+    def __init__(self, directory: Path | str, *, primaries: int = 3) -> None:
+        self.dir = Path(directory)
+        self.ports: list[int] = []
+        while len(self.ports) < primaries:
+            port = free_port()  # each node also listens on port + 10000 (the cluster bus)
+            if port + CLUSTER_BUS_OFFSET < 65536 and port not in self.ports and _is_free(port + CLUSTER_BUS_OFFSET):
+                self.ports.append(port)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the nodes, create the cluster and return once every node says it is ok."""
+        exe, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if exe is None or cli is None:
+            raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
+        for port in self.ports:
+            node_dir = self.dir / str(port)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--save", ""]
+            args += ["--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            args += ["--cluster-node-timeout", "2000", "--daemonize", "no", "--loglevel", "warning"]
+            self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + timeout
+        self._wait(deadline, "the nodes to listen", lambda r: bool(r.ping()))
+        create = [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "0"]
+        subprocess.run([*create, "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        self._wait(deadline, "the cluster to be ok", lambda r: r.cluster("INFO").get("cluster_state") == "ok")
+
+    def _wait(self, deadline: float, what: str, ok: Any) -> None:
+        while True:
+            try:
+                if all(ok(redis.Redis(port=p, socket_timeout=1, decode_responses=True)) for p in self.ports):
+                    return
+            except redis.exceptions.RedisError:
+                pass
+            exited = [port for port, proc in zip(self.ports, self.procs, strict=True) if proc.poll() is not None]
+            if exited:
+                raise RuntimeError(f"the cluster node(s) on port(s) {exited} exited while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.05)  # polling with a deadline
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_process(proc, timeout=5)
+        self.procs.clear()
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     """SIGTERM ``proc`` and wait for it; SIGKILL it if it has not exited within ``timeout``."""
     if proc.poll() is None:

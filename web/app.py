@@ -19,7 +19,7 @@ from aiohttp import web
 
 from asyncjobs.client import Client
 from asyncjobs.config import Settings
-from asyncjobs.connections import Broker, create_broker, wait_until_reachable
+from asyncjobs.connections import Broker, create_broker, refuse_cluster, wait_until_reachable
 from asyncjobs.errors import ConfigError
 from asyncjobs.registry import Registry
 from web import middlewares, sse
@@ -136,6 +136,10 @@ async def watch_redis(broker: Broker, url: str, timeout: float = 2.0) -> None:
             await broker.ping()
 
     await wait_until_reachable(ping, url, note="; the API answers 503 until it is back")
+    try:
+        await refuse_cluster(broker, url)
+    except ConfigError as e:
+        logger.error("%s", e)
 
 
 async def _close_streams(app: web.Application) -> None:
