@@ -155,6 +155,7 @@ def worker_settings(
         on_shutdown=on_shutdown,
         after_job_end=options.pop("after_job_end", None),  # runs after the runtime's own
         metrics_port=s.metrics_port,
+        redis_url=s.redis_url,
     )
     arq_functions = runtime.arq_functions()
     wrapped = {f.name: f.coroutine for f in arq_functions}

@@ -17,6 +17,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job
 from arq.utils import timestamp_ms, to_ms
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -292,6 +293,22 @@ class Reconnect(Retry):
             return await fail(error)
 
         return await super().call_with_retry(do, failed)
+
+
+async def follow_failovers(redis: Any, url: str) -> None:
+    """Give a Sentinel-managed pool the :class:`Reconnect` policy and connections that ask the
+    sentinels for the primary on every attempt (:class:`~asyncjobs.redis_url.SentinelConnection`),
+    so its commands ride out a failover instead of raising at the first refused connection.
+    arq's ``create_pool`` builds a plain arq worker's Sentinel pool without
+    ``RedisSettings.retry``, so that worker exited at a failover. Its idle connections are
+    closed and made again the new way; nothing to do for another pool."""
+    pool = getattr(redis, "connection_pool", None)
+    if not isinstance(pool, SentinelConnectionPool) or isinstance(pool.connection_kwargs.get("retry"), Reconnect):
+        return
+    pool.connection_class = redis_url.SentinelConnection
+    pool.connection_kwargs.update(retry=Reconnect(url, -1), retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    await pool.disconnect()
+    pool.reset()  # type: ignore[no-untyped-call]
 
 
 async def wait_until_reachable(

@@ -28,7 +28,7 @@ from arq.worker import Function, Retry
 from arq.worker import func as arq_func
 from redis.exceptions import NoScriptError
 
-from asyncjobs import deadletter, events, keys, scripts
+from asyncjobs import connections, deadletter, events, keys, scripts
 from asyncjobs.canvas import INPUTS_KWARG
 from asyncjobs.context import CTX_RUNTIME, JobContext
 from asyncjobs.errors import ConfigError
@@ -70,8 +70,10 @@ class Runtime:
         on_shutdown: Hook | None = None,
         after_job_end: Hook | None = None,
         metrics_port: int | None = None,
+        redis_url: str = "",
     ) -> None:
         self.registry = registry
+        self.redis_url = redis_url
         self.metrics = WorkerMetrics()
         self.metrics_port = metrics_port
         self.default_queue = default_queue
@@ -101,6 +103,7 @@ class Runtime:
 
     async def on_startup(self, ctx: dict[str, Any]) -> None:
         ctx[CTX_RUNTIME] = self
+        await connections.follow_failovers(ctx["redis"], self.redis_url)
         if self.metrics_port is not None:
             try:
                 self.metrics.serve(self.metrics_port)

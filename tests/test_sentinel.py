@@ -1,8 +1,9 @@
 """Redis Sentinel: ``redis+sentinel://`` URLs, and every process following a failover.
 
-A real primary, a replica and three sentinels on loopback; an ``asyncjobs worker`` and an
-``asyncjobs web`` subprocess and a client enqueuing a steady stream of jobs; the primary is
-SIGKILLed. Every process must follow the promoted replica without exiting."""
+A real primary, a replica and three sentinels on loopback; an ``asyncjobs worker``, a plain
+``arq`` worker (on a queue of its own) and an ``asyncjobs web`` subprocess and a client
+enqueuing a steady stream of jobs; the primary is SIGKILLed. Every process must follow the
+promoted replica without exiting."""
 
 from __future__ import annotations
 
@@ -88,8 +89,11 @@ async def test_every_process_follows_a_failover(tmp_path):
     group = RedisSentinels(tmp_path / "redis")
     group.start()
     workers = Workers(tmp_path, group.url)
+    (tmp_path / "arq").mkdir()
+    plain_workers = Workers(tmp_path / "arq", group.url)  # a queue and run log of its own
     try:
         worker = workers.start()
+        plain = plain_workers.start("arq")
         web_port = free_port()
         web = workers.start_web(web_port)
         async with (
@@ -103,6 +107,10 @@ async def test_every_process_follows_a_failover(tmp_path):
             stream = Stream(client)
             producer = asyncio.create_task(stream.run())
             ran = lambda: {r[0] for r in read_runs(workers.runlog)}  # noqa: E731
+            plain_ran = lambda: {r[0] for r in read_runs(plain_workers.runlog)}  # noqa: E731
+            on_plain = rel_work.options(queue=plain_workers.queue)
+            before = {(await client.enqueue(on_plain, 0.0)).id for _ in range(5)}
+            await wait_for(lambda: before <= plain_ran(), "the plain arq worker's first jobs to run")
             await wait_for(lambda: len(ran()) >= 50, "the first jobs to run")
 
             group.primary.kill()
@@ -117,6 +125,9 @@ async def test_every_process_follows_a_failover(tmp_path):
             resumed_s = time.monotonic() - killed_at
             await wait_for(lambda: _ready(http, web_port), "the web server to be ready again")
             ready_s = time.monotonic() - killed_at
+            after_plain = {(await client.enqueue(on_plain, 0.0)).id for _ in range(5)}
+            await wait_for(lambda: after_plain <= plain_ran(), "the plain arq worker to run jobs again")
+            plain_s = time.monotonic() - killed_at
             async with http.post(
                 f"http://127.0.0.1:{web_port}/api/jobs",
                 json={"function": "rel_work", "args": [0.0], "queue": workers.queue},
@@ -137,18 +148,20 @@ async def test_every_process_follows_a_failover(tmp_path):
             leases_client.set("asyncjobs:test:sentinel", "1")  # reaches the new primary
             leases_port = leases_client.connection_pool.get_master_address()[1]
             close_sync(leases_client)
-        alive = {"worker": worker.proc.poll() is None, "web": web.proc.poll() is None}
+        alive = {"worker": worker.proc.poll() is None, "web": web.proc.poll() is None, "arq": plain.proc.poll() is None}
     finally:
         workers.close()
+        plain_workers.close()
         group.stop()
 
     print(
         f"\nSentinel failover: primary SIGKILLed; sentinels promoted the replica in {failover_s:.2f}s; "
-        f"jobs ran again {resumed_s:.2f}s and /readyz answered 200 {ready_s:.2f}s after the kill; "
+        f"jobs ran again {resumed_s:.2f}s, /readyz answered 200 {ready_s:.2f}s and the plain arq worker's "
+        f"jobs ran {plain_s:.2f}s after the kill; "
         f"{len(stream.acked)} jobs acknowledged, {stream.failures} enqueue(s) refused during the failover, "
         f"{len(lost)} acknowledged job(s) lost to asynchronous replication (statuses: {statuses or '-'})"
     )
-    assert alive == {"worker": True, "web": True}
+    assert alive == {"worker": True, "web": True, "arq": True}
     assert line_port == group.replica.port  # the client's enqueue line follows the failover too
     assert leases_port == group.replica.port  # and so does the lease thread's synchronous client
     assert statuses <= {JobStatus.NOT_FOUND}  # a lost job is gone, not stuck
