@@ -3,7 +3,9 @@
 result record of a job aborted before it started (the client writes it; workers write the rest).
 
 arq writes a job record as ``{"t": tries, "f": function, "a": args, "k": kwargs, "et":
-enqueue ms}`` (asyncjobs adds ``"q"``, the queue's name) and a result record as the same
+enqueue ms}`` (asyncjobs leaves ``"t"`` out while it is ``None`` and adds ``"q"``, the queue's
+name, for a queue other than the default: without it the reader finds the queue the job is in)
+and a result record as the same
 fields plus ``"s"`` (success), ``"r"`` (the result or the exception), ``"st"``/``"ft"``
 (start and finish ms) and ``"q"`` (the queue's *key*). A record that cannot be decoded is
 shown, never raised: the job is then ``<undecodable>`` or failed with a ``SerializationError``.

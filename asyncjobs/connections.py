@@ -122,7 +122,14 @@ class Broker(ArqRedis):
         score, run_at = options.score(now)
         ttl = to_ms(expires) if expires else (run_at - now + self.expires_extra_ms if self.expires_extra_ms else 0)
         queue_name, wake_channel = _queue_names(queue_key)
-        job = {"t": job_try, "f": function, "a": list(args), "k": kwargs, "et": now, "q": queue_name}
+        # arq's job record, without what a reader fills in: the try (None, not yet tried; see
+        # serialization.deserialize) and the queue name for the default queue (the record's
+        # reader finds the queue a job is in): 13 bytes less per job
+        job: dict[str, Any] = {"f": function, "a": list(args), "k": kwargs, "et": now}
+        if job_try is not None:
+            job["t"] = job_try
+        if queue_name != keys.DEFAULT_QUEUE:
+            job["q"] = queue_name
         if options.rate_key is not None:  # per-key limits: read by the claim (asyncjobs.limits)
             job["rk"] = options.rate_key
         if options.concurrency_key is not None:

@@ -5,16 +5,16 @@ Writes ``jobs`` queued no-op jobs as the enqueue script writes them (``SET arq:j
 [PX ttl]`` + ``ZADD arq:queue score id``, pipelined) in several layouts, flushing in between, and
 prints Redis ``used_memory`` growth per job for each:
 
-- as asyncjobs writes them now (22-character ids, the client's payload, no TTL by default), and
-  plain arq (``uuid4().hex`` ids, its pickled payload, its one-day TTL);
-- the former defaults (a one-day TTL; 32-hex-digit ids), and what a payload of at most 28 bytes
-  (the msgpack array ``[f, a, k, t, et]``, no queue name) would save: a measurement of a
-  possible format, not a format asyncjobs writes.
+- as asyncjobs writes them now (22-character ids, the client's payload without ``t`` and, on the
+  default queue, ``q``, no TTL by default), and plain arq (``uuid4().hex`` ids, its pickled
+  payload, its one-day TTL);
+- the former layouts, one change undone at a time: the payload with ``"t": null`` and
+  ``"q": "default"``, then a one-day TTL, then 32-hex-digit ids.
 
 Redis rounds every allocation up to a jemalloc size class (16, 32, 48, 64, ... bytes), and keeps
 a string under 32 bytes with a one-byte header: that is why 22-character ids fit 32-byte
 allocations for both the key name and the queue member, and a payload of 29-44 bytes takes a
-64-byte allocation (with its 16-byte object header) where 28 bytes would take 48.
+64-byte allocation (with its 16-byte object header) where 28 bytes (the no-op's 26) take 48.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from uuid import uuid4
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import msgpack
 import redis.asyncio as aioredis
 from arq.jobs import serialize_job
 
 from asyncjobs import keys
 from asyncjobs.connections import create_broker, new_job_id
 from asyncjobs.registry import EnqueueOptions
+from asyncjobs.serialization import serialize
 from bench.server import PrivateRedis
 
 QUEUE = keys.queue(keys.DEFAULT_QUEUE)
@@ -61,11 +61,11 @@ async def main(url: str, n: int) -> None:
     broker = create_broker(url)
     enc = broker.encode_enqueue("noop", [], {}, EnqueueOptions(), job_id=new_job_id(), queue_key=QUEUE)
     _, payload, _, ttl, _ = enc.argv
-    compact = msgpack.packb(["noop", [], {}, None, enc.now_ms])
+    former = serialize({"t": None, "f": "noop", "a": [], "k": {}, "et": enc.now_ms, "q": keys.DEFAULT_QUEUE})
     arq_payload = serialize_job("noop", (), {}, None, enc.now_ms)
     print(
-        f"no-op payload: asyncjobs {len(payload)} B (msgpack map), arq {len(arq_payload)} B (pickle), "
-        f"array form {len(compact)} B; job key TTL {ttl or 'none'} (ms)"
+        f"no-op payload: asyncjobs {len(payload)} B (msgpack map), before {len(former)} B (with t and q), "
+        f"arq {len(arq_payload)} B (pickle); job key TTL {ttl or 'none'} (ms)"
     )
 
     def hex32() -> str:
@@ -75,9 +75,9 @@ async def main(url: str, n: int) -> None:
     rows = [
         ("asyncjobs now: 22-character id, its payload, no TTL", new_job_id, payload, ttl),
         ("plain arq: 32-hex id, pickled payload, 1-day TTL", hex32, arq_payload, day),
-        ("asyncjobs with a 1-day TTL (the former default)", new_job_id, payload, day),
-        ("asyncjobs with 32-hex ids and a TTL (before both)", hex32, payload, day),
-        ("asyncjobs with a payload <= 28 B", new_job_id, compact, ttl),
+        ("asyncjobs with the former payload (t and q)", new_job_id, former, ttl),
+        ("asyncjobs with it and a 1-day TTL (former default)", new_job_id, former, day),
+        ("asyncjobs with 32-hex ids too (the first batch)", hex32, former, day),
     ]
     print(f"{n:,} queued no-op jobs per layout; Redis used_memory growth per job")
     for name, make_id, body, px in rows:
