@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 from arq.connections import ArqRedis
 from arq.jobs import Job
-from arq.utils import timestamp_ms, to_ms
+from arq.utils import to_ms
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import AbstractBackoff
@@ -118,7 +118,7 @@ class Broker(ArqRedis):
     ) -> Encoded:
         """KEYS and ARGV of the enqueue script for one job (no I/O), placed as ``options`` (checked
         when they were built) score it at this moment; ``job_id`` and ``queue_key`` resolved."""
-        now = timestamp_ms()
+        now = time.time_ns() // 1_000_000  # arq's timestamp_ms(), at a third of its cost
         score, run_at = options.score(now)
         ttl = to_ms(expires) if expires else (run_at - now + self.expires_extra_ms if self.expires_extra_ms else 0)
         queue_name, wake_channel = _queue_names(queue_key)

@@ -48,13 +48,30 @@ class EnqueueLine:
         self._head = b""
         self._sha = ""
         self._nargs = -1
+        #: packed bulk strings of the keys and channels that repeat call after call (a queue's)
+        self._packed: dict[str, bytes] = {}
         self.busy = False
 
     def _pack(self, sha: str, key_list: list[str], argv: list[Any]) -> bytes:
         if sha != self._sha or len(key_list) + len(argv) != self._nargs:
             self._sha, self._nargs = sha, len(key_list) + len(argv)
             self._head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + self._nargs, _bulk(sha), _bulk(len(key_list)))
-        return b"".join([self._head, *map(_bulk, key_list), *map(_bulk, argv)])
+        keys_packed = map(self._repeated, key_list)
+        if not argv:
+            return b"".join([self._head, *keys_packed])
+        return b"".join([self._head, *keys_packed, *map(_bulk, argv[:-1]), self._repeated(argv[-1])])
+
+    def _repeated(self, value: Any) -> bytes:
+        """:func:`_bulk` of a value that repeats from call to call (the keys, the last argument:
+        the enqueue script's wake channel), packed once per distinct string."""
+        if type(value) is not str:
+            return _bulk(value)
+        packed = self._packed.get(value)
+        if packed is None:
+            if len(self._packed) >= 1024:  # bounded: many queues or flow keys
+                self._packed.clear()
+            packed = self._packed[value] = _bulk(value)
+        return packed
 
     async def evalsha(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """EVALSHA ``sha`` once per (keys, argv) in ``calls``, all in one write and one round
