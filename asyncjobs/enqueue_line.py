@@ -56,10 +56,21 @@ class EnqueueLine:
         if sha != self._sha or len(key_list) + len(argv) != self._nargs:
             self._sha, self._nargs = sha, len(key_list) + len(argv)
             self._head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + self._nargs, _bulk(sha), _bulk(len(key_list)))
-        keys_packed = map(self._repeated, key_list)
+        parts = [self._head, *map(self._repeated, key_list)]
         if not argv:
-            return b"".join([self._head, *keys_packed])
-        return b"".join([self._head, *keys_packed, *map(_bulk, argv[:-1]), self._repeated(argv[-1])])
+            return b"".join(parts)
+        for value in argv[:-1]:  # _bulk, inline: the enqueue's id, payload, score and ttl
+            kind = type(value)
+            if kind is str:
+                value = value.encode()
+            elif kind is int:
+                value = b"%d" % value
+            elif kind is not bytes:
+                parts.append(_bulk(value))
+                continue
+            parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+        parts.append(self._repeated(argv[-1]))
+        return b"".join(parts)
 
     def _repeated(self, value: Any) -> bytes:
         """:func:`_bulk` of a value that repeats from call to call (the keys, the last argument:

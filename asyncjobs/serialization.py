@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import pickle
+import threading
 import traceback as tb
 from collections.abc import Callable
 from datetime import date, datetime
@@ -98,11 +99,18 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
+_packers = threading.local()  # a Packer per thread: building one per call costs more than packing
+
+
 def serialize(obj: Any) -> bytes:
     """Encode ``obj`` to bytes; raises :class:`SerializationError` naming the bad value."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(default=_default, datetime=False, use_bin_type=True)
     try:
-        return msgpack.packb(obj, default=_default, datetime=False, use_bin_type=True)  # type: ignore[no-any-return]
+        return packer.pack(obj)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as e:
+        packer.reset()  # a failed pack may leave a partial buffer behind
         raise SerializationError(str(e)) from e
 
 

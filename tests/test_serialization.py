@@ -109,7 +109,9 @@ def test_pydantic_models_travel_as_their_json_dump():
 @pytest.mark.parametrize("value", [object(), {1, 2}, {"k": lambda: None}, [complex(1, 2)], 2**64])
 def test_unsupported_values_raise_serialization_error(value):
     with pytest.raises(SerializationError):
-        serialize(value)
+        serialize(["a value packed before the bad one", value])
+    # the per-thread packer is left clean: the next value packs alone
+    assert serialize({"next": 1}) == msgpack.packb({"next": 1})
 
 
 def test_serialization_error_names_the_type():
