@@ -187,18 +187,11 @@ class RedisSentinels:
         self._wait(timeout, "the failover", lambda m: int(m["port"]) == port and "s_down" not in m["flags"])
 
     def _wait(self, timeout: float, what: str, ok: Any) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                sentinels = [redis.Redis(port=p, socket_timeout=1) for p in self.ports]
-                masters = [s.sentinel_master(self.SERVICE) for s in sentinels]  # type: ignore[no-untyped-call]
-                if all(ok(m) for m in masters):
-                    return
-            except (redis.exceptions.RedisError, KeyError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.05)  # polling with a deadline
+        def every_sentinel_agrees() -> bool:
+            sentinels = [redis.Redis(port=p, socket_timeout=1) for p in self.ports]
+            return all(ok(s.sentinel_master(self.SERVICE)) for s in sentinels)  # type: ignore[no-untyped-call]
+
+        _poll(time.monotonic() + timeout, what, every_sentinel_agrees, (redis.exceptions.RedisError, KeyError))
 
     def stop(self) -> None:
         """Stop the sentinels and both servers."""
@@ -258,23 +251,32 @@ class RedisClusterNodes:
         self._wait(deadline, "the cluster to be ok", lambda r: r.cluster("INFO").get("cluster_state") == "ok")
 
     def _wait(self, deadline: float, what: str, ok: Any) -> None:
-        while True:
-            try:
-                if all(ok(redis.Redis(port=p, socket_timeout=1, decode_responses=True)) for p in self.ports):
-                    return
-            except redis.exceptions.RedisError:
-                pass
+        def every_node_is_ok() -> bool:
             exited = [port for port, proc in zip(self.ports, self.procs, strict=True) if proc.poll() is not None]
             if exited:
                 raise RuntimeError(f"the cluster node(s) on port(s) {exited} exited while waiting for {what}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {what}")
-            time.sleep(0.05)  # polling with a deadline
+            return all(ok(redis.Redis(port=p, socket_timeout=1, decode_responses=True)) for p in self.ports)
+
+        _poll(deadline, what, every_node_is_ok, (redis.exceptions.RedisError,))
 
     def stop(self) -> None:
         for proc in self.procs:
             stop_process(proc, timeout=5)
         self.procs.clear()
+
+
+def _poll(deadline: float, what: str, check: Any, errors: tuple[type[Exception], ...]) -> None:
+    """Call ``check`` every 50 ms until it returns true (one of ``errors``: not yet); a
+    ``RuntimeError`` naming ``what`` once ``deadline`` (``time.monotonic()``) has passed."""
+    while True:
+        try:
+            if check():
+                return
+        except errors:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)  # polling with a deadline
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
