@@ -68,8 +68,9 @@ def status_of(
     return JobStatus.DEFERRED if score > now_ms else JobStatus.QUEUED
 
 
-#: the fields of a workflow node's hash that a job record needs: state, reason, workflow id
-NODE_FIELDS = ("st", "reason", "wf")
+#: the fields of a workflow node's hash that a job record needs: state, reason, workflow id and
+#: the node's queue key (a waiting node is in no queue, and its payload names no default queue)
+NODE_FIELDS = ("st", "reason", "wf", "q")
 _NODE_STATUS = {b"waiting": JobStatus.WAITING, b"cancelled": JobStatus.ABORTED, b"skipped": JobStatus.ABORTED}
 
 
@@ -231,6 +232,8 @@ class JobStore:
             rec.error = {"type": "Cancelled", "message": reason, "traceback": None}
         if raw.node and raw.node[2]:
             rec.workflow = raw.node[2].decode()
+            if rec.queue is None and raw.node[3]:
+                rec.queue = keys.queue_name_of(raw.node[3].decode())
         if raw.open:
             rec.tries = int(raw.retry or 0)
             rec.queue = rec.queue or (found[0] if found else None)

@@ -159,7 +159,9 @@ async def test_depends_on_waits_for_outside_jobs_then_runs(client, start_worker)
     waiting = await client.enqueue(mark.options(depends_on=[a, b.id]))
     assert await waiting.status() is JobStatus.WAITING
     # a job with dependencies is a workflow of one node; its parents are in none
-    assert (await waiting.info()).workflow == waiting.id and await client.redis.exists(keys.workflow(waiting.id))
+    info = await waiting.info()
+    assert info.workflow == waiting.id and await client.redis.exists(keys.workflow(waiting.id))
+    assert info.queue == "default"  # in no queue yet: its node says where it will go
     assert (await b.info()).workflow is None
     await start_worker(FUNCTIONS)
     assert await b.result(timeout=10) == 25
