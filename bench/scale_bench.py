@@ -1,5 +1,5 @@
 """``python bench/scale_bench.py [--jobs 20000] [--processes 1,2,4] [--repeat 3] [--file-jobs 1000000]
-[--quick]``: how asyncjobs scales out, side by side with plain arq, on a private redis-server.
+[--enqueue-many-only] [--quick]``: how asyncjobs scales out, side by side with plain arq, on a private redis-server.
 Not part of CI (``--quick`` is its smoke test).
 
 - workers: ``jobs`` queued no-op jobs, drained by N burst worker processes at once (concurrency
@@ -161,6 +161,20 @@ async def enqueue_many_cli(url: str, a: argparse.Namespace) -> list[tuple[float,
 def report(
     figures: dict[tuple[str, int], dict[str, float]], cli: list[tuple[float, float, float]], a: argparse.Namespace
 ) -> list[str]:
+    out: list[str] = []
+    if figures:
+        out += workers_report(figures, a)
+    if cli:
+        rate, cpu, redis_us = (statistics.median(x[k] for x in cli) for k in range(3))
+        out.append(
+            f"asyncjobs enqueue-many, {a.file_jobs:,} lines, progress bar: {rate:,.0f} jobs/s "
+            f"(median of {len(cli)}, process start to exit); its CPU {cpu:.1f} µs/job "
+            f"(-> {1e6 / cpu:,.0f} jobs/s on a core of its own), Redis CPU {redis_us:.1f} µs/job"
+        )
+    return out
+
+
+def workers_report(figures: dict[tuple[str, int], dict[str, float]], a: argparse.Namespace) -> list[str]:
     out = [f"{'no-op jobs, ' + str(a.jobs) + ' per run':34} {'asyncjobs':>10} {'arq':>10} {'ours/arq':>9}"]
     for n in a.processes:
         ours, arq = figures["ours", n], figures["arq", n]
@@ -180,20 +194,13 @@ def report(
         f"one Redis core (one shard) serves at most {per_core:,.0f} jobs/s"
     )
     out.append("projected ceiling: " + ", ".join(f"{s} shard(s) {s * per_core:,.0f} jobs/s" for s in (1, 3, 6, 12)))
-    if cli:
-        rate, cpu, redis_us = (statistics.median(x[k] for x in cli) for k in range(3))
-        out.append(
-            f"asyncjobs enqueue-many, {a.file_jobs:,} lines, progress bar: {rate:,.0f} jobs/s "
-            f"(median of {len(cli)}, process start to exit); its CPU {cpu:.1f} µs/job "
-            f"(-> {1e6 / cpu:,.0f} jobs/s on a core of its own), Redis CPU {redis_us:.1f} µs/job"
-        )
     return out
 
 
 async def main(a: argparse.Namespace) -> None:
     with PrivateRedis() as url:
         print(f"scale bench on a private redis-server ({url}); medians of {a.repeat} run(s)", flush=True)
-        figures = await workers(url, a)
+        figures = {} if a.enqueue_many_only else await workers(url, a)
         cli = await enqueue_many_cli(url, a) if a.file_jobs else []
     print("\n".join(report(figures, cli, a)))
 
@@ -205,6 +212,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     p.add_argument("--file-jobs", type=int, default=1_000_000, help="lines of the enqueue-many file (0: skip)")
     p.add_argument("--quick", action="store_true", help="small sizes, one run (smoke test)")
+    p.add_argument("--enqueue-many-only", action="store_true", help="only the enqueue-many figure (no worker drains)")
     a = p.parse_args(argv)
     a.processes = [int(n) for n in a.processes.split(",")]
     if a.quick:
