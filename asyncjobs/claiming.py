@@ -8,7 +8,7 @@ from typing import Any
 
 from arq.utils import timestamp_ms
 
-from asyncjobs import scripts
+from asyncjobs import keys, scripts
 
 #: jobs a claim reads past its room after a claim that parked some (see :meth:`Claimer.claim`)
 SCAN_AFTER_MOVED = 500
@@ -31,6 +31,12 @@ class Claimer:
 
     def __init__(self, redis: Any, queue_keys: list[str], lease_s: float, worker_id: str, *, limits: str = "") -> None:
         self.queue_keys = queue_keys
+        # one call per hash tag (the tagged layout, asyncjobs.keys: a call touches one slot),
+        # in the order of each tag's first queue; an untagged worker makes one
+        groups: dict[str, list[str]] = {}
+        for k in queue_keys:
+            groups.setdefault(keys.tag_of(k), []).append(k)
+        self._groups = list(groups.values())
         self.lease_ms = int(lease_s * 1000)
         self._script = redis.register_script(scripts.CLAIM)
         # the worker's id: the in-progress marker's value (only this worker renews the lease),
@@ -50,17 +56,27 @@ class Claimer:
         # after a claim that set jobs aside, read further: a backlog of limited jobs is parked
         # in a few large calls, and jobs behind it are reached sooner
         scan = room + (SCAN_AFTER_MOVED if self.moved else 100)
-        argv = [timestamp_ms(), self.lease_ms, room, scan, *self._tail]
-        found, earliest, self.moved = await self._script(keys=self.queue_keys, args=argv)
-        jobs = [
-            Claimed(
-                found[i + 1].decode(),
-                self.queue_keys[int(found[i]) - 1],
-                int(float(found[i + 2])),
-                found[i + 3],
-                int(found[i + 4]),
-                bool(found[i + 5]),
-            )
-            for i in range(0, len(found), 6)
-        ]
-        return jobs, int(float(earliest)) if earliest else None
+        jobs: list[Claimed] = []
+        first: int | None = None
+        moved = 0
+        for group in self._groups:
+            if len(jobs) >= room:
+                break
+            argv = [timestamp_ms(), self.lease_ms, room - len(jobs), scan, *self._tail]
+            found, earliest, n_moved = await self._script(keys=group, args=argv)
+            moved += n_moved
+            jobs += [
+                Claimed(
+                    found[i + 1].decode(),
+                    group[int(found[i]) - 1],
+                    int(float(found[i + 2])),
+                    found[i + 3],
+                    int(found[i + 4]),
+                    bool(found[i + 5]),
+                )
+                for i in range(0, len(found), 6)
+            ]
+            if earliest and (first is None or int(float(earliest)) < first):
+                first = int(float(earliest))
+        self.moved = moved
+        return jobs, first

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from asyncjobs import deadletter, flow, keys, pausing, scripts
-from asyncjobs.connections import Broker, Encoded, connect_broker, new_job_id
+from asyncjobs import deadletter, flow, keys, pausing, redis_url, scripts
+from asyncjobs.cluster import check_cluster_use
+from asyncjobs.connections import Broker, Encoded, connect_broker, job_id_for
 from asyncjobs.errors import ClientClosed, ConfigError, DuplicateJob, JobFailed
 from asyncjobs.events import EventHub
 from asyncjobs.handles import JobHandle as JobHandle
@@ -115,6 +116,8 @@ class Client:
         if self._state is _State.OPEN:
             return self
         if self._broker is None:
+            if redis_url.parse(self.url).cluster:
+                check_cluster_use(self.queues, durable=self.durable)
             self._broker = await connect_broker(self.url, job_expiry=self.job_expiry, durable=self.durable)
         self._hub = EventHub(self._broker)
         self._store = JobStore(self._broker, hub=self._hub, queues=self.queues)
@@ -252,11 +255,12 @@ class Client:
             function = self.registry.get(c.function)
             args, kwargs = function.encode_arguments(args, kwargs)
             o = with_limit_keys(function, c.args, c.kwargs, o)
-        job_id = o.job_id or new_job_id()
         queue = o.queue or c.default_queue or self.default_queue
-        enc = self.redis.encode_enqueue(c.function, args, kwargs, o, job_id=job_id, queue_key=keys.queue(queue))
+        queue_key = keys.queue(queue)
+        job_id = job_id_for(queue_key, o.job_id)
+        enc = self.redis.encode_enqueue(c.function, args, kwargs, o, job_id=job_id, queue_key=queue_key)
         if o.flow is not None:  # the window's key and how long it is held, for the flow script
-            fk = o.flow.redis_key(c.function, args, kwargs)
+            fk = o.flow.redis_key(c.function, args, kwargs, keys.tag_of(queue_key))
             enc = enc._replace(keys=[*enc.keys, fk], argv=[*enc.argv, *o.flow.argv(enc.argv[3])])
         return job_id, queue, enc
 

@@ -59,25 +59,25 @@ class Encoded(NamedTuple):
     run_at_ms: int
 
 
-class Broker(ArqRedis):
-    """arq's Redis client, with asyncjobs' serializer and a single-round-trip enqueue.
-
-    ``enqueue_job`` keeps arq's signature, so arq's cron and code written for arq use it too.
-    """
+class BrokerMixin:
+    """What asyncjobs adds to a Redis client: a single-round-trip enqueue (the methods of
+    :class:`Broker`, and of the cluster mode's ``ClusterBroker``)."""
 
     url: str = ""
     #: seconds an enqueue waits for a replica to confirm it (``WAIT 1``); 0: it does not wait
     durable: float = 0.0
     _line: EnqueueLine | None = None
+    default_queue_name: str
+    expires_extra_ms: int
+    job_deserializer: Any
+    # the Redis client's own methods
+    register_script: Any
+    pipeline: Any
+    evalsha: Any
+    script_load: Any
+    mget: Any
 
-    async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        if self._line is not None:
-            await self._line.close()
-        await super().aclose(close_connection_pool)
-        if close_connection_pool:
-            await redis_url.close_sentinels(self.connection_pool)
-
-    async def enqueue_job(  # type: ignore[override]
+    async def enqueue_job(
         self,
         function: str,
         *args: Any,
@@ -96,13 +96,13 @@ class Broker(ArqRedis):
         options = EnqueueOptions(
             _job_id, None, None if defer_by is None else max(float(defer_by), 0.0), _defer_until, internal=True
         )
-        job_id = _job_id or new_job_id()
+        job_id = job_id_for(queue_key, _job_id)
         enc = self.encode_enqueue(
             function, args, kwargs, options, job_id=job_id, queue_key=queue_key, expires=_expires, job_try=_job_try
         )
         if not await self.evalsha_enqueue(enc.keys, enc.argv):
             return None
-        return Job(job_id, redis=self, _queue_name=queue_key, _deserializer=self.job_deserializer)
+        return Job(job_id, redis=cast(ArqRedis, self), _queue_name=queue_key, _deserializer=self.job_deserializer)
 
     def encode_enqueue(
         self,
@@ -217,6 +217,20 @@ class Broker(ArqRedis):
         return script
 
 
+class Broker(BrokerMixin, ArqRedis):  # type: ignore[misc]  # (enqueue_job: arq's signature, as arq calls it)
+    """arq's Redis client, with asyncjobs' serializer and a single-round-trip enqueue.
+
+    ``enqueue_job`` keeps arq's signature, so arq's cron and code written for arq use it too.
+    """
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._line is not None:
+            await self._line.close()
+        await super().aclose(close_connection_pool)
+        if close_connection_pool:
+            await redis_url.close_sentinels(self.connection_pool)
+
+
 @functools.lru_cache(maxsize=1024)
 def _queue_names(queue_key: str) -> tuple[str, str]:
     """The queue name behind ``queue_key`` and its wake channel (cached: asked on every enqueue)."""
@@ -256,6 +270,26 @@ def new_job_id() -> str:
     value = _ID_MARK | clock[0] << 84 | clock[1] << 72 | int.from_bytes(os.urandom(9))
     # 132 bits are 22 base-64 digits; shifted to 144 bits (18 bytes), they encode without padding
     return base64.b64encode((value << 12).to_bytes(18)).translate(_TO_ORDERED)[:ID_LENGTH].decode()
+
+
+def job_id_for(queue_key: str, job_id: str | None) -> str:
+    """The id a job enqueued on ``queue_key`` gets: ``job_id`` (a new one if None), starting
+    with the queue's hash tag for a tagged queue (the tagged layout, :mod:`asyncjobs.keys`: the
+    job's keys then hash with its queue's); a given id that lacks it gets it in front, one with
+    another tag is refused (:class:`ConfigError`): a job's tag is always its queue's."""
+    tag = keys.tag_of(queue_key)
+    if job_id is None:
+        return tag + new_job_id() if tag else new_job_id()
+    given = keys.tag_of(job_id)
+    if given == tag:
+        return job_id
+    if not given:
+        return tag + job_id
+    raise ConfigError(
+        f"job id {job_id!r} holds the hash tag {given}, and its queue {keys.queue_name_of(queue_key)!r} "
+        f"{'has ' + tag if tag else 'none'}: a job's id starts with its queue's tag",
+        key="job_id",
+    )
 
 
 class _ReconnectBackoff(AbstractBackoff):
@@ -347,7 +381,8 @@ async def wait_until_reachable(
 def give_up_reconnecting(redis: Any, after: float) -> None:
     """Let ``redis``'s commands stop reconnecting ``after`` seconds from now (see
     :meth:`Reconnect.give_up`); nothing to do for a client without :class:`Reconnect`."""
-    retry = redis.connection_pool.connection_kwargs.get("retry")
+    pool = getattr(redis, "connection_pool", None)  # (a cluster client has one per node)
+    retry = pool.connection_kwargs.get("retry") if pool is not None else None
     if isinstance(retry, Reconnect):
         retry.give_up(after)
 
@@ -384,6 +419,12 @@ def create_broker(
     }
     if url.startswith("memory://"):
         broker = Broker(memory.pool(url, max_connections), **common)
+    elif target.cluster:
+        from asyncjobs.cluster import create_cluster_broker  # (it builds on this module)
+
+        options = {} if max_connections is None else {"max_connections": max_connections}
+        # a ClusterBroker has the Broker's methods (BrokerMixin) on a RedisCluster client
+        broker = cast(Broker, create_cluster_broker(target, **common, **options))
     else:
         retries = reconnect_retries(reconnect_for)
         retry = {"retry": Reconnect(url, retries), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
@@ -402,9 +443,9 @@ def create_broker(
 
 
 CLUSTER_REFUSED = (
-    "{url} is a Redis Cluster node: asyncjobs needs one Redis primary (or Sentinel: "
-    "redis+sentinel://...). Redis Cluster is not supported yet: its scripts would touch keys in "
-    "other hash slots. Point REDIS_URL at a standalone Redis (README: Deployment)"
+    "{url} is a Redis Cluster node: a redis:// URL names one Redis primary. For cluster mode, "
+    "use redis+cluster://host1:port,host2:port and name every queue with a hash tag, such as "
+    "{{high}} (README: Redis Cluster)"
 )
 
 
@@ -412,7 +453,7 @@ async def refuse_cluster(redis: Any, url: str) -> None:
     """:class:`ConfigError` if ``url`` is a Redis Cluster node, said at connect time rather than
     as a script's "non local key" error at the first enqueue. A Redis that refuses ``INFO``
     (an ACL) is let through."""
-    if url.startswith("memory://"):
+    if url.startswith("memory://") or redis_url.parse(url).cluster:
         return
     try:
         info = await redis.info("cluster")

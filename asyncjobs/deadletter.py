@@ -4,6 +4,7 @@ or purged. Entries are msgpack (``asyncjobs:dead:<id>``) indexed by ``asyncjobs:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,13 +82,19 @@ async def record(redis: Redis, **entry: Any) -> None:
     await store(redis, entry["job_id"], encode_entry(**entry))
 
 
+def dead_set(job_id: str) -> str:
+    """The dead-letter set ``job_id`` is listed in: its hash tag's (the tagged layout of
+    :mod:`asyncjobs.keys`; a job's tag is its queue's)."""
+    return keys.tagged(keys.DEAD, keys.tag_of(job_id))
+
+
 async def store(redis: Redis, job_id: str, blob: bytes) -> None:
     """Write the encoded dead letter ``blob`` of ``job_id`` (idempotent: the end call that
     writes it again overwrites the same entry)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
-        pipe.zadd(keys.DEAD, {job_id: timestamp_ms()})
-        pipe.zremrangebyrank(keys.DEAD, 0, -keys.DEAD_MAX - 1)
+        pipe.zadd(dead_set(job_id), {job_id: timestamp_ms()})
+        pipe.zremrangebyrank(dead_set(job_id), 0, -keys.DEAD_MAX - 1)
         await pipe.execute()
 
 
@@ -103,12 +110,20 @@ async def get(redis: Redis, job_id: str) -> DeadLetter:
     return _decode(blob)
 
 
-async def list_entries(redis: Redis, *, offset: int = 0, limit: int = 100) -> tuple[int, list[DeadLetter]]:
-    """Newest first: (total, a page of entries)."""
+async def list_entries(
+    redis: Redis, *, offset: int = 0, limit: int = 100, tags: Sequence[str] = ("",)
+) -> tuple[int, list[DeadLetter]]:
+    """Newest first: (total, a page of entries), over the dead-letter sets of hash ``tags``."""
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.DEAD)
-        pipe.zrevrange(keys.DEAD, offset, offset + limit - 1)
-        total, ids = await pipe.execute()
+        for tag in tags:
+            pipe.zcard(keys.tagged(keys.DEAD, tag))
+            pipe.zrevrange(
+                keys.tagged(keys.DEAD, tag), 0 if len(tags) > 1 else offset, offset + limit - 1, withscores=True
+            )
+        raw = await pipe.execute()
+    total = sum(raw[0::2])
+    newest = sorted((entry for page in raw[1::2] for entry in page), key=lambda e: -e[1])
+    ids = [i for i, _ in (newest[offset : offset + limit] if len(tags) > 1 else newest)]
     if not ids:
         return total, []
     blobs = await redis.mget([keys.dead(i.decode()) for i in ids])
@@ -118,25 +133,29 @@ async def list_entries(redis: Redis, *, offset: int = 0, limit: int = 100) -> tu
 
 async def remove(redis: Redis, job_id: str) -> bool:
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.zrem(keys.DEAD, job_id)
+        pipe.zrem(dead_set(job_id), job_id)
         pipe.delete(keys.dead(job_id))
         removed, _ = await pipe.execute()
     return bool(removed)
 
 
-async def purge(redis: Redis) -> int:
-    ids = await redis.zrange(keys.DEAD, 0, -1)
-    if ids:
-        await redis.delete(*[keys.dead(i.decode()) for i in ids])
-    await redis.delete(keys.DEAD)
-    return len(ids)
+async def purge(redis: Redis, tags: Sequence[str] = ("",)) -> int:
+    """Delete the dead letters of hash ``tags``; -> how many there were."""
+    n = 0
+    for tag in tags:
+        ids = await redis.zrange(keys.tagged(keys.DEAD, tag), 0, -1)
+        if ids:
+            await redis.delete(*[keys.dead(i.decode()) for i in ids])
+        await redis.delete(keys.tagged(keys.DEAD, tag))
+        n += len(ids)
+    return n
 
 
 async def take(redis: Redis, job_id: str) -> tuple[DeadLetter, bytes]:
     """Remove the dead letter and return it with its stored form (for :func:`put_back`)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.get(keys.dead(job_id))
-        pipe.zrem(keys.DEAD, job_id)
+        pipe.zrem(dead_set(job_id), job_id)
         pipe.delete(keys.dead(job_id))
         blob, _, _ = await pipe.execute()
     if blob is None:
@@ -148,5 +167,5 @@ async def put_back(redis: Redis, job_id: str, blob: bytes) -> None:
     """Undo :func:`take` (a retry that could not be enqueued)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
-        pipe.zadd(keys.DEAD, {job_id: timestamp_ms()})
+        pipe.zadd(dead_set(job_id), {job_id: timestamp_ms()})
         await pipe.execute()

@@ -46,10 +46,7 @@ class Finisher:
         # stops a job's lease renewal once its finish is written (or failed): until then its
         # lease is kept, so a finish held up by a Redis outage does not let it lapse
         self._release = release
-        self._argv: list[Any] = []
-        self._releases: list[Callable[[], None]] = []
-        self._targets: dict[tuple[str, str], int] = {}  # (stats hash, outcome) -> index, per batch
-        self._waiters: list[asyncio.Future[None]] = []
+        self._batches: dict[str, _Batch] = {}  # per hash tag of the jobs' queues (one call each)
         self._task: asyncio.Task[None] | None = None
 
     async def finish(
@@ -67,6 +64,10 @@ class Finisher:
         """Queue one job's finish for the next batch and wait until it is written. ``end``: how
         the job ended (terminal: event, count, dead letter) or went back to its queue
         (requeued: its event); None: arq's cleanup only."""
+        tag = keys.tag_of(queue_key)
+        batch = self._batches.get(tag)
+        if batch is None:
+            batch = self._batches[tag] = _Batch(queue_key)
         keep = "" if keep_in_progress_ms is None else keep_in_progress_ms
         event: bytes | str = ""
         target: int | str = ""
@@ -74,9 +75,9 @@ class Finisher:
         if end is not None:
             event = end.event()
             if end.outcome.terminal and done:
-                target = self._targets.setdefault((end.stats_key, end.outcome.value), len(self._targets) + 1)
+                target = batch.targets.setdefault((end.stats_key, end.outcome.value), len(batch.targets) + 1)
                 dead = end.dead_letter or ""
-        self._argv += [
+        batch.argv += [
             job_id,
             queue_key,
             keep,
@@ -88,10 +89,10 @@ class Finisher:
             target,
             dead,
         ]
-        self._releases.append(self._release(job_id))
+        batch.releases.append(self._release(job_id))
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._waiters.append(fut)
+        batch.waiters.append(fut)
         if self._task is None:
             self._task = loop.create_task(self._flush())
         await fut
@@ -99,30 +100,59 @@ class Finisher:
     async def _flush(self) -> None:
         try:
             await asyncio.sleep(0)  # let the jobs ending in this loop turn join the batch
-            while self._waiters:
-                argv, waiters, targets, releases = self._argv, self._waiters, self._targets, self._releases
-                self._argv, self._waiters, self._targets, self._releases = [], [], {}, []
-                head: list[Any] = [len(targets)]
-                for stats_key, outcome in targets:  # in index order (dicts keep insertion order)
-                    head += [stats_key, outcome]
-                try:
-                    await self._script(keys=[], args=head + argv)
-                except BaseException as e:
-                    for w in waiters:
-                        if not w.done():
-                            w.set_exception(e if isinstance(e, Exception) else RuntimeError("finishing cancelled"))
-                    if not isinstance(e, Exception):
+            while self._batches:
+                batches, self._batches = list(self._batches.values()), {}
+                for i, batch in enumerate(batches):
+                    try:
+                        await self._write(batch)
+                    except BaseException:  # cancelled: the batches not yet written fail too
+                        for rest in batches[i + 1 :]:
+                            rest.fail(RuntimeError("finishing cancelled"))
                         raise
-                    # the waiters have the error; nobody awaits this task, so it must not end
-                    # with it too (asyncio would log "Task exception was never retrieved")
-                finally:
-                    for release in releases:
-                        release()
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
         finally:
             self._task = None
+
+    async def _write(self, batch: _Batch) -> None:
+        head: list[Any] = [len(batch.targets)]
+        for stats_key, outcome in batch.targets:  # in index order (dicts keep insertion order)
+            head += [stats_key, outcome]
+        try:
+            # KEYS[1]: a queue of the batch, for its hash tag (the tagged layout: asyncjobs.keys)
+            await self._script(keys=[batch.queue_key], args=head + batch.argv)
+        except BaseException as e:
+            for w in batch.waiters:
+                if not w.done():
+                    w.set_exception(e if isinstance(e, Exception) else RuntimeError("finishing cancelled"))
+            if not isinstance(e, Exception):
+                raise
+            # the waiters have the error; nobody awaits this task, so it must not end
+            # with it too (asyncio would log "Task exception was never retrieved")
+        finally:
+            for release in batch.releases:
+                release()
+        for w in batch.waiters:
+            if not w.done():
+                w.set_result(None)
+
+
+class _Batch:
+    """The finishes of one call: jobs whose queues share a hash tag (``keys.tag_of``)."""
+
+    __slots__ = ("argv", "queue_key", "releases", "targets", "waiters")
+
+    def __init__(self, queue_key: str) -> None:
+        self.queue_key = queue_key
+        self.argv: list[Any] = []
+        self.releases: list[Callable[[], None]] = []
+        self.targets: dict[tuple[str, str], int] = {}  # (stats hash, outcome) -> index
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def fail(self, error: Exception) -> None:
+        for release in self.releases:
+            release()
+        for w in self.waiters:
+            if not w.done():
+                w.set_exception(error)
 
 
 def early_end(

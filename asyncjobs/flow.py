@@ -62,12 +62,13 @@ class Flow:
     window: float
     key: str | None = None
 
-    def redis_key(self, function: str, args: Any, kwargs: dict[str, Any]) -> str:
+    def redis_key(self, function: str, args: Any, kwargs: dict[str, Any], tag: str = "") -> str:
+        """The window's key, for the jobs of queues of hash tag ``tag`` (``""``: untagged)."""
         if self.key is not None:
-            return keys.flow(self.mode, function, "k:" + self.key)
+            return keys.flow(self.mode, function, "k:" + self.key, tag)
         if self.mode == DEDUPE:
-            return keys.flow(self.mode, function, "h:" + arguments_hash(function, args, kwargs))
-        return keys.flow(self.mode, function, "*")
+            return keys.flow(self.mode, function, "h:" + arguments_hash(function, args, kwargs), tag)
+        return keys.flow(self.mode, function, "*", tag)
 
     def argv(self, job_ttl_ms: int) -> list[Any]:
         """The script's extra arguments: the mode, then how long the key is held (ms): the

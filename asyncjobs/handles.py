@@ -174,8 +174,9 @@ class JobHandle(Generic[R]):
             if outcome == b"aborted":
                 return True
         async with r.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.ARQ_ABORT, {self.id: timestamp_ms()})
-            pipe.publish(keys.ABORT_CHANNEL, self.id)
+            tag = keys.tag_of(keys.queue(rec.queue or self.client.default_queue))
+            pipe.zadd(keys.tagged(keys.ARQ_ABORT, tag), {self.id: timestamp_ms()})
+            pipe.execute_command("PUBLISH", keys.ABORT_CHANNEL, self.id)  # (a cluster pipeline has no publish)
             await pipe.execute()
         try:
             await self.result(timeout=timeout)
@@ -190,7 +191,7 @@ class JobHandle(Generic[R]):
         payload = aborted_result(rec, queue_key, timestamp_ms(), self.client.redis.job_serializer)
         end = JobEnd(self.id, queue_key, Outcome.ABORTED, rec.function)
         outcome = await self.client._abort_script(
-            keys=[], args=[self.id, end.queue_key, end.stats_key, payload, 3_600_000, end.event()]
+            keys=[queue_key], args=[self.id, end.queue_key, end.stats_key, payload, 3_600_000, end.event()]
         )
         return cast(bytes, outcome)
 

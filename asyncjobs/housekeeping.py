@@ -43,8 +43,10 @@ class Housekeeper:
         interval: float,
         *,
         also: Callable[[], Awaitable[None]] | None = None,
+        tags: list[str] | None = None,
     ) -> None:
         self.worker_id = worker_id
+        self.tags = tags or [""]  # the hash tags of the worker's queues (asyncjobs.keys)
         self.also = also  # another duty of each tick (the worker's check for plain arq workers)
         self.redis = redis
         self.describe = describe
@@ -80,7 +82,8 @@ class Housekeeper:
             pipe.set(keys.worker(self.worker_id), orjson.dumps(info), px=int(self.interval * 5000))
             pipe.zadd(keys.WORKERS, {self.worker_id: now})
             pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
-            pipe.zremrangebyscore(keys.ARQ_ABORT, "-inf", now - ABORT_MAX_AGE_MS)
+            for tag in self.tags:
+                pipe.zremrangebyscore(keys.tagged(keys.ARQ_ABORT, tag), "-inf", now - ABORT_MAX_AGE_MS)
             await pipe.execute()
         if self.also is not None:
             await self.also()

@@ -72,6 +72,16 @@ key                                 type    holds                               
                                             ``h:<arguments hash>`` or ``*`` (function)
 ==================================  ======  ===========================================  ==========================
 
+**The tagged layout** (for Redis Cluster, usable on one Redis too): a queue whose name holds a
+hash tag, such as ``{high}`` (key ``arq:queue:{high}``), keeps everything of its own in the one
+hash slot of that tag. Its job ids start with the tag (``{high}V1x…``), so each job's keys hash
+with it, and the set-wide keys above (``arq:abort``, ``asyncjobs:dead``, ``asyncjobs:recent``,
+``asyncjobs:paused``, ``asyncjobs:limits`` and the limits' ``slots``/``rate``/``parked`` keys,
+the flow-control windows) are kept once per tag, the tag appended (``asyncjobs:dead{high}``) or,
+for a prefix, put after it (``asyncjobs:slots:{high}<limit>``): :func:`tagged`. A queue without
+a tag uses the untagged keys, exactly as before. Scripts find the tag in their first key
+(``KEYS[1]``: a queue, or a key of one of its jobs), so each call touches one slot.
+
 A worker given another arq queue key (``Worker(queue_name="custom_queue")``) uses that key as
 its queue; :func:`queue` and :func:`queue_name_of` map any key to a name and back.
 
@@ -113,6 +123,23 @@ STATE_TTL_S = 7 * 24 * 3600
 DEAD_TTL_S = 30 * 24 * 3600
 DEAD_MAX = 10_000
 RECENT_MAX = 100_000
+
+
+def tag_of(key: str) -> str:
+    """The hash tag of ``key`` with its braces (``{high}``), as Redis Cluster finds it: from
+    the first ``{`` to the next ``}``, if something lies between; ``""`` if it has none."""
+    start = key.find("{")
+    if start < 0:
+        return ""
+    end = key.find("}", start + 1)
+    return key[start : end + 1] if end > start + 1 else ""
+
+
+def tagged(key: str, tag: str) -> str:
+    """The copy of set-wide key (or key prefix) ``key`` kept for hash tag ``tag`` (``""``: the
+    key itself). A prefix ends with ``:``: the tag goes after it, so what follows the prefix
+    stays readable (``asyncjobs:slots:{high}send``); a key gets the tag at its end."""
+    return key + tag
 
 
 def queue(name: str) -> str:
@@ -202,9 +229,10 @@ def state(job_id: str) -> str:
     return f"{PREFIX}state:{job_id}"
 
 
-def flow(mode: str, function: str, key: str) -> str:
-    """The window a flow-control option (:mod:`asyncjobs.flow`) holds for ``function`` under ``key``."""
-    return f"{PREFIX}{mode}:{function}:{key}"
+def flow(mode: str, function: str, key: str, tag: str = "") -> str:
+    """The window a flow-control option (:mod:`asyncjobs.flow`) holds for ``function`` under
+    ``key``, kept per hash tag (before the names: a name may hold braces of its own)."""
+    return f"{PREFIX}{tag}{mode}:{function}:{key}"
 
 
 def events(job_id: str) -> str:

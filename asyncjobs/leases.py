@@ -27,6 +27,7 @@ import redis.sentinel
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
+from asyncjobs import cluster as connections_cluster
 from asyncjobs import keys, memory, scripts
 from asyncjobs.backoff import Fixed, Retrying
 
@@ -42,6 +43,8 @@ _ASYNC_ONLY = ("retry", "retry_on_error", "parser_class", "redis_connect_func", 
 
 def sync_client(pool: Any, socket_timeout: float) -> Any:
     """A synchronous Redis client to the server ``pool`` (a redis.asyncio client) talks to."""
+    if hasattr(pool, "get_nodes"):  # a Redis Cluster client (cluster mode)
+        return connections_cluster.sync_client(pool, socket_timeout)
     cp = pool.connection_pool
     kwargs = dict(cp.connection_kwargs)
     kind = cp.connection_class.__name__
@@ -66,7 +69,7 @@ def sync_client(pool: Any, socket_timeout: float) -> Any:
 def close_sync(client: Any) -> None:
     """Close a client from :func:`sync_client`, with its connections to the sentinels if any."""
     client.close()
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     for sentinel in manager.sentinels if manager is not None else ():
         sentinel.close()
 
@@ -164,10 +167,17 @@ class LeaseKeeper:
             jobs = [(job_id, queue_key) for job_id, (queue_key, _) in self._jobs.items()]
         if not jobs:
             return 0
-        argv: list[Any] = [int(time.time() * 1000) + self.lease_ms, self.owner]
-        for job_id, queue_key in jobs:
-            argv += [queue_key, job_id]
-        return int(self._renew(keys=[keys.in_progress(job_id) for job_id, _ in jobs], args=argv))
+        at = int(time.time() * 1000) + self.lease_ms
+        by_tag: dict[str, list[tuple[str, str]]] = {}  # one call per hash tag (asyncjobs.keys)
+        for job in jobs:
+            by_tag.setdefault(keys.tag_of(job[0]), []).append(job)
+        renewed = 0
+        for group in by_tag.values():
+            argv: list[Any] = [at, self.owner]
+            for job_id, queue_key in group:
+                argv += [queue_key, job_id]
+            renewed += int(self._renew(keys=[keys.in_progress(job_id) for job_id, _ in group], args=argv))
+        return renewed
 
     def _watch(self) -> None:
         loop = self._loop

@@ -35,7 +35,7 @@ import orjson
 from arq.utils import timestamp_ms
 
 from asyncjobs import keys, limits
-from asyncjobs.lua import with_constants
+from asyncjobs.lua import tagged, with_constants
 from asyncjobs.workflow_scripts import LUA_ON_END
 
 
@@ -183,7 +183,7 @@ local function trim_index()
   end
 end
 """,
-    RECENT=keys.RECENT,
+    RECENT=tagged(keys.RECENT),
     RECENT_MAX=keys.RECENT_MAX,
 )
 
@@ -255,7 +255,7 @@ local function end_flush()
 end
 """,
     DEAD_PREFIX=keys.dead(""),
-    DEAD=keys.DEAD,
+    DEAD=tagged(keys.DEAD),
     DEAD_TTL=keys.DEAD_TTL_S,
     DEAD_MAX=keys.DEAD_MAX,
     EVENTS=keys.events(""),

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncjobs import keys
 from asyncjobs.errors import ConfigError, truncate
-from asyncjobs.lua import with_constants
+from asyncjobs.lua import tagged, with_constants
 
 if TYPE_CHECKING:
     from asyncjobs.registry import JobFunction
@@ -162,9 +162,9 @@ def describe(f: JobFunction[Any, Any]) -> dict[str, Any]:
 
 _CONSTANTS: dict[str, str | int] = {
     "STATE": keys.state(""),
-    "SLOTS": keys.slots(""),
-    "RATE": keys.rate(""),
-    "PARKED": keys.parked(""),
+    "SLOTS": tagged(keys.slots("")),
+    "RATE": tagged(keys.rate("")),
+    "PARKED": tagged(keys.parked("")),
     "WAKE": keys.wake(""),
     "ARQ_QUEUE": keys.queue(keys.DEFAULT_QUEUE),
     "DEFAULT": keys.DEFAULT_QUEUE,

@@ -9,6 +9,7 @@ jobs back and publishes the queue's wake-up, so workers start at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,39 +38,48 @@ def _function_name(name: str) -> str:
     return name
 
 
+def _paused_hash(queue: str) -> str:
+    """The paused hash a queue's claims read: its hash tag's (asyncjobs.keys)."""
+    return keys.tagged(keys.PAUSED, keys.tag_of(keys.queue(queue)))
+
+
 async def pause_queue(redis: Any, queue: str) -> None:
     """Stop workers from starting jobs of ``queue`` (running jobs finish)."""
-    await redis.hset(keys.PAUSED, f"q:{keys.queue(check_queue(queue))}", timestamp_ms())
+    await redis.hset(_paused_hash(check_queue(queue)), f"q:{keys.queue(queue)}", timestamp_ms())
 
 
 async def resume_queue(redis: Any, queue: str) -> bool:
     """Let workers start ``queue``'s jobs again, at once; False if it was not paused."""
-    removed = await redis.hdel(keys.PAUSED, f"q:{keys.queue(check_queue(queue))}")
+    removed = await redis.hdel(_paused_hash(check_queue(queue)), f"q:{keys.queue(queue)}")
     await redis.publish(keys.wake(queue), b"0")
     return bool(removed)
 
 
-async def pause_function(redis: Any, function: str) -> None:
-    """Stop workers from starting jobs of ``function``: they are parked as workers reach them."""
-    await redis.hset(keys.PAUSED, f"f:{_function_name(function)}", timestamp_ms())
+async def pause_function(redis: Any, function: str, tags: Sequence[str] = ("",)) -> None:
+    """Stop workers from starting jobs of ``function``: they are parked as workers reach them
+    (in the queues of hash ``tags``: each tag's claims read its own paused hash)."""
+    for tag in tags:
+        await redis.hset(keys.tagged(keys.PAUSED, tag), f"f:{_function_name(function)}", timestamp_ms())
 
 
-async def resume_function(redis: Any, function: str) -> int:
+async def resume_function(redis: Any, function: str, tags: Sequence[str] = ("",)) -> int:
     """Let ``function``'s jobs start again: its parked jobs are due again at their old scores
     (their queues woken). -> how many were brought back."""
     script = redis.register_script(RESUME_FUNCTION)
-    pk = keys.parked("paused:" + _function_name(function))
     total = 0
-    while True:
-        n = int(await script(keys=[keys.PAUSED, pk], args=[function, RESUME_BATCH]))
-        total += n
-        if n < RESUME_BATCH:
-            return total
+    for tag in tags:
+        pk = keys.tagged(keys.parked(""), tag) + "paused:" + _function_name(function)
+        while True:
+            n = int(await script(keys=[keys.tagged(keys.PAUSED, tag), pk], args=[function, RESUME_BATCH]))
+            total += n
+            if n < RESUME_BATCH:
+                break
+    return total
 
 
-async def paused(redis: Any) -> dict[str, list[str]]:
-    """``{"queues": [...], "functions": [...]}``: what is paused now."""
-    flags = [f.decode() for f in await redis.hkeys(keys.PAUSED)]
+async def paused(redis: Any, tags: Sequence[str] = ("",)) -> dict[str, list[str]]:
+    """``{"queues": [...], "functions": [...]}``: what is paused now (in hash ``tags``)."""
+    flags = {f.decode() for tag in tags for f in await redis.hkeys(keys.tagged(keys.PAUSED, tag))}
     return {
         "queues": sorted(keys.queue_name_of(f[2:]) for f in flags if f.startswith("q:")),
         "functions": sorted(f[2:] for f in flags if f.startswith("f:")),
@@ -100,24 +110,33 @@ class LimitState:
         return asdict(self)
 
 
-async def limit_states(redis: Any) -> list[LimitState]:
-    """Every limited or paused function's limits and use, by name."""
+async def limit_states(redis: Any, tags: Sequence[str] = ("",)) -> list[LimitState]:
+    """Every limited or paused function's limits and use, by name (limits are kept per hash
+    tag: the use is summed over ``tags``, the tokens are those of the function's own queue)."""
     config = {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(keys.LIMITS)).items()}
-    flags = await paused(redis)
+    flags = await paused(redis, tags)
     names = sorted(set(config) | set(flags["functions"]))
     now = timestamp_ms()
+    per_name = 5 * len(tags)
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.zcard(keys.slots(name))
-            pipe.zcard(keys.parked("slots:" + name))
-            pipe.hmget(keys.rate(name), "tat", "sched")
-            pipe.zcard(keys.parked("rate:" + name))
-            pipe.zcard(keys.parked("paused:" + name))
+            for tag in tags:
+                parked = keys.tagged(keys.parked(""), tag)
+                pipe.zcard(keys.tagged(keys.slots(""), tag) + name)
+                pipe.zcard(parked + "slots:" + name)
+                pipe.hmget(keys.tagged(keys.rate(""), tag) + name, "tat", "sched")
+                pipe.zcard(parked + "rate:" + name)
+                pipe.zcard(parked + "paused:" + name)
         replies = await pipe.execute()
     out = []
     for i, name in enumerate(names):
-        held, parked_c, (tat, sched), parked_r, parked_p = replies[5 * i : 5 * i + 5]
         c = config.get(name, {})
+        own = keys.tag_of(keys.queue(c["queue"])) if isinstance(c.get("queue"), str) else ""
+        mine = list(tags).index(own) if own in tags else 0  # (a queue outside the store's: the first tag's)
+        per_tag = [replies[per_name * i + 5 * t : per_name * i + 5 * t + 5] for t in range(len(tags))]
+        held, parked_c, parked_r, parked_p = (sum(int(r[k]) for r in per_tag) for k in (0, 1, 3, 4))
+        tat, _ = per_tag[mine][2]
+        sched = any(r[2][1] for r in per_tag)
         out.append(
             LimitState(
                 function=name,

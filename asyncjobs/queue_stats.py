@@ -40,9 +40,9 @@ async def read_queue_stats(redis: Any, names: list[str]) -> list[QueueStats]:
             if future_ids:
                 pipe.exists(*[keys.in_progress(i.decode()) for i in future_ids])
             else:
-                pipe.echo("0")
+                pipe.zcount(keys.queue(q), "+inf", "-inf")  # 0, from the queue's own node
             pipe.hgetall(keys.stats(q))
-            pipe.hexists(keys.PAUSED, f"q:{keys.queue(q)}")
+            pipe.hexists(keys.tagged(keys.PAUSED, keys.tag_of(keys.queue(q))), f"q:{keys.queue(q)}")
         second = await pipe.execute()
     out = []
     for i, (name, (due, future, parked, _, *firsts)) in enumerate(zip(names, per_queue, strict=True)):

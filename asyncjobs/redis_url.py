@@ -6,6 +6,7 @@ Forms (see the README's Configuration section)::
     rediss://[[user]:password@]host[:port][/db][?options]             TLS
     unix://[[user]:password@]/path/to/socket[?db=N&options]
     redis+sentinel://[[user]:password@]h1[:port],h2[:port],…/service[/db][?options]
+    redis+cluster://[[user]:password@]h1[:port],h2[:port],…[?options]      Redis Cluster
     memory://[name]                                                   embedded broker
 
 Options (query parameters): ``socket_timeout`` and ``socket_connect_timeout`` (seconds) on
@@ -35,12 +36,12 @@ from redis.backoff import NoBackoff
 
 from asyncjobs.errors import ConfigError
 
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "memory")
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "memory")
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 EXPECTED = (
     "expected redis://host:port/db, rediss://… (TLS), unix:///path/to/socket, "
-    "redis+sentinel://host1:26379,host2:26379/service/db or memory://"
+    "redis+sentinel://host1:26379,host2:26379/service/db, redis+cluster://host1:7000,host2:7001 or memory://"
 )
 SOCKET_OPTIONS = ("socket_timeout", "socket_connect_timeout")
 SSL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
@@ -73,6 +74,10 @@ class RedisURL:
     @property
     def sentinel(self) -> bool:
         return self.scheme == "redis+sentinel"
+
+    @property
+    def cluster(self) -> bool:
+        return self.scheme == "redis+cluster"
 
     def connection_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of one connection to the Redis that serves jobs (for Sentinel,
@@ -122,6 +127,10 @@ def parse(url: str) -> RedisURL:
     if parts.scheme == "redis+sentinel":
         return _sentinel(url, hostpart, parts.path, options, sentinel_auth, creds)
     hosts = _hosts(url, hostpart, DEFAULT_PORT)
+    if parts.scheme == "redis+cluster":  # any nodes of the cluster: it names the others
+        if parts.path.strip("/") not in ("", "0"):
+            raise _bad(url, "a Redis Cluster has database 0 only")
+        return RedisURL(url, parts.scheme, hosts=hosts, options=options, **creds)
     if len(hosts) != 1:
         raise _bad(url, "name one host (several hosts are for redis+sentinel://)")
     return RedisURL(url, parts.scheme, hosts=hosts, db=_db(url, parts.path.lstrip("/")), options=options, **creds)
@@ -243,8 +252,26 @@ def async_pool(u: RedisURL, **extra: Any) -> ConnectionPool:
     return ConnectionPool(**kwargs)
 
 
+CLUSTER_ARQ_REFUSED = (
+    "plain arq workers cannot join cluster mode (REDIS_URL is redis+cluster://): arq's worker reads "
+    "untagged keys that span hash slots; run `asyncjobs worker` instead (README: Redis Cluster)"
+)
+
+
+class ClusterModeSettings(RedisSettings):
+    """arq's settings in cluster mode, in a ``WorkerSettings`` class: asyncjobs' workers connect
+    by ``redis_url``; a plain arq worker started with them stops, saying why, when it connects."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("host", "sentinel", "unix_socket_path"):
+            raise ConfigError(CLUSTER_ARQ_REFUSED, key="REDIS_URL")
+        return super().__getattribute__(name)
+
+
 def arq_settings(u: RedisURL) -> RedisSettings:
     """arq's ``RedisSettings`` for ``u`` (a plain ``arq`` worker connects with them)."""
+    if u.cluster:
+        return ClusterModeSettings()
     o = u.options
     rs = RedisSettings(database=u.db, username=u.username, password=u.password)
     if u.sentinel:

@@ -18,7 +18,7 @@ from asyncjobs.backoff import BackoffLike, BackoffPolicy, as_backoff
 from asyncjobs.errors import ConfigError, UnknownFunction, truncate
 from asyncjobs.flow import DEBOUNCE, Flow, flow_options
 from asyncjobs.keys import PRIORITY_MAX as PRIORITY_MAX  # the highest priority (also for the API's schema)
-from asyncjobs.keys import RESERVED_ID_PREFIXES, priority_score
+from asyncjobs.keys import RESERVED_ID_PREFIXES, priority_score, tag_of
 from asyncjobs.limits import KeyFunction, RateLimit, check_limit_key, check_max_concurrency
 from asyncjobs.retry_filters import ExceptionTypes, check_retry_filters, refusal
 
@@ -32,21 +32,29 @@ R = TypeVar("R")
 MAX_DEFER_S = 366 * 24 * 3600.0
 
 Seconds = float | int | timedelta
-ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# a queue name may be a hash tag (``{high}``: the tagged layout of asyncjobs.keys, which cluster
+# mode needs); a job id then starts with its queue's tag
+ID_RE = re.compile(r"^(\{[A-Za-z0-9_.\-]{1,62}\})?[A-Za-z0-9_.:\-]{1,128}$")
+# an id to enqueue under over HTTP: the queue's tag is put in front by the enqueue
+NEW_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+QUEUE_RE = re.compile(r"^([A-Za-z0-9_.\-]{1,64}|\{[A-Za-z0-9_.\-]{1,62}\})$")
 
 
 def check_job_id(job_id: str) -> str:
     if not isinstance(job_id, str) or not ID_RE.fullmatch(job_id):  # fullmatch: "$" would allow a final "\n"
-        raise ConfigError(f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:-", key="job_id")
+        raise ConfigError(
+            f"job id {job_id!r} is not valid: use 1-128 letters, digits and _.:- (after a queue's {{tag}})",
+            key="job_id",
+        )
     return job_id
 
 
 def check_new_job_id(job_id: str) -> str:
     """A valid id a client may enqueue under: not in a namespace the scheduler owns."""
     check_job_id(job_id)
+    bare = job_id.removeprefix(tag_of(job_id))  # (a queue's hash tag may come first)
     for prefix in RESERVED_ID_PREFIXES:
-        if job_id.startswith(prefix):
+        if bare.startswith(prefix):
             raise ConfigError(
                 f"job_id {truncate(job_id)!r} is reserved: ids starting with {prefix!r} belong to the cron "
                 "scheduler; pick another job_id",
@@ -57,7 +65,9 @@ def check_new_job_id(job_id: str) -> str:
 
 def check_queue(name: str) -> str:
     if not isinstance(name, str) or not QUEUE_RE.fullmatch(name):
-        raise ConfigError(f"queue name {name!r} is not valid: use 1-64 letters, digits and _.-", key="queue")
+        raise ConfigError(
+            f"queue name {name!r} is not valid: use 1-64 letters, digits and _.- (or {{name}}: a hash tag)", key="queue"
+        )
     return name
 
 

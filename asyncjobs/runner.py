@@ -11,6 +11,7 @@ from typing import Any
 
 from arq.utils import import_string
 
+from asyncjobs.cluster import check_tagged, is_cluster
 from asyncjobs.config import redis_location, settings_kwargs
 from asyncjobs.connections import Broker, create_broker, refuse_cluster, wait_until_reachable
 from asyncjobs.errors import ConfigError
@@ -55,7 +56,10 @@ def build_worker(settings_cls: Any, overrides: dict[str, Any], pool: Broker) -> 
         kwargs.pop(k, None)
     kwargs.pop("redis_settings", None)
     kwargs.update(overrides)
-    return Worker(redis_pool=pool, **kwargs)
+    worker = Worker(redis_pool=pool, **kwargs)
+    if is_cluster(pool):  # said before the worker starts, not from inside its loop
+        check_tagged(worker.queue_names)
+    return worker
 
 
 def run_worker(path: str, overrides: dict[str, Any]) -> None:

@@ -142,7 +142,7 @@ class Runtime:
         end = JobEnd(job_id, queue_key, outcome, ctx.get("asyncjobs_function"), run.dead_letter)
         if self._end_script is None:
             self._end_script = redis.register_script(scripts.END_PLAIN)
-        await self._end_script(keys=[], args=plain_end_args(end, run))
+        await self._end_script(keys=[queue_key], args=plain_end_args(end, run))
 
     # --- per job ---------------------------------------------------------------------------
     def _wrap(self, jf: JobFunction[Any, Any], timeout: float) -> Callable[..., Awaitable[Any]]:
@@ -214,14 +214,15 @@ class Runtime:
         async with ctx.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.state(job_id), mapping=state)
             pipe.expire(keys.state(job_id), keys.STATE_TTL_S)
-            pipe.publish(keys.events(job_id), JobEvent.started(job_id, state).encode())
+            pipe.execute_command("PUBLISH", keys.events(job_id), JobEvent.started(job_id, state).encode())
             # EVALSHA itself, not index(client=pipe): a Script in a pipeline costs a SCRIPT
             # EXISTS round trip on every execute
-            pipe.evalsha(index.sha, 0, job_id)
+            queue_key = keys.queue(current_queue.get(self.default_queue))  # KEYS[1]: its hash tag
+            pipe.evalsha(index.sha, 1, queue_key, job_id)
             try:
                 await pipe.execute()
             except NoScriptError:  # Redis restarted or flushed its scripts: the rest has run
-                await index(args=[job_id])
+                await index(keys=[queue_key], args=[job_id])
 
     async def _publish(self, ctx: JobContext, event: str, **data: Any) -> None:
         await ctx.redis.publish(keys.events(ctx.job_id), events.encode(ctx.job_id, event, **data))
@@ -266,7 +267,8 @@ class Runtime:
         fields: dict[str, Any] = {"progress": pct, "message": message or "", "meta": orjson.dumps(meta, default=str)}
         async with ctx.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.state(ctx.job_id), mapping=fields)
-            pipe.publish(
+            pipe.execute_command(  # PUBLISH (a cluster pipeline has no publish method)
+                "PUBLISH",
                 keys.events(ctx.job_id),
                 events.encode(ctx.job_id, events.PROGRESS, progress=pct, message=message, meta=meta),
             )

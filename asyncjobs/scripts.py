@@ -7,6 +7,8 @@ composes them with given hooks, and the module's constants are built with the li
 from __future__ import annotations
 
 from asyncjobs import keys, lifecycle, limits
+from asyncjobs.lua import script as _script
+from asyncjobs.lua import tagged
 from asyncjobs.lua import with_constants as _with_constants
 
 # A job key is written with its TTL, or without one when the TTL is '0' (the default: a queued
@@ -22,9 +24,10 @@ end
 # The job's own keys are built here from the id (constant prefixes from :mod:`asyncjobs.keys`
 # are written into the script), so a call sends the id once: a smaller command to pack and send.
 # A reused id starts clean: a stale abort request or try counter of an earlier job is dropped.
-ENQUEUE = _with_constants(
-    _SET_JOB
-    + """
+ENQUEUE = _script(
+    _with_constants(
+        _SET_JOB
+        + """
 local id = ARGV[1]
 local job = $JOB .. id
 if redis.call('EXISTS', job, $RESULT .. id, $IN_PROGRESS .. id) > 0 then return 0 end
@@ -35,11 +38,12 @@ redis.call('ZADD', KEYS[1], ARGV[3], id)
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 return 1
 """,
-    JOB=keys.job(""),
-    RESULT=keys.result(""),
-    IN_PROGRESS=keys.in_progress(""),
-    RETRY=keys.retry(""),
-    ARQ_ABORT=keys.ARQ_ABORT,
+        JOB=keys.job(""),
+        RESULT=keys.result(""),
+        IN_PROGRESS=keys.in_progress(""),
+        RETRY=keys.retry(""),
+        ARQ_ABORT=tagged(keys.ARQ_ABORT),
+    )
 )
 
 # ENQUEUE with a flow-control window (:mod:`asyncjobs.flow`), decided in the same call.
@@ -49,9 +53,10 @@ return 1
 # the id of the job holding the window. A debounced job is replaced only while it waits in this
 # queue and has not started (no in-progress marker, no try counted, no result): payload and
 # score are rewritten, its id kept; a job that started leaves the window to a new job.
-ENQUEUE_FLOW = _with_constants(
-    _SET_JOB
-    + """
+ENQUEUE_FLOW = _script(
+    _with_constants(
+        _SET_JOB
+        + """
 local id, mode = ARGV[1], ARGV[6]
 local holder = redis.call('GET', KEYS[2])
 if holder then
@@ -76,11 +81,12 @@ redis.call('SET', KEYS[2], id, 'PX', ARGV[7])
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 return {1, id}
 """,
-    JOB=keys.job(""),
-    RESULT=keys.result(""),
-    IN_PROGRESS=keys.in_progress(""),
-    RETRY=keys.retry(""),
-    ARQ_ABORT=keys.ARQ_ABORT,
+        JOB=keys.job(""),
+        RESULT=keys.result(""),
+        IN_PROGRESS=keys.in_progress(""),
+        RETRY=keys.retry(""),
+        ARQ_ABORT=tagged(keys.ARQ_ABORT),
+    )
 )
 
 # Lua that puts jobs whose lease lapsed (their worker died) back at the score they were
@@ -301,8 +307,8 @@ def build(hooks: str = lifecycle.HOOKS) -> dict[str, str]:
         "STATE": keys.state(""),
         "STATE_TTL": keys.STATE_TTL_S,
         "LEASES": keys.leases(""),
-        "ARQ_ABORT": keys.ARQ_ABORT,
-        "PAUSED": keys.PAUSED,
+        "ARQ_ABORT": tagged(keys.ARQ_ABORT),
+        "PAUSED": tagged(keys.PAUSED),
     }
     end = lifecycle.LUA_INDEX + hooks + lifecycle.LUA_END
     claim = lifecycle.LUA_INDEX + hooks + limits.LUA_GATE + lifecycle.LUA_STARTED + _RESTORE_LAPSED + _CLAIM
@@ -313,7 +319,7 @@ def build(hooks: str = lifecycle.HOOKS) -> dict[str, str]:
         "END_PLAIN": end + _END_PLAIN,
     }
     return {
-        name: _with_constants(src, **{k: v for k, v in constants.items() if "$" + k in src})
+        name: _script(_with_constants(src, **{k: v for k, v in constants.items() if "$" + k in src}))
         for name, src in sources.items()
     }
 
@@ -350,4 +356,4 @@ return n
 )
 
 # Index one job that a plain arq worker started (the engine's CLAIM indexes its own). ARGV: id
-INDEX_ONE = lifecycle.LUA_INDEX + "index_job(ARGV[1], index_base(), 0)\ntrim_index()\nreturn 1\n"
+INDEX_ONE = _script(lifecycle.LUA_INDEX + "index_job(ARGV[1], index_base(), 0)\ntrim_index()\nreturn 1\n")

@@ -25,6 +25,7 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import deadletter, keys, pausing
 from asyncjobs.arq_records import Deserializer, fill_from_job, fill_from_result
+from asyncjobs.cluster import is_cluster
 from asyncjobs.events import EventHub
 from asyncjobs.limits import PARKED_SCORE
 from asyncjobs.queue_stats import read_queue_stats
@@ -125,6 +126,9 @@ class JobStore:
         self.redis = redis
         self.hub = hub
         self.queues = list(queues)
+        #: the hash tags of the queues (``[""]``: untagged), whose set-wide keys are read
+        self.tags = list(dict.fromkeys(keys.tag_of(keys.queue(q)) for q in self.queues))
+        self.cluster = is_cluster(redis)
         self.deserializer: Deserializer = getattr(redis, "job_deserializer", None) or deserialize
 
     # --- job records ----------------------------------------------------------------------
@@ -139,7 +143,7 @@ class JobStore:
             pipe.exists(keys.in_progress(job_id))
             pipe.get(keys.retry(job_id))
             pipe.hmget(keys.node(job_id), NODE_FIELDS)
-            pipe.hkeys(keys.PAUSED)
+            pipe.hkeys(keys.tagged(keys.PAUSED, keys.tag_of(job_id)))  # (a job's tag is its queue's)
             for q in searched:
                 pipe.zscore(keys.queue(q), job_id)
             result, job, state, running, retry, node, paused, *scores = await pipe.execute()
@@ -161,12 +165,21 @@ class JobStore:
         marker, tries, score in the queue their record names, else in ``queues``)."""
         if not ids:
             return []
+        n = len(ids)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget([keys.result(i) for i in ids])
-            pipe.mget([keys.job(i) for i in ids])
+            if self.cluster:  # the ids' keys are in several slots: one GET each
+                for key in [keys.result(i) for i in ids] + [keys.job(i) for i in ids]:
+                    pipe.get(key)
+            else:
+                pipe.mget([keys.result(i) for i in ids])
+                pipe.mget([keys.job(i) for i in ids])
             for job_id in ids:
                 pipe.hmget(keys.state(job_id), STATE_FIELDS)
-            results, jobs, *states = await pipe.execute()
+            replies = await pipe.execute()
+        if self.cluster:
+            results, jobs, states = replies[:n], replies[n : 2 * n], replies[2 * n :]
+        else:
+            results, jobs, *states = replies
         raws = [_Raw(r, j, _state(s)) for r, j, s in zip(results, jobs, states, strict=True)]
         decoded = [self._decoded(job_id, raw) for job_id, raw in zip(ids, raws, strict=True)]
         opened = [n for n, raw in enumerate(raws) if raw.open]
@@ -251,22 +264,25 @@ class JobStore:
     # --- flow control (asyncjobs.pausing) ----------------------------------------------------
     async def limits(self) -> list[pausing.LimitState]:
         """Each limited or paused function: its limits and their use now."""
-        return await pausing.limit_states(self.redis)
+        return await pausing.limit_states(self.redis, self.tags)
 
     async def paused(self) -> dict[str, list[str]]:
         """What is paused: ``{"queues": [...], "functions": [...]}``."""
-        return await pausing.paused(self.redis)
+        return await pausing.paused(self.redis, self.tags)
 
     async def pause(self, *, queue: str | None = None, function: str | None = None) -> None:
-        """Pause a queue or a function (one of them)."""
-        await (pausing.pause_queue(self.redis, queue) if queue else pausing.pause_function(self.redis, function or ""))
+        """Pause a queue or a function (one of them; a function in every tag of the queues)."""
+        if queue:
+            await pausing.pause_queue(self.redis, queue)
+        else:
+            await pausing.pause_function(self.redis, function or "", self.tags)
 
     async def resume(self, *, queue: str | None = None, function: str | None = None) -> int:
         """Resume a queue or a function; -> the function's parked jobs brought back."""
         if queue:
             await pausing.resume_queue(self.redis, queue)
             return 0
-        return await pausing.resume_function(self.redis, function or "")
+        return await pausing.resume_function(self.redis, function or "", self.tags)
 
     async def workflow_exists(self, workflow_id: str) -> bool:
         return bool(await self.redis.exists(keys.workflow(workflow_id)))
@@ -286,6 +302,12 @@ class JobStore:
         """The waiting (and running) jobs of ``queue``, latest scheduled first."""
         return JobList(keys.queue(queue), waiting=True)
 
+    def recent_lists(self) -> list[JobList]:
+        """The recent-jobs index: one per hash tag of the queues (one for untagged queues)."""
+        return (
+            [RECENT] if self.tags == [""] else [JobList(keys.tagged(keys.RECENT, t), waiting=False) for t in self.tags]
+        )
+
     async def sizes(self, lists: Sequence[JobList]) -> list[int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for lst in lists:
@@ -299,10 +321,10 @@ class JobStore:
     # --- dead letters ---------------------------------------------------------------------
     async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> tuple[int, list[deadletter.DeadLetter]]:
         """Newest first: (total, a page of entries)."""
-        return await deadletter.list_entries(self.redis, offset=offset, limit=limit)
+        return await deadletter.list_entries(self.redis, offset=offset, limit=limit, tags=self.tags)
 
     async def dead_count(self) -> int:
-        return int(await self.redis.zcard(keys.DEAD))
+        return sum([int(await self.redis.zcard(keys.tagged(keys.DEAD, t))) for t in self.tags])
 
     async def dead_letter(self, job_id: str) -> deadletter.DeadLetter:
         """One entry (:class:`~asyncjobs.errors.DeadLetterNotFound` if there is none)."""
@@ -319,7 +341,7 @@ class JobStore:
         await deadletter.put_back(self.redis, job_id, blob)
 
     async def purge_dead(self) -> int:
-        return await deadletter.purge(self.redis)
+        return await deadletter.purge(self.redis, self.tags)
 
     # --- events ---------------------------------------------------------------------------
     @contextlib.asynccontextmanager

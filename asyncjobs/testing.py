@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 from arq.cron import CronJob
+from redis.crc import key_slot
 
 from asyncjobs.config import Settings, worker_settings
 from asyncjobs.connections import create_broker
@@ -231,6 +232,20 @@ class RedisClusterNodes:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    @property
+    def cluster_url(self) -> str:
+        """The cluster mode URL naming every node (``redis+cluster://…``)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def node_of(self, key: str) -> int:
+        """The port of the node that serves ``key``'s hash slot."""
+        slot = key_slot(key.encode())
+        table: Any = redis.Redis(port=self.ports[0]).cluster("SLOTS")
+        for start, end, (_, port, *_), *_ in table:
+            if start <= slot <= end:
+                return int(port)
+        raise LookupError(f"no node serves slot {slot}")
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the nodes, create the cluster and return once every node says it is ok."""

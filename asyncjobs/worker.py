@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from asyncjobs import keys
 from asyncjobs.claiming import Claimed, Claimer
+from asyncjobs.cluster import check_tagged, is_cluster
 from asyncjobs.connections import give_up_reconnecting
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, decode_result
@@ -76,6 +77,8 @@ class Worker(ArqWorker):
         self.queue_names = list(queues or [keys.queue_name_of(self.queue_name)])
         self.queue_keys = [keys.queue(q) for q in self.queue_names]
         self.queue_name = self.queue_keys[0]
+        #: the hash tags of this worker's queues (``[""]``: untagged; see asyncjobs.keys)
+        self.tags = list(dict.fromkeys(keys.tag_of(k) for k in self.queue_keys))
         self.lease_s = float(lease)
         self.worker_id = new_worker_id()
         self.running: dict[str, str] = {}  # job id -> queue key
@@ -109,7 +112,12 @@ class Worker(ArqWorker):
             redis=pool,
         )
         self.housekeeper = Housekeeper(
-            self.worker_id, pool, self._describe, interval=max(0.2, self.lease_s / 3), also=self.limits.check_plain_arq
+            self.worker_id,
+            pool,
+            self._describe,
+            interval=max(0.2, self.lease_s / 3),
+            also=self.limits.check_plain_arq,
+            tags=self.tags,
         )
 
     # arq's counters (its health check line and its tests read them) are the runner's
@@ -174,6 +182,8 @@ class Worker(ArqWorker):
             self.max_jobs,
             len(self.functions),
         )
+        if is_cluster(self.pool):
+            check_tagged(self.queue_names)
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
@@ -298,6 +308,21 @@ class Worker(ArqWorker):
             # as arq: done when the queues are empty, deferred jobs and retries included
             return sum([int(await self.pool.zcard(k)) for k in self.queue_keys]) == 0
         return False
+
+    async def _cancel_aborted_jobs(self) -> None:
+        """arq's check of its abort set, for each hash tag's copy of it (arq's own for an
+        untagged worker)."""
+        if self.tags == [""]:
+            await super()._cancel_aborted_jobs()
+            return
+        for tag in self.tags:
+            key = keys.tagged(keys.ARQ_ABORT, tag)
+            aborted = {i.decode() for i in await self.pool.zrange(key, 0, -1)} & set(self.job_tasks)
+            for job_id in aborted:
+                self.job_tasks[job_id].cancel()
+            if aborted:
+                self.aborting_tasks.update(aborted)
+                await self.pool.zrem(key, *aborted)
 
     async def _listen(self, hub: EventHub, channel: str, *, abort: bool) -> None:
         async with hub.subscribe(channel) as queue:

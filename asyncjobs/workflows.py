@@ -17,8 +17,9 @@ from arq.utils import timestamp_ms
 
 from asyncjobs import events, keys, workflow_scripts
 from asyncjobs.canvas import INPUTS_KWARG, Canvas, Graph, Node, Part, check_acyclic, checked_arguments, inputs_marker
+from asyncjobs.cluster import is_cluster
 from asyncjobs.connections import new_job_id
-from asyncjobs.errors import InvalidWorkflow, JobAborted, JobFailed
+from asyncjobs.errors import ConfigError, InvalidWorkflow, JobAborted, JobFailed
 from asyncjobs.registry import check_new_job_id
 from asyncjobs.serialization import RemoteError, deserialize
 
@@ -50,6 +51,10 @@ async def start_graph(
 ) -> Workflow:
     """Write ``nodes`` (checked, arguments encoded) in batches, then start the workflow: its
     roots are queued, and edges from jobs outside it are registered, in one atomic call."""
+    if is_cluster(client.redis):
+        raise ConfigError(
+            "workflows are not available in cluster mode: a workflow's nodes would span hash slots", key="workflow"
+        )
     _check_ids(nodes)
     check_acyclic(nodes)
     ttl = int((expires or client.job_expiry or DEFAULT_EXPIRES_S) * 1000)

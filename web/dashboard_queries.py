@@ -13,7 +13,7 @@ from arq.utils import timestamp_ms
 
 from asyncjobs.cron import cron_table as cron_table  # the Cron page's table, shared with the CLI
 from asyncjobs.records import JobRecord, JobStatus
-from asyncjobs.store import RECENT, JobList, JobStore
+from asyncjobs.store import JobList, JobStore
 from web.responses import dumps
 
 CHUNK = 250  # ids read per round trip while filtering
@@ -100,7 +100,7 @@ async def _sections(store: JobStore, flt: JobFilter) -> list[_Section]:
     names = [q for q in store.queues if q == flt.queue] if flt.queue else store.queues
     use_queues = not flt.state or flt.state in WAITING
     use_recent = not flt.state or flt.state not in WAITING
-    wanted = [store.waiting_in(n) for n in names if use_queues] + ([RECENT] if use_recent else [])
+    wanted = [store.waiting_in(n) for n in names if use_queues] + (store.recent_lists() if use_recent else [])
     sizes = await store.sizes(wanted)
     return [_Section(jobs, size) for jobs, size in zip(wanted, sizes, strict=True)]
 

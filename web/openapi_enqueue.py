@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncjobs.flow import MAX_KEY_LEN, MAX_WINDOW_S
-from asyncjobs.registry import ID_RE, MAX_DEFER_S, PRIORITY_MAX
+from asyncjobs.registry import MAX_DEFER_S, NEW_ID_RE, PRIORITY_MAX
 from web.schemas import FunctionSchema, Schemas
 
 # what a job argument that is a whole number can hold (msgpack: int64 and uint64)
@@ -161,8 +161,8 @@ def _branch(
             "args": args,
             "kwargs": kwargs,
             "job_id": {
-                "anyOf": [{"type": "string", "pattern": ID_RE.pattern}, _NULL],
-                "description": "idempotency key",
+                "anyOf": [{"type": "string", "pattern": NEW_ID_RE.pattern}, _NULL],
+                "description": "idempotency key (a tagged queue's tag is put in front)",
             },
             "queue": queue,
             **timing[0],

@@ -23,7 +23,7 @@ from pydantic import (
 from asyncjobs.arguments import ArgumentSpec, whole_number
 from asyncjobs.errors import ConfigError
 from asyncjobs.flow import MAX_KEY_LEN, MAX_WINDOW_S, Flow, flow_options
-from asyncjobs.registry import ID_RE, MAX_DEFER_S, PRIORITY_MAX, QUEUE_RE, EnqueueOptions, Registry
+from asyncjobs.registry import MAX_DEFER_S, NEW_ID_RE, PRIORITY_MAX, QUEUE_RE, EnqueueOptions, Registry
 from web.responses import ApiError
 
 
@@ -54,7 +54,7 @@ class EnqueueRequest(BaseModel):
     function: Annotated[str, Field(min_length=1, max_length=200, description="registered job function name")]
     args: list[Any] = Field(default_factory=list, description="positional arguments")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
-    job_id: Annotated[str | None, Field(pattern=ID_RE.pattern, description="idempotency key")] = None
+    job_id: Annotated[str | None, Field(pattern=NEW_ID_RE.pattern, description="idempotency key")] = None
     queue: Annotated[str | None, Field(pattern=QUEUE_RE.pattern)] = None
     # the bound is checked with defer_until's (EnqueueOptions), so both give the same error
     defer_by: Annotated[
