@@ -204,10 +204,19 @@ class BrokerMixin:
             except NoScriptError:
                 script.sha = await self.script_load(script.script)
                 return [bool(await evalsha(script.sha, len(key_list), *key_list, *argv))]
-        async with self.pipeline(transaction=False) as pipe:
-            for key_list, argv in calls:
-                await script(keys=key_list, args=argv, client=pipe)  # loads the script if needed
-            return [bool(r) for r in await pipe.execute()]
+        for attempt in (1, 2):
+            async with self.pipeline(transaction=False) as pipe:
+                for key_list, argv in calls:  # (a cluster pipeline has no evalsha method)
+                    pipe.execute_command("EVALSHA", script.sha, len(key_list), *key_list, *argv)
+                replies = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                script.sha = await self.script_load(script.script)  # (a cluster loads it on every node)
+                continue
+            break
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return [bool(r) for r in replies]
 
     @property
     def _enqueue_script(self) -> Any:

@@ -88,14 +88,38 @@ def dead_set(job_id: str) -> str:
     return keys.tagged(keys.DEAD, keys.tag_of(job_id))
 
 
+# Lua, so each move is atomic in cluster mode too (its pipelines have no MULTI): the entry and
+# its set share the job's hash tag. KEYS: the entry, the set.
+# ARGV: job id, entry, ttl (s), score (ms), cap ('' = none) -> 1
+_PUT = """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if ARGV[5] ~= '' then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[5]) - 1) end
+return 1
+"""
+# KEYS: the entry, the set. ARGV: job id -> {the entry or false, 1 if it was listed}, both removed
+_TAKE = """
+local blob = redis.call('GET', KEYS[1])
+local listed = redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return {blob, listed}
+"""
+
+
+async def _put(redis: Redis, job_id: str, blob: bytes, cap: int | str) -> None:
+    argv = [job_id, blob, keys.DEAD_TTL_S, timestamp_ms(), cap]
+    await redis.register_script(_PUT)(keys=[keys.dead(job_id), dead_set(job_id)], args=argv)
+
+
+async def _take(redis: Redis, job_id: str) -> tuple[bytes | None, bool]:
+    blob, listed = await redis.register_script(_TAKE)(keys=[keys.dead(job_id), dead_set(job_id)], args=[job_id])
+    return blob, bool(listed)
+
+
 async def store(redis: Redis, job_id: str, blob: bytes) -> None:
     """Write the encoded dead letter ``blob`` of ``job_id`` (idempotent: the end call that
     writes it again overwrites the same entry)."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
-        pipe.zadd(dead_set(job_id), {job_id: timestamp_ms()})
-        pipe.zremrangebyrank(dead_set(job_id), 0, -keys.DEAD_MAX - 1)
-        await pipe.execute()
+    await _put(redis, job_id, blob, keys.DEAD_MAX)
 
 
 def _decode(blob: bytes) -> DeadLetter:
@@ -132,11 +156,7 @@ async def list_entries(
 
 
 async def remove(redis: Redis, job_id: str) -> bool:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zrem(dead_set(job_id), job_id)
-        pipe.delete(keys.dead(job_id))
-        removed, _ = await pipe.execute()
-    return bool(removed)
+    return (await _take(redis, job_id))[1]
 
 
 async def purge(redis: Redis, tags: Sequence[str] = ("",)) -> int:
@@ -153,11 +173,7 @@ async def purge(redis: Redis, tags: Sequence[str] = ("",)) -> int:
 
 async def take(redis: Redis, job_id: str) -> tuple[DeadLetter, bytes]:
     """Remove the dead letter and return it with its stored form (for :func:`put_back`)."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.get(keys.dead(job_id))
-        pipe.zrem(dead_set(job_id), job_id)
-        pipe.delete(keys.dead(job_id))
-        blob, _, _ = await pipe.execute()
+    blob, _ = await _take(redis, job_id)
     if blob is None:
         raise DeadLetterNotFound(job_id)
     return _decode(blob), blob
@@ -165,7 +181,4 @@ async def take(redis: Redis, job_id: str) -> tuple[DeadLetter, bytes]:
 
 async def put_back(redis: Redis, job_id: str, blob: bytes) -> None:
     """Undo :func:`take` (a retry that could not be enqueued)."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(keys.dead(job_id), blob, ex=keys.DEAD_TTL_S)
-        pipe.zadd(dead_set(job_id), {job_id: timestamp_ms()})
-        await pipe.execute()
+    await _put(redis, job_id, blob, "")

@@ -169,7 +169,9 @@ async def _pool(broker: Any, script: Any, calls: list[tuple[list[str], list[Any]
     for attempt in (1, 2):
         async with broker.pipeline(transaction=False) as pipe:
             for key_list, argv in calls:
-                pipe.evalsha(script.sha, len(key_list), *key_list, *argv)
+                # (EVALSHA as a command: a cluster pipeline has no evalsha method, and routes
+                # the command by its first key)
+                pipe.execute_command("EVALSHA", script.sha, len(key_list), *key_list, *argv)
             if broker.durable:
                 pipe.execute_command("WAIT", 1, max(1, int(broker.durable * 1000)))
             replies = await pipe.execute(raise_on_error=False)

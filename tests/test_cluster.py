@@ -11,10 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
+import playwright.sync_api as playwright_api
 import pytest
 import redis
 from arq.connections import create_pool
@@ -28,9 +31,11 @@ from asyncjobs.config import Settings
 from asyncjobs.connections import create_broker
 from asyncjobs.redis_url import arq_settings, parse
 from asyncjobs.testing import InProcessWorkers, RedisClusterNodes, free_port
+from tests.web.dashboard_support import BROWSER_ARGS, CHROMIUM, call
 from web.app import watch_redis
 
 ROOT = Path(__file__).resolve().parents[1]
+expect = playwright_api.expect
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +115,10 @@ async def test_queues_on_every_shard_run_jobs_with_results(cluster, workers):
             assert node.exists(keys.result(h.id)) == 1  # ... so its result lives on its queue's node
         rec = await client.job(handles[0].id).info()
         assert rec.status is JobStatus.COMPLETE and rec.queue == queues[0] and rec.function == "c_add"
+        many = await client.enqueue_many([asyncjobs.call(c_add.options(queue=q), 1, 1) for q in queues * 10])
+        assert [await h.result(timeout=20) for h in many if h] == [2] * 30  # one pipeline over 3 shards
         stats = {s.name: s for s in await client.queue_stats()}
-        assert [stats[q].complete for q in queues] == [5, 5, 5]
+        assert [stats[q].complete for q in queues] == [15, 15, 15]
     assert len({cluster.node_of(keys.queue(q)) for q in queues}) == 3  # every shard served a queue
 
 
@@ -129,6 +136,17 @@ async def test_retries_dead_letters_and_aborts(cluster, workers):
         total, letters = await client.store.dead_letters()
         assert total == 3 and {d.job_id for d in letters} == {h.id for h in broken}
         assert {d.queue for d in letters} == set(queues)
+        again = await client.retry_dead(broken[2].id)  # a dead letter runs again, on its queue
+        assert again.id == broken[2].id
+        with pytest.raises(asyncjobs.JobFailed, match="always broken"):
+            await again.result(timeout=20)
+        assert (await client.dead_letters())[0] == 3
+        assert await client.purge_dead() == 3
+        assert (await client.dead_letters())[0] == 0
+
+        first = await client.enqueue(c_add.options(queue=queues[1], dedupe_for=60), 5, 5)
+        same = await client.enqueue(c_add.options(queue=queues[1], dedupe_for=60), 5, 5)
+        assert same.id == first.id and await same.result(timeout=20) == 10  # deduplicated in its slot
 
         running = await client.enqueue(c_wait.options(queue=queues[2]), "abort-me")
         await asyncio.wait_for(started.setdefault("abort-me", asyncio.Event()).wait(), 20)
@@ -272,3 +290,51 @@ async def test_the_web_server_logs_it_once_redis_answers(cluster, caplog):
 async def test_a_standalone_redis_is_not_refused(redis_url):
     async with asyncjobs.connect(redis_url) as client:
         assert await client.redis.ping()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:  # refused until it listens (URLError is an OSError)
+        return False
+
+
+def test_the_dashboard_shows_and_retries_jobs_of_every_shard(cluster, tmp_path):
+    queues = spread(cluster, "dash")
+    w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues))
+    try:
+        worker = w.start()
+        port = free_port()
+        w.start_web(port)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while not _answers(base + "/readyz"):
+            assert time.monotonic() < deadline, "the web server did not get ready"
+            time.sleep(0.05)
+        work = [{"function": "rel_work", "args": [0.0], "queue": q} for q in queues]
+        ids = [call(base, "POST", "/api/jobs", body)[1]["job_id"] for body in work]
+        body = {"function": "rel_fails_in_process", "args": ["on purpose"], "queue": queues[2]}
+        failing = call(base, "POST", "/api/jobs", body)[1]["job_id"]
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(base + "/#/jobs")
+            for job_id in ids:  # the history lists the jobs of every shard
+                expect(page.locator("tr", has_text=job_id)).to_contain_text("complete")
+            page.goto(base + f"/#/job/{quote(ids[1], safe='')}")
+            expect(page.locator("#result")).to_have_text(str(worker.proc.pid))  # rel_work's result: its pid
+            page.on("dialog", lambda d: d.accept())
+            page.goto(base + "/#/dead")
+            row = page.locator(f"tr[data-job='{failing}']")
+            expect(row).to_be_visible()
+            row.locator("button.retry").click()
+            expect(row).to_have_count(0)
+            browser.close()
+        deadline = time.monotonic() + 30  # it ran again, failed again and is back in the dead letters
+        while failing not in {d["job_id"] for d in call(base, "GET", "/api/dead")[1]["items"]}:
+            assert time.monotonic() < deadline, "the retried dead letter did not run again"
+            time.sleep(0.05)
+    finally:
+        w.close()
