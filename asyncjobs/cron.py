@@ -18,6 +18,8 @@ from arq.cron import CronJob
 from arq.cron import cron as arq_cron
 from croniter import croniter
 
+from asyncjobs import keys
+from asyncjobs.connections import job_id_for
 from asyncjobs.errors import ConfigError
 from asyncjobs.keys import CRON_ID_PREFIX
 from asyncjobs.registry import JobFunction
@@ -126,7 +128,9 @@ async def cron_table(client: Client, cron_jobs: Iterable[Any], *, upcoming: int 
             row["next_run_ms"] = row["next_runs_ms"][0]
             it = croniter(schedule, now.astimezone(tz) if tz else now)
             prev_ms = int(it.get_prev(datetime).timestamp() * 1000)
-            rec = await client.job(f"{cj.name}:{prev_ms}").info()
+            # a tick is enqueued on the workers' first queue (the deployment's first): its tag
+            tick_id = job_id_for(keys.queue(client.default_queue), f"{cj.name}:{prev_ms}")
+            rec = await client.job(tick_id).info()
             row["last"] = {
                 "job_id": rec.job_id,
                 "tick_ms": prev_ms,

@@ -107,7 +107,7 @@ return {blob, listed}
 
 
 async def _put(redis: Redis, job_id: str, blob: bytes, cap: int | str) -> None:
-    argv = [job_id, blob, keys.DEAD_TTL_S, timestamp_ms(), cap]
+    argv: list[Any] = [job_id, blob, keys.DEAD_TTL_S, timestamp_ms(), cap]
     await redis.register_script(_PUT)(keys=[keys.dead(job_id), dead_set(job_id)], args=argv)
 
 

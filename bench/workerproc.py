@@ -1,8 +1,9 @@
-"""One worker process: ``python -m bench.workerproc ENGINE URL CONCURRENCY POLL_DELAY BURST``.
+"""One worker process: ``python -m bench.workerproc ENGINE URL CONCURRENCY POLL_DELAY BURST [QUEUES]``.
 
 ENGINE is ``ours`` (asyncjobs.Worker) or ``arq`` (plain arq.worker.Worker), each logging as its
 own CLI sets it up. In burst mode it prints one JSON line when the queue is empty: wall and
-CPU seconds of the run (after imports and set-up) and peak RSS.
+CPU seconds of the run (after imports and set-up) and peak RSS. QUEUES (``ours`` only): the
+queues to serve, comma-separated (default: the default queue).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import orjson
 
 
-def build(engine: str, url: str, concurrency: int, poll_delay: float, burst: bool) -> object:
+def build(engine: str, url: str, concurrency: int, poll_delay: float, burst: bool, queues: str = "") -> object:
     if engine == "arq":
         from arq.logs import default_log_config
         from arq.worker import Worker
@@ -31,14 +32,15 @@ def build(engine: str, url: str, concurrency: int, poll_delay: float, burst: boo
     from bench.jobs import ours_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return build_worker(ours_settings(url, concurrency), {"burst": burst}, create_broker(url))
+    overrides: dict[str, object] = {"burst": burst, **({"queues": queues.split(",")} if queues else {})}
+    return build_worker(ours_settings(url, concurrency), overrides, create_broker(url))
 
 
 def main() -> None:
     engine, url, concurrency, poll_delay, burst = sys.argv[1:6]
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = build(engine, url, int(concurrency), float(poll_delay), burst == "1")
+    worker = build(engine, url, int(concurrency), float(poll_delay), burst == "1", *sys.argv[6:7])
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     loop.run_until_complete(worker.async_run())  # type: ignore[attr-defined]
     wall = time.perf_counter() - t0

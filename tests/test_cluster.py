@@ -6,6 +6,7 @@ What cluster mode cannot do is refused with a message that says so."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from asyncjobs import JobContext, JobStatus, cron, job, keys
 from asyncjobs.cluster import ClusterBroker
 from asyncjobs.config import Settings
 from asyncjobs.connections import create_broker
+from asyncjobs.cron import cron_table
 from asyncjobs.redis_url import arq_settings, parse
 from asyncjobs.testing import InProcessWorkers, RedisClusterNodes, free_port
 from tests.web.dashboard_support import BROWSER_ARGS, CHROMIUM, call
@@ -170,6 +172,13 @@ async def test_cron_ticks_run_on_a_tagged_queue(cluster, workers):
 
     found = await wait_for(tick_results, "a cron tick to run on the first queue's node", timeout=20)
     assert found
+    async with asyncjobs.connect(cluster.cluster_url, queues=queues, default_queue=queues[0]) as client:
+
+        async def last_tick_complete() -> bool:  # what the dashboard's Cron page shows
+            (row,) = await cron_table(client, [tick])
+            return row["last"]["status"] == "complete" and row["last"]["job_id"].startswith(queues[0])
+
+        await wait_for(last_tick_complete, "the cron table to show the last tick complete", timeout=20)
 
 
 async def test_the_web_api_lists_and_shows_jobs(cluster, tmp_path):
@@ -336,5 +345,29 @@ def test_the_dashboard_shows_and_retries_jobs_of_every_shard(cluster, tmp_path):
         while failing not in {d["job_id"] for d in call(base, "GET", "/api/dead")[1]["items"]}:
             assert time.monotonic() < deadline, "the retried dead letter did not run again"
             time.sleep(0.05)
+    finally:
+        w.close()
+
+
+async def test_the_cli_loads_a_backlog_over_every_shard(cluster, tmp_path):
+    queues = spread(cluster, "cli")
+    w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues))
+    lines = [json.dumps({"function": "rel_work", "args": [0.0], "queue": q}) for q in queues * 20]
+    backlog = tmp_path / "jobs.jsonl"
+    backlog.write_text("\n".join(lines) + "\n")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "asyncjobs", "--settings", "reliability_app", *args]
+        return subprocess.run(command, cwd=ROOT, env=w.environ(), capture_output=True, text=True, timeout=60)
+
+    try:
+        loaded = cli("enqueue-many", str(backlog))
+        assert loaded.returncode == 0, loaded.stderr[-2000:]
+        w.start()
+        await wait_for(lambda: len(read_runs(w.runlog)) == 60, "the 60 jobs to run", timeout=30)
+        shown = cli("queues")
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        for q in queues:
+            assert q in shown.stdout
     finally:
         w.close()
