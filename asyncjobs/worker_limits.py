@@ -63,7 +63,7 @@ class WorkerLimits:
             return
         async with self.worker.pool.pipeline(transaction=False) as pipe:
             self._publish(pipe, limited)
-            pipe.eval("return type(cmsgpack)", 0)
+            pipe.execute_command("EVAL", "return type(cmsgpack)", 0)  # (a cluster pipeline has no eval)
             *_, kind = await pipe.execute()
         names = ", ".join(f.name for f in limited)
         logger.info("flow control: limits on %s", names)
@@ -97,8 +97,10 @@ class WorkerLimits:
         try:
             async with self.worker.pool.pipeline(transaction=False) as pipe:
                 self._publish(pipe, self.limited)  # the limits stay listed while workers live
-                pipe.mget([keys.health_check(q) for q in queues])
-                *_, lines = await pipe.execute()
+                for q in queues:  # one GET each: in cluster mode the queues live in several slots
+                    pipe.get(keys.health_check(q))
+                replies = await pipe.execute()
+            lines = replies[-len(queues) :]
         except (RedisError, OSError):
             return
         plain = frozenset(q for q, line in zip(queues, lines, strict=True) if line and HEALTH_MARK.encode() not in line)

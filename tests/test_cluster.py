@@ -219,6 +219,11 @@ async def test_the_web_api_lists_and_shows_jobs(cluster, tmp_path):
                 assert r.status == 200
                 counts = {q["name"]: q["complete"] for q in (await r.json())["queues"]}
             assert all(counts[q] >= 1 for q in queues)
+            async with http.get(f"{base}/metrics") as r:
+                assert r.status == 200, await r.text()
+                exposition = await r.text()
+            for q in queues:  # the Prometheus queue gauges cover every shard's queues
+                assert f'queue="{q}"' in exposition
     finally:
         w.close()
 
@@ -371,3 +376,35 @@ async def test_the_cli_loads_a_backlog_over_every_shard(cluster, tmp_path):
             assert q in shown.stdout
     finally:
         w.close()
+
+
+running: set[str] = set()
+most_at_once: list[int] = [0]
+
+
+@job(max_concurrency=1)
+async def c_one_at_a_time(ctx: JobContext) -> int:
+    running.add(ctx.job_id)
+    most_at_once[0] = max(most_at_once[0], len(running))
+    await asyncio.sleep(0.05)
+    running.discard(ctx.job_id)
+    return most_at_once[0]
+
+
+async def test_limits_and_pauses_hold_in_a_tag(cluster, workers):
+    queues = spread(cluster, "limits")
+    settings = Settings(redis_url=cluster.cluster_url, lease=2.0, concurrency=10)
+    await workers.start([*FUNCTIONS, c_one_at_a_time], settings=settings, queues=queues)
+    async with asyncjobs.connect(cluster.cluster_url, queues=queues, default_queue=queues[0]) as client:
+        handles = [await client.enqueue(c_one_at_a_time.options(queue=queues[0])) for _ in range(5)]
+        assert [await h.result(timeout=20) for h in handles] == [1] * 5  # never two at once
+
+        await client.store.pause(queue=queues[1])
+        held = await client.enqueue(c_add.options(queue=queues[1]), 2, 2)
+        other = await client.enqueue(c_add.options(queue=queues[2]), 3, 3)
+        assert await other.result(timeout=20) == 6  # another tag's queue is not paused
+        rec = await held.info()
+        assert rec.status is JobStatus.QUEUED and rec.waiting == "paused"
+        assert (await client.store.paused())["queues"] == [queues[1]]
+        await client.store.resume(queue=queues[1])
+        assert await held.result(timeout=20) == 4
