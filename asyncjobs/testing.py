@@ -247,6 +247,16 @@ class RedisClusterNodes:
                 return int(port)
         raise LookupError(f"no node serves slot {slot}")
 
+    def queue_per_node(self, prefix: str) -> list[str]:
+        """Tagged queue names ``{<prefix><n>}``, one served by each primary (in port order)."""
+        found: dict[int, str] = {}
+        for i in range(100_000):
+            name = f"{{{prefix}{i}}}"
+            found.setdefault(self.node_of(f"{{{prefix}{i}}}"), name)
+            if len(found) == len(self.ports):
+                return [found[p] for p in sorted(found)]
+        raise LookupError("no tag found for every node")
+
     def start(self, timeout: float = 30.0) -> None:
         """Start the nodes, create the cluster and return once every node says it is ok."""
         exe, cli = shutil.which("redis-server"), shutil.which("redis-cli")

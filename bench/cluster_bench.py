@@ -40,16 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ("one Redis", "cluster")
 
 
-def spread(cluster: RedisClusterNodes) -> list[str]:
-    """A tagged queue name on each primary of ``cluster``."""
-    found: dict[int, str] = {}
-    for i in range(10_000):
-        found.setdefault(cluster.node_of(keys.queue(f"{{b{i}}}")), f"{{b{i}}}")
-        if len(found) == len(cluster.ports):
-            return [found[p] for p in sorted(found)]
-    raise SystemExit("no tag found for every node")
-
-
 def spawn(url: str, queues: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bench.workerproc", "ours", url, "100", "0.5", "1", ",".join(queues)],
@@ -116,7 +106,7 @@ async def main(a: argparse.Namespace) -> None:
             single_port = int(single_url.split(":")[-1].split("/")[0])
             setups = {
                 "one Redis": (single_url, [single_port], ["b0", "b1", "b2"]),
-                "cluster": (cluster.cluster_url, cluster.ports, spread(cluster)),
+                "cluster": (cluster.cluster_url, cluster.ports, cluster.queue_per_node("b")),
             }
             runs: dict[str, list[dict[str, float]]] = {k: [] for k in LAYOUTS}
             for _ in range(a.repeat):

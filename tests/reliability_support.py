@@ -79,8 +79,8 @@ class Workers:
             ASYNCJOBS_LEASE="2",
             ASYNCJOBS_POLL_DELAY="0.2",
             ASYNCJOBS_SHUTDOWN_GRACE="0",
-            **self.env,
         )
+        env.update(self.env)  # (may replace any of those)
         env.update(extra)
         return env
 

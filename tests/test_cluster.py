@@ -33,7 +33,7 @@ from asyncjobs.connections import create_broker
 from asyncjobs.cron import cron_table
 from asyncjobs.redis_url import arq_settings, parse
 from asyncjobs.testing import InProcessWorkers, RedisClusterNodes, free_port
-from tests.web.dashboard_support import BROWSER_ARGS, CHROMIUM, call
+from tests.web.dashboard_support import BROWSER_ARGS, CHROMIUM, SETTINGS_MODULE, call, write_settings
 from web.app import watch_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,13 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNo
 
 def spread(cluster: RedisClusterNodes, prefix: str) -> list[str]:
     """One tagged queue name per node of the cluster, each served by a different primary."""
-    found: dict[int, str] = {}
-    for i in range(10_000):
-        name = f"{{{prefix}{i}}}"
-        found.setdefault(cluster.node_of(keys.queue(name)), name)
-        if len(found) == len(cluster.ports):
-            return [found[p] for p in sorted(found)]
-    raise AssertionError("no tags found for every node")
+    return cluster.queue_per_node(prefix)
 
 
 @pytest.fixture
@@ -316,9 +310,12 @@ def _answers(url: str) -> bool:
 
 def test_the_dashboard_shows_and_retries_jobs_of_every_shard(cluster, tmp_path):
     queues = spread(cluster, "dash")
-    w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues))
+    path = os.pathsep.join([str(write_settings(tmp_path)), str(ROOT)])  # the dashboard tests' jobs
+    w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues), settings=f"{SETTINGS_MODULE}.WorkerSettings")
+    w.env["PYTHONPATH"] = path
+    flag = tmp_path / "flag"
     try:
-        worker = w.start()
+        w.start()
         port = free_port()
         w.start_web(port)
         base = f"http://127.0.0.1:{port}"
@@ -326,30 +323,35 @@ def test_the_dashboard_shows_and_retries_jobs_of_every_shard(cluster, tmp_path):
         while not _answers(base + "/readyz"):
             assert time.monotonic() < deadline, "the web server did not get ready"
             time.sleep(0.05)
-        work = [{"function": "rel_work", "args": [0.0], "queue": q} for q in queues]
+        texts = {q: " ".join(["w"] * (n + 2)) for n, q in enumerate(queues)}  # 2, 3 and 4 words
+        work = [{"function": "count_words", "args": [texts[q]], "queue": q} for q in queues]
         ids = [call(base, "POST", "/api/jobs", body)[1]["job_id"] for body in work]
-        body = {"function": "rel_fails_in_process", "args": ["on purpose"], "queue": queues[2]}
+        body = {"function": "flaky", "kwargs": {"flag": str(flag)}, "queue": queues[2]}
         failing = call(base, "POST", "/api/jobs", body)[1]["job_id"]
+        deadline = time.monotonic() + 30
+        while any(call(base, "GET", f"/api/jobs/{quote(i, safe='')}")[1]["status"] != "complete" for i in ids):
+            assert time.monotonic() < deadline, "the jobs did not complete"
+            time.sleep(0.05)
+        wait = {"timeout": 20_000}
         with playwright_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             page = browser.new_page()
             page.set_default_timeout(20_000)
             page.goto(base + "/#/jobs")
             for job_id in ids:  # the history lists the jobs of every shard
-                expect(page.locator("tr", has_text=job_id)).to_contain_text("complete")
+                expect(page.locator("tr", has_text=job_id)).to_contain_text("complete", **wait)
             page.goto(base + f"/#/job/{quote(ids[1], safe='')}")
-            expect(page.locator("#result")).to_have_text(str(worker.proc.pid))  # rel_work's result: its pid
+            expect(page.locator("#result")).to_have_text("3", **wait)
             page.on("dialog", lambda d: d.accept())
             page.goto(base + "/#/dead")
             row = page.locator(f"tr[data-job='{failing}']")
-            expect(row).to_be_visible()
+            expect(row).to_contain_text("RuntimeError: flag file", **wait)
+            flag.write_text("ok")  # the retry succeeds: its row goes and stays gone
             row.locator("button.retry").click()
-            expect(row).to_have_count(0)
+            expect(row).to_have_count(0, **wait)
+            page.goto(base + f"/#/job/{quote(failing, safe='')}")
+            expect(page.locator("#result")).to_contain_text("recovered", **wait)
             browser.close()
-        deadline = time.monotonic() + 30  # it ran again, failed again and is back in the dead letters
-        while failing not in {d["job_id"] for d in call(base, "GET", "/api/dead")[1]["items"]}:
-            assert time.monotonic() < deadline, "the retried dead letter did not run again"
-            time.sleep(0.05)
     finally:
         w.close()
 
