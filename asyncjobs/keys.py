@@ -76,8 +76,8 @@ key                                 type    holds                               
 hash tag, such as ``{high}`` (key ``arq:queue:{high}``), keeps everything of its own in the one
 hash slot of that tag. Its job ids start with the tag (``{high}V1x…``), so each job's keys hash
 with it, and the set-wide keys above (``arq:abort``, ``asyncjobs:dead``, ``asyncjobs:recent``,
-``asyncjobs:paused``, ``asyncjobs:limits`` and the limits' ``slots``/``rate``/``parked`` keys,
-the flow-control windows) are kept once per tag, the tag appended (``asyncjobs:dead{high}``) or,
+``asyncjobs:paused``, the limits' ``slots``/``rate``/``parked`` keys and the flow-control
+windows) are kept once per tag, the tag appended (``asyncjobs:dead{high}``) or,
 for a prefix, put after it (``asyncjobs:slots:{high}<limit>``): :func:`tagged`. A queue without
 a tag uses the untagged keys, exactly as before. Scripts find the tag in their first key
 (``KEYS[1]``: a queue, or a key of one of its jobs), so each call touches one slot.

@@ -410,3 +410,35 @@ async def test_limits_and_pauses_hold_in_a_tag(cluster, workers):
         assert (await client.store.paused())["queues"] == [queues[1]]
         await client.store.resume(queue=queues[1])
         assert await held.result(timeout=20) == 4
+
+
+def test_every_whole_script_that_reads_the_tag_defines_it():
+    from asyncjobs import deadletter, lua, pausing, scripts, workflow_scripts
+
+    whole = [
+        *(getattr(scripts, n) for n in ("ENQUEUE", "ENQUEUE_FLOW", "CLAIM", "FINISH", "ABORT_QUEUED", "END_PLAIN")),
+        *(getattr(scripts, n) for n in ("INDEX_ONE", "RENEW")),
+        *(getattr(workflow_scripts, n) for n in ("NODES", "START", "ABORT", "CANCEL")),
+        pausing.RESUME_FUNCTION,
+        deadletter._PUT,
+        deadletter._TAKE,
+    ]
+    tagged = [s for s in whole if "TAG)" in s]
+    assert len(tagged) >= 7  # the enqueues, claim and ends read set-wide keys of their tag
+    assert all(s.startswith(lua.TAG_PREAMBLE) for s in tagged)
+
+
+async def test_the_tagged_layout_on_one_redis(redis_url, start_worker):
+    """A queue named with a tag keeps its set-wide keys apart on a standalone Redis too, so a
+    deployment can name its queues this way before it moves to a cluster."""
+    await start_worker(FUNCTIONS, queues=["{solo}"])
+    async with asyncjobs.connect(redis_url, queues=["{solo}"], default_queue="{solo}") as client:
+        h = await client.enqueue(c_broken)
+        with pytest.raises(asyncjobs.JobFailed):
+            await h.result(timeout=20)
+        r = client.redis
+        assert h.id.startswith("{solo}")
+        assert await r.zscore("asyncjobs:dead{solo}", h.id) is not None
+        assert await r.zscore("asyncjobs:dead", h.id) is None
+        assert await r.zscore("asyncjobs:recent{solo}", h.id) is not None
+        assert (await client.dead_letters())[0] == 1
