@@ -9,6 +9,7 @@ from typing import Any
 from arq.utils import timestamp_ms
 
 from asyncjobs import keys, scripts
+from asyncjobs.connections import UNAVAILABLE
 
 #: jobs a claim reads past its room after a claim that parked some (see :meth:`Claimer.claim`)
 SCAN_AFTER_MOVED = 500
@@ -59,11 +60,18 @@ class Claimer:
         jobs: list[Claimed] = []
         first: int | None = None
         moved = 0
+        lost: BaseException | None = None
         for group in self._groups:
             if len(jobs) >= room:
                 break
             argv = [timestamp_ms(), self.lease_ms, room - len(jobs), scan, *self._tail]
-            found, earliest, n_moved = await self._script(keys=group, args=argv)
+            try:
+                found, earliest, n_moved = await self._script(keys=group, args=argv)
+            except UNAVAILABLE as e:  # a cluster node away: the other tags' queues are served
+                if len(self._groups) == 1:
+                    raise
+                lost = e
+                continue
             moved += n_moved
             jobs += [
                 Claimed(
@@ -79,4 +87,6 @@ class Claimer:
             if earliest and (first is None or int(float(earliest)) < first):
                 first = int(float(earliest))
         self.moved = moved
+        if lost is not None and not jobs and first is None:
+            raise lost  # (every group failed, or the others are empty: the worker backs off)
         return jobs, first

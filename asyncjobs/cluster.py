@@ -16,13 +16,14 @@ which are not tagged, and its scripts-less moves span slots.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 import redis.cluster
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection
 
 from asyncjobs import keys
 from asyncjobs.connections import BrokerMixin
@@ -59,14 +60,24 @@ class ClusterBroker(BrokerMixin, RedisCluster):  # type: ignore[misc]  # (redis-
         )
 
     def pubsub(self, **kwargs: Any) -> Any:
-        """A subscription over a plain connection to one node (a cluster forwards every
-        publish to all its nodes)."""
+        """A subscription over a plain connection to any node (a cluster forwards every publish
+        to all its nodes): each (re)connect tries the nodes the client knows, in random order,
+        so a subscription outlives the node it was on (it subscribes again where it lands)."""
         if self._pubsub_client is None:
-            host, port = random.choice(self.target.hosts)
-            self._pubsub_client = Redis(
-                host=host, port=port, username=self.target.username, password=self.target.password
+            pool = ConnectionPool(
+                connection_class=AnyNodeConnection,
+                nodes=self.node_addresses,
+                username=self.target.username,
+                password=self.target.password,
+                socket_connect_timeout=self.target.options.get("socket_connect_timeout", 2.0),
             )
+            self._pubsub_client = Redis(connection_pool=pool)
         return self._pubsub_client.pubsub(**kwargs)
+
+    def node_addresses(self) -> list[tuple[str, int]]:
+        """The nodes this client knows (the URL's too), in random order."""
+        known = {(str(n.host), int(n.port)) for n in self.get_nodes()} | set(self.target.hosts)
+        return random.sample(sorted(known), len(known))
 
     async def publish(self, channel: Any, message: Any) -> int:
         """``PUBLISH`` on any node (the cluster forwards it to all): redis-py's asyncio cluster
@@ -82,6 +93,25 @@ class ClusterBroker(BrokerMixin, RedisCluster):  # type: ignore[misc]  # (redis-
             await self._pubsub_client.aclose()
             self._pubsub_client = None
         await super().aclose()
+
+
+class AnyNodeConnection(Connection):
+    """A connection to whichever node of ``nodes()`` answers first (tried in turn)."""
+
+    def __init__(self, *, nodes: Callable[[], list[tuple[str, int]]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._nodes = nodes
+
+    async def _connect(self) -> None:
+        error: BaseException | None = None
+        for host, port in self._nodes():
+            self.host, self.port = host, port
+            try:
+                await super()._connect()  # type: ignore[no-untyped-call]
+                return
+            except (OSError, TimeoutError) as e:
+                error = e
+        raise error or OSError("no cluster node is known")
 
 
 def is_cluster(client: Any) -> bool:

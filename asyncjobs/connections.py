@@ -19,8 +19,16 @@ from arq.utils import to_ms
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import AbstractBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys, memory, redis_url, scripts
@@ -35,6 +43,20 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 #: one warning every few seconds for all the connections that lost Redis (one outage, one line)
 _LOST_WARNINGS = Every(WARN_EVERY_S)
+
+
+#: errors of a Redis (or cluster node) that is away for now, which a worker outlives: the
+#: standalone broker reconnects by itself, a cluster client raises them once its own retries
+#: are spent (a node down, the cluster re-electing)
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+    MasterDownError,
+    SlotNotCoveredError,
+)
 
 
 def mask_url(url: str) -> str:

@@ -220,39 +220,67 @@ class RedisClusterNodes:
     ``directory``: the 16,384 hash slots split between them by ``redis-cli --cluster create``.
     ``url`` is the first node's."""
 
-    def __init__(self, directory: Path | str, *, primaries: int = 3) -> None:
+    def __init__(self, directory: Path | str, *, primaries: int = 3, full_coverage: bool = True) -> None:
         self.dir = Path(directory)
+        #: ``False``: the nodes keep serving their slots while another node is down
+        #: (``cluster-require-full-coverage no``)
+        self.full_coverage = full_coverage
         self.ports: list[int] = []
         while len(self.ports) < primaries:
             port = free_port()  # each node also listens on port + 10000 (the cluster bus)
             if port + CLUSTER_BUS_OFFSET < 65536 and port not in self.ports and _is_free(port + CLUSTER_BUS_OFFSET):
                 self.ports.append(port)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._args: dict[int, list[str]] = {}
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def kill_node(self, port: int) -> None:
+        """SIGKILL the node on ``port`` (its slots are unserved until :meth:`restart_node`)."""
+        proc = self.procs[self.ports.index(port)]
+        proc.kill()
+        proc.wait(10)
+
+    def restart_node(self, port: int, timeout: float = 30.0) -> None:
+        """Start the node on ``port`` again (it rejoins from its nodes.conf) and return once every
+        node says the cluster is ok."""
+        i = self.ports.index(port)
+        self.procs[i] = subprocess.Popen(self._args[port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ok = lambda r: r.cluster("INFO").get("cluster_state") == "ok"  # noqa: E731
+        self._wait(time.monotonic() + timeout, "the cluster to be ok again", ok)
 
     @property
     def cluster_url(self) -> str:
         """The cluster mode URL naming every node (``redis+cluster://…``)."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
+    def _slots(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, port) of each range, as a live node tells them."""
+        for port in self.ports:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                with redis.Redis(port=port, socket_timeout=2) as r:
+                    table: Any = r.cluster("SLOTS")
+                return [(int(start), int(end), int(node[1])) for start, end, node, *_ in table]
+        raise RuntimeError("no cluster node answers")
+
     def node_of(self, key: str) -> int:
         """The port of the node that serves ``key``'s hash slot."""
         slot = key_slot(key.encode())
-        table: Any = redis.Redis(port=self.ports[0]).cluster("SLOTS")
-        for start, end, (_, port, *_), *_ in table:
-            if start <= slot <= end:
-                return int(port)
-        raise LookupError(f"no node serves slot {slot}")
+        port = next((p for start, end, p in self._slots() if start <= slot <= end), None)
+        if port is None:
+            raise LookupError(f"no node serves slot {slot}")
+        return port
 
     def queue_per_node(self, prefix: str) -> list[str]:
         """Tagged queue names ``{<prefix><n>}``, one served by each primary (in port order)."""
+        table = self._slots()
         found: dict[int, str] = {}
         for i in range(100_000):
             name = f"{{{prefix}{i}}}"
-            found.setdefault(self.node_of(f"{{{prefix}{i}}}"), name)
+            slot = key_slot(name.encode())
+            found.setdefault(next(p for start, end, p in table if start <= slot <= end), name)
             if len(found) == len(self.ports):
                 return [found[p] for p in sorted(found)]
         raise LookupError("no tag found for every node")
@@ -268,6 +296,8 @@ class RedisClusterNodes:
             args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--save", ""]
             args += ["--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             args += ["--cluster-node-timeout", "2000", "--daemonize", "no", "--loglevel", "warning"]
+            args += ["--cluster-require-full-coverage", "yes" if self.full_coverage else "no"]
+            self._args[port] = args
             self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + timeout
         self._wait(deadline, "the nodes to listen", lambda r: bool(r.ping()))

@@ -39,9 +39,10 @@ from arq.worker import Worker as ArqWorker
 from redis.exceptions import RedisError
 
 from asyncjobs import keys
+from asyncjobs.backoff import Retrying
 from asyncjobs.claiming import Claimed, Claimer
 from asyncjobs.cluster import check_tagged, is_cluster
-from asyncjobs.connections import give_up_reconnecting
+from asyncjobs.connections import UNAVAILABLE, give_up_reconnecting
 from asyncjobs.events import EventHub
 from asyncjobs.finishing import Finisher, decode_result
 from asyncjobs.housekeeping import Housekeeper, new_worker_id
@@ -200,12 +201,18 @@ class Worker(ArqWorker):
         await self._loop()
 
     async def _loop(self) -> None:
+        retrying = Retrying(logger, "worker {wid}: Redis unavailable ({reason}); retrying", wid=self.worker_id)
         while True:
             self._wake.clear()
-            claimed, earliest = await self._claim_and_start() if self.allow_pick_jobs else (0, None)
-            self._reap()
-            await self._check_arq_aborts()
-            await self.heart_beat()
+            try:
+                claimed, earliest = await self._claim_and_start() if self.allow_pick_jobs else (0, None)
+                self._reap()
+                await self._check_arq_aborts()
+                await self.heart_beat()
+            except UNAVAILABLE as e:  # (a cluster node away; one Redis reconnects inside its calls)
+                await retrying.pause(e)
+                continue
+            retrying.succeeded()
             if self.burst and await self._burst_done():
                 return
             if claimed and earliest is not None and earliest <= timestamp_ms() and self.job_counter < self.max_jobs:
@@ -229,12 +236,20 @@ class Worker(ArqWorker):
         self.running[c.job_id] = c.queue_key
         token = current_queue.set(keys.queue_name_of(c.queue_key))
         try:
-            task = asyncio.get_running_loop().create_task(self.runner.run(c))
+            task = asyncio.get_running_loop().create_task(self._run(c))
         finally:
             current_queue.reset(token)
         task.add_done_callback(lambda t: self._job_done(c.job_id, t))
         self.tasks[c.job_id] = task
         self.leases.add(c.job_id, c.queue_key, task)
+
+    async def _run(self, c: Claimed) -> None:
+        try:
+            await self.runner.run(c)
+        except UNAVAILABLE as e:  # its end was not written: its lease lapses, and it runs again
+            logger.warning(
+                "job %s: Redis unavailable (%s); it runs again once its lease lapses", c.job_id, e, exc_info=True
+            )
 
     def _job_done(self, job_id: str, task: asyncio.Task[Any]) -> None:
         self.job_counter -= 1
