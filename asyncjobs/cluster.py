@@ -89,7 +89,10 @@ class ClusterBroker(BrokerMixin, RedisCluster):  # type: ignore[misc]  # (redis-
         return await self.mget_nonatomic(keys, *args)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        if self._pubsub_client is not None:
+        """Close the cluster connections; with ``close_connection_pool`` (its owner closing it)
+        the subscription client too. redis-py calls ``aclose()`` itself after a lost node, to
+        read the layout again: the event listener's connection is not the cluster's to close."""
+        if close_connection_pool and self._pubsub_client is not None:
             await self._pubsub_client.aclose()
             self._pubsub_client = None
         await super().aclose()
