@@ -21,9 +21,12 @@ from typing import Any
 
 import redis
 import redis.cluster
+from redis._parsers import AsyncCommandsParser
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs import keys
 from asyncjobs.connections import BrokerMixin
@@ -58,6 +61,7 @@ class ClusterBroker(BrokerMixin, RedisCluster):  # type: ignore[misc]  # (redis-
             **options,
             **kwargs,
         )
+        self.commands_parser = CommandTable()
 
     def pubsub(self, **kwargs: Any) -> Any:
         """A subscription over a plain connection to any node (a cluster forwards every publish
@@ -80,9 +84,15 @@ class ClusterBroker(BrokerMixin, RedisCluster):  # type: ignore[misc]  # (redis-
         return random.sample(sorted(known), len(known))
 
     async def publish(self, channel: Any, message: Any) -> int:
-        """``PUBLISH`` on any node (the cluster forwards it to all): redis-py's asyncio cluster
-        client has no ``publish`` of its own (its pipelines have)."""
-        return int(await self.execute_command("PUBLISH", channel, message))
+        """``PUBLISH`` on any primary that answers (the cluster forwards it to all): redis-py's
+        asyncio cluster client has no ``publish`` of its own (its pipelines have)."""
+        error: BaseException | None = None
+        for node in random.sample(self.get_primaries(), len(self.get_primaries())):
+            try:
+                return int(await self.execute_command("PUBLISH", channel, message, target_nodes=node))
+            except (RedisConnectionError, RedisTimeoutError) as e:  # a node away: the next one
+                error = e
+        raise error or RedisConnectionError("no cluster node is known")
 
     async def mget(self, keys: Any, *args: Any) -> list[Any]:
         """``MGET`` over any slots: one ``MGET`` per slot, answers in the keys' order."""
@@ -96,6 +106,18 @@ class ClusterBroker(BrokerMixin, RedisCluster):  # type: ignore[misc]  # (redis-
             await self._pubsub_client.aclose()
             self._pubsub_client = None
         await super().aclose()
+
+
+class CommandTable(AsyncCommandsParser):
+    """redis-py's command table, read once. redis-py reads it again from the first primary each
+    time it re-reads the cluster's layout (after a lost node): with that primary down, every
+    command failed until it was back. The table is the same on every node."""
+
+    async def initialize(self, node: Any = None) -> None:
+        if node is not None:
+            self.node = node
+        if not getattr(self, "commands", None):
+            await super().initialize()
 
 
 class AnyNodeConnection(Connection):

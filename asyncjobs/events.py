@@ -296,6 +296,9 @@ class EventHub:
                     self.connected = True
                     for channel in list(self._job_queues):  # events may have been lost meanwhile
                         self._nudge(channel)
+                    for waiters in list(self._done_waiters.values()):  # and done messages: look again
+                        for ev in waiters:
+                            ev.set()
                 retrying.succeeded()
                 if msg is not None:
                     self._dispatch(msg)

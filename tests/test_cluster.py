@@ -445,9 +445,11 @@ async def test_the_tagged_layout_on_one_redis(redis_url, start_worker):
 
 
 async def test_workers_ride_out_a_node_killed_and_restarted(tmp_path, workers):
-    """A primary SIGKILLed under a worker serving every shard: the worker does not exit (it
-    backs off while the node is away), a job enqueued meanwhile on another shard is not lost,
-    and jobs of every queue run again once the node is back."""
+    """The primary that holds the client's event subscription SIGKILLed under a worker serving
+    every shard: the worker does not exit (it backs off for the lost node's queue), a job
+    enqueued meanwhile on another shard runs and its result arrives by event (the subscription
+    moves to a live node; the client's poll is 60 s), and jobs of every queue run again once
+    the node is back."""
     nodes = RedisClusterNodes(tmp_path / "nodes", full_coverage=False)
     nodes.start()
     try:
@@ -455,24 +457,23 @@ async def test_workers_ride_out_a_node_killed_and_restarted(tmp_path, workers):
         settings = Settings(redis_url=nodes.cluster_url, lease=2.0, poll_delay=0.2)
         await workers.start(FUNCTIONS, settings=settings, queues=queues)
         (_, task), *_ = workers._started
-        async with asyncjobs.connect(nodes.cluster_url, queues=queues, default_queue=queues[0]) as client:
-            assert [await (await client.enqueue(c_add.options(queue=q), 1, 1)).result(timeout=20) for q in queues] == [
-                2,
-                2,
-                2,
-            ]
-            victim = nodes.node_of(keys.queue(queues[0]))
+        connect = asyncjobs.connect(nodes.cluster_url, queues=queues, default_queue=queues[0], poll_interval=60)
+        async with connect as client:
+            first = [await client.enqueue(c_add.options(queue=q), 1, 1) for q in queues]
+            assert [await h.result(timeout=20) for h in first] == [2, 2, 2]
+            victim = client.hub._pubsub.connection.port  # the node the client's events come through
+            survivor = next(q for q in queues if nodes.node_of(keys.queue(q)) != victim)
             nodes.kill_node(victim)
 
             async def enqueue_elsewhere() -> asyncjobs.JobHandle[int] | None:
                 try:
-                    return await client.enqueue(c_add.options(queue=queues[1]), 20, 1)
+                    return await client.enqueue(c_add.options(queue=survivor), 20, 1)
                 except (redis.exceptions.RedisError, OSError):
                     return None  # (the client re-reads the cluster's layout after a lost node)
 
             during = await wait_for(enqueue_elsewhere, "an enqueue on a surviving shard", timeout=20)
+            assert await during.result(timeout=15) == 21  # while the node is still down
             nodes.restart_node(victim)
-            assert await during.result(timeout=30) == 21
             after = [await client.enqueue(c_add.options(queue=q), 2, 3) for q in queues]
             assert [await h.result(timeout=30) for h in after] == [5, 5, 5]
         assert not task.done()  # the worker never exited
