@@ -247,9 +247,7 @@ class Worker(ArqWorker):
         try:
             await self.runner.run(c)
         except UNAVAILABLE as e:  # its end was not written: its lease lapses, and it runs again
-            logger.warning(
-                "job %s: Redis unavailable (%s); it runs again once its lease lapses", c.job_id, e, exc_info=True
-            )
+            logger.warning("job %s: Redis unavailable (%s); it runs again once its lease lapses", c.job_id, e)
 
     def _job_done(self, job_id: str, task: asyncio.Task[Any]) -> None:
         self.job_counter -= 1
