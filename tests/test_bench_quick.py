@@ -71,3 +71,17 @@ def test_memory_bench_quick_prints_bytes_per_layout():
     # each change undone costs memory: the payload's size class, the TTL, the longer ids
     assert 100 < now < former_payload < with_ttl < figures["asyncjobs with 32-hex ids too (the first batch)"], p.stdout
     assert "MEMORY USAGE arq:job:<id>" in p.stdout
+
+
+def test_cluster_bench_quick_compares_both_layouts():
+    cmd = [sys.executable, "bench/cluster_bench.py", "--quick"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:6] for line in p.stdout.splitlines() if line.startswith("| ")}
+    assert {"one Redis", "cluster"} <= set(rows), p.stdout
+    for layout in ("one Redis", "cluster"):
+        rate, worker_us, redis_us, _ = (cell.strip() for cell in rows[layout])
+        assert float(rate.replace(",", "")) > 0 and float(worker_us) > 0 and float(redis_us) > 0, p.stdout
+    assert rows["one Redis"][3].strip() == "100%"  # one node did all the Redis work
+    assert int(rows["cluster"][3].strip().rstrip("%")) < 100, p.stdout  # the shards shared it
+    assert "cluster / one Redis: throughput" in p.stdout
