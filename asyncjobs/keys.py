@@ -142,6 +142,12 @@ def tagged(key: str, tag: str) -> str:
     return key + tag
 
 
+def paused_of(of: str) -> str:
+    """The paused hash the claims of a queue read, that queue given by its name, its key or one
+    of its job ids (all hold the same hash tag): the tag's copy of :data:`PAUSED`."""
+    return tagged(PAUSED, tag_of(of))
+
+
 def queue(name: str) -> str:
     """The arq sorted set behind queue ``name`` (inverse of :func:`queue_name_of`): ``default``
     is arq's own ``arq:queue`` and a short name ``n`` is ``arq:queue:n``; a name that holds a

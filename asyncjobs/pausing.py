@@ -38,19 +38,14 @@ def _function_name(name: str) -> str:
     return name
 
 
-def _paused_hash(queue: str) -> str:
-    """The paused hash a queue's claims read: its hash tag's (asyncjobs.keys)."""
-    return keys.tagged(keys.PAUSED, keys.tag_of(keys.queue(queue)))
-
-
 async def pause_queue(redis: Any, queue: str) -> None:
     """Stop workers from starting jobs of ``queue`` (running jobs finish)."""
-    await redis.hset(_paused_hash(check_queue(queue)), f"q:{keys.queue(queue)}", timestamp_ms())
+    await redis.hset(keys.paused_of(check_queue(queue)), f"q:{keys.queue(queue)}", timestamp_ms())
 
 
 async def resume_queue(redis: Any, queue: str) -> bool:
     """Let workers start ``queue``'s jobs again, at once; False if it was not paused."""
-    removed = await redis.hdel(_paused_hash(check_queue(queue)), f"q:{keys.queue(queue)}")
+    removed = await redis.hdel(keys.paused_of(check_queue(queue)), f"q:{keys.queue(queue)}")
     await redis.publish(keys.wake(queue), b"0")
     return bool(removed)
 

@@ -42,7 +42,7 @@ async def read_queue_stats(redis: Any, names: list[str]) -> list[QueueStats]:
             else:
                 pipe.zcount(keys.queue(q), "+inf", "-inf")  # 0, from the queue's own node
             pipe.hgetall(keys.stats(q))
-            pipe.hexists(keys.tagged(keys.PAUSED, keys.tag_of(keys.queue(q))), f"q:{keys.queue(q)}")
+            pipe.hexists(keys.paused_of(q), f"q:{keys.queue(q)}")
         second = await pipe.execute()
     out = []
     for i, (name, (due, future, parked, _, *firsts)) in enumerate(zip(names, per_queue, strict=True)):

@@ -143,7 +143,7 @@ class JobStore:
             pipe.exists(keys.in_progress(job_id))
             pipe.get(keys.retry(job_id))
             pipe.hmget(keys.node(job_id), NODE_FIELDS)
-            pipe.hkeys(keys.tagged(keys.PAUSED, keys.tag_of(job_id)))  # (a job's tag is its queue's)
+            pipe.hkeys(keys.paused_of(job_id))
             for q in searched:
                 pipe.zscore(keys.queue(q), job_id)
             result, job, state, running, retry, node, paused, *scores = await pipe.execute()

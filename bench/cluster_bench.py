@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +33,7 @@ import asyncjobs
 from asyncjobs import keys
 from asyncjobs.testing import RedisClusterNodes
 from bench.jobs import noop
+from bench.scale_bench import watch
 from bench.server import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,17 +70,7 @@ async def drain(url: str, ports: list[int], queues: list[str], jobs: int, proces
                 return sum([int(await client.redis.zcard(keys.queue(q))) for q in queues])
 
             procs = [spawn(url, queues) for _ in range(processes)]
-            first = last = None
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                n, now = await left(), time.perf_counter()
-                if first is None and n < jobs:
-                    first = (now, n, await cpu(nodes))
-                if first is not None and (last is None or n < last[1]):
-                    last = (now, n, await cpu(nodes))
-                if n == 0 or all(p.poll() is not None for p in procs):
-                    break
-                await asyncio.sleep(0.005)
+            first, last = await watch(left, lambda: cpu(nodes), jobs, procs)
             outs = [await asyncio.to_thread(p.communicate, None, 120) for p in procs]
         if first is None or last is None or last[1] or any(p.returncode for p in procs):
             raise SystemExit(f"{url}: the workers did not drain the queues")

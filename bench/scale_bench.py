@@ -27,7 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,20 +49,27 @@ async def redis_cpu(r: aioredis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+Mark = tuple[float, int, Any]  # (time, jobs left, a sample: the Redis CPU)
+
+
 async def watch(
-    r: aioredis.Redis, jobs: int, procs: list[subprocess.Popen[bytes]]
-) -> tuple[tuple[float, int, float] | None, tuple[float, int, float] | None]:
-    """(time, jobs left, Redis CPU) at the first finished job and at the last."""
-    first: tuple[float, int, float] | None = None
-    last: tuple[float, int, float] | None = None
+    left_now: Callable[[], Awaitable[int]],
+    sample: Callable[[], Awaitable[Any]],
+    jobs: int,
+    procs: list[subprocess.Popen[bytes]],
+) -> tuple[Mark | None, Mark | None]:
+    """(time, jobs left, ``sample()``) at the first finished job and at the last, the jobs left
+    polled every 5 ms until none are or every worker exited."""
+    first: Mark | None = None
+    last: Mark | None = None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        left = await r.zcard(QUEUE)
+        left = await left_now()
         now = time.perf_counter()
         if first is None and left < jobs:
-            first = (now, left, await redis_cpu(r))
+            first = (now, left, await sample())
         if first is not None and (last is None or left < last[1]):
-            last = (now, left, await redis_cpu(r))
+            last = (now, left, await sample())
         if left == 0 or all(p.poll() is not None for p in procs):
             break
         await asyncio.sleep(0.005)
@@ -74,7 +83,7 @@ async def drain(env: Env, engine: str, jobs: int, processes: int) -> dict[str, f
     r = env.arq
     procs = [spawn(engine, env.url, 100, burst=True) for _ in range(processes)]
     try:
-        first, last = await watch(r, jobs, procs)
+        first, last = await watch(lambda: r.zcard(QUEUE), lambda: redis_cpu(r), jobs, procs)
         outs = [await asyncio.to_thread(p.communicate, None, 120) for p in procs]
     finally:
         for p in procs:

@@ -48,11 +48,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNo
     nodes.stop()
 
 
-def spread(cluster: RedisClusterNodes, prefix: str) -> list[str]:
-    """One tagged queue name per node of the cluster, each served by a different primary."""
-    return cluster.queue_per_node(prefix)
-
-
 @pytest.fixture
 async def workers() -> AsyncIterator[InProcessWorkers]:
     w = InProcessWorkers()
@@ -98,7 +93,7 @@ FUNCTIONS = [c_add, c_flaky, c_broken, c_wait, c_tick]
 
 
 async def test_queues_on_every_shard_run_jobs_with_results(cluster, workers):
-    queues = spread(cluster, "run")
+    queues = cluster.queue_per_node("run")
     await workers.start(FUNCTIONS, settings=Settings(redis_url=cluster.cluster_url, lease=2.0), queues=queues)
     async with asyncjobs.connect(cluster.cluster_url, queues=queues, default_queue=queues[0]) as client:
         assert isinstance(client.redis, ClusterBroker)
@@ -119,7 +114,7 @@ async def test_queues_on_every_shard_run_jobs_with_results(cluster, workers):
 
 
 async def test_retries_dead_letters_and_aborts(cluster, workers):
-    queues = spread(cluster, "life")
+    queues = cluster.queue_per_node("life")
     await workers.start(FUNCTIONS, settings=Settings(redis_url=cluster.cluster_url, lease=2.0), queues=queues)
     async with asyncjobs.connect(cluster.cluster_url, queues=queues, default_queue=queues[0]) as client:
         flaky = await client.enqueue(c_flaky.options(queue=queues[1]), "flaky")
@@ -155,7 +150,7 @@ async def test_retries_dead_letters_and_aborts(cluster, workers):
 
 
 async def test_cron_ticks_run_on_a_tagged_queue(cluster, workers):
-    queues = spread(cluster, "cron")
+    queues = cluster.queue_per_node("cron")
     tick = cron("* * * * * *", c_tick, name="c_tick_every_second")
     settings = Settings(redis_url=cluster.cluster_url, lease=2.0, poll_delay=0.2)
     await workers.start(FUNCTIONS, settings=settings, cron_jobs=[tick], queues=queues)
@@ -176,7 +171,7 @@ async def test_cron_ticks_run_on_a_tagged_queue(cluster, workers):
 
 
 async def test_the_web_api_lists_and_shows_jobs(cluster, tmp_path):
-    queues = spread(cluster, "web")
+    queues = cluster.queue_per_node("web")
     w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues))
     try:
         w.start()
@@ -223,7 +218,7 @@ async def test_the_web_api_lists_and_shows_jobs(cluster, tmp_path):
 
 
 async def test_a_killed_workers_job_runs_again(cluster, tmp_path):
-    queues = spread(cluster, "kill")
+    queues = cluster.queue_per_node("kill")
     w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues))
     try:
         first = w.start()
@@ -309,7 +304,7 @@ def _answers(url: str) -> bool:
 
 
 def test_the_dashboard_shows_and_retries_jobs_of_every_shard(cluster, tmp_path):
-    queues = spread(cluster, "dash")
+    queues = cluster.queue_per_node("dash")
     path = os.pathsep.join([str(write_settings(tmp_path)), str(ROOT)])  # the dashboard tests' jobs
     w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues), settings=f"{SETTINGS_MODULE}.WorkerSettings")
     w.env["PYTHONPATH"] = path
@@ -357,7 +352,7 @@ def test_the_dashboard_shows_and_retries_jobs_of_every_shard(cluster, tmp_path):
 
 
 async def test_the_cli_loads_a_backlog_over_every_shard(cluster, tmp_path):
-    queues = spread(cluster, "cli")
+    queues = cluster.queue_per_node("cli")
     w = Workers(tmp_path, cluster.cluster_url, queue=",".join(queues))
     lines = [json.dumps({"function": "rel_work", "args": [0.0], "queue": q}) for q in queues * 20]
     backlog = tmp_path / "jobs.jsonl"
@@ -394,7 +389,7 @@ async def c_one_at_a_time(ctx: JobContext) -> int:
 
 
 async def test_limits_and_pauses_hold_in_a_tag(cluster, workers):
-    queues = spread(cluster, "limits")
+    queues = cluster.queue_per_node("limits")
     settings = Settings(redis_url=cluster.cluster_url, lease=2.0, concurrency=10)
     await workers.start([*FUNCTIONS, c_one_at_a_time], settings=settings, queues=queues)
     async with asyncjobs.connect(cluster.cluster_url, queues=queues, default_queue=queues[0]) as client:
